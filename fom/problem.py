@@ -1,0 +1,148 @@
+"""The full-order-model interface that the time steppers and the ROMs rely on (design.md).
+
+A problem is a semi-discrete parameterized system ``dx/dt = f(x, t; mu)``, ``x(0) = x0(mu)``,
+``x`` in ``R^N``. It exposes the velocity ``f`` and its analytic Jacobian ``df/dx`` (scipy CSR),
+and, for hyper-reduction, both restricted to a set of rows: the values on those rows need only
+the rows plus their stencil neighbours (:meth:`Problem.stencil`).
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import InputError
+
+
+class Problem(ABC):
+    """Abstract parameterized full-order model.
+
+    Subclasses set the class attributes and implement the abstract methods. Arrays are float64.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (``mrom snapshots --problem NAME``).
+    param_names : tuple of str
+        Names of the parameters ``mu``, in order.
+    param_bounds : ndarray, shape (n_params, 2)
+        Lower and upper bound of each parameter (the parameter domain of the study).
+    n_dofs : int
+        State dimension ``N``.
+    grid : dict of str to ndarray
+        Coordinates of the degrees of freedom (written to ``/grid`` in snapshot files).
+    image_shape : tuple of int
+        Shape of the state as an image for the convolutional autoencoder (the restriction
+        operator of design.md), e.g. ``(16, 16, 1)``; its product is ``n_dofs``.
+    dt, t_final : float
+        Default time step and final time.
+    """
+
+    name: str = ""
+    param_names: tuple[str, ...] = ()
+    param_bounds: np.ndarray
+    n_dofs: int
+    grid: dict[str, np.ndarray]
+    image_shape: tuple[int, ...]
+    dt: float
+    t_final: float
+
+    # ---------------------------------------------------------------- parameters
+    @property
+    def n_params(self) -> int:
+        return len(self.param_names)
+
+    def check_mu(self, mu: Any, *, check_bounds: bool = False) -> np.ndarray:
+        """Return ``mu`` as a float64 vector after validating its length and values.
+
+        Raises
+        ------
+        InputError
+            If ``mu`` has the wrong number of entries, is not numeric or not finite, or (with
+            ``check_bounds``) lies outside :attr:`param_bounds`.
+        """
+        try:
+            arr = np.asarray(mu, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise InputError(f"parameter {mu!r} is not a list of numbers") from None
+        if arr.size != self.n_params:
+            raise InputError(
+                f"problem {self.name} takes {self.n_params} parameters "
+                f"({', '.join(self.param_names)}), got {arr.size}: {list(np.atleast_1d(mu))}"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise InputError(f"parameter values must be finite, got {arr.tolist()}")
+        if check_bounds:
+            lo, hi = self.param_bounds[:, 0], self.param_bounds[:, 1]
+            bad = np.flatnonzero((arr < lo) | (arr > hi))
+            if bad.size:
+                k = int(bad[0])
+                raise InputError(
+                    f"parameter {self.param_names[k]} = {arr[k]} is outside its range "
+                    f"[{lo[k]}, {hi[k]}]"
+                )
+        return arr
+
+    def check_state(self, x: Any, what: str = "state") -> np.ndarray:
+        """Return ``x`` as a float64 vector of length ``n_dofs`` with finite entries."""
+        arr = np.asarray(x, dtype=np.float64)
+        if arr.shape != (self.n_dofs,):
+            raise InputError(
+                f"{what} has shape {arr.shape}, expected ({self.n_dofs},) for problem {self.name}"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise InputError(f"{what} contains NaN or Inf values")
+        return arr
+
+    # ---------------------------------------------------------------- model
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """Keyword arguments that rebuild this problem (JSON-serialisable)."""
+
+    def config_json(self) -> str:
+        return json.dumps({"name": self.name, **self.config()}, sort_keys=True)
+
+    @abstractmethod
+    def initial_state(self, mu: np.ndarray) -> np.ndarray:
+        """Initial state ``x0(mu)``, shape (N,)."""
+
+    @abstractmethod
+    def velocity(self, x: np.ndarray, t: float, mu: np.ndarray) -> np.ndarray:
+        """Velocity ``f(x, t; mu)``, shape (N,)."""
+
+    @abstractmethod
+    def jacobian(self, x: np.ndarray, t: float, mu: np.ndarray) -> sp.csr_matrix:
+        """Analytic Jacobian ``df/dx`` as a CSR matrix of shape (N, N)."""
+
+    # ---------------------------------------------------------------- hyper-reduction
+    @abstractmethod
+    def stencil(self, rows: np.ndarray) -> np.ndarray:
+        """Sorted indices of the state entries that ``f[rows]`` depends on (rows included)."""
+
+    @abstractmethod
+    def velocity_rows(self, x: np.ndarray, t: float, mu: np.ndarray,
+                      rows: np.ndarray) -> np.ndarray:
+        """``f(x, t; mu)[rows]``, reading only ``x[self.stencil(rows)]``."""
+
+    @abstractmethod
+    def jacobian_rows(self, x: np.ndarray, t: float, mu: np.ndarray,
+                      rows: np.ndarray) -> sp.csr_matrix:
+        """Rows ``rows`` of ``df/dx`` as CSR of shape (len(rows), N), reading only the stencil."""
+
+    def check_rows(self, rows: Any) -> np.ndarray:
+        """Validate a set of row indices (integers in ``[0, N)``) and return it as int64."""
+        arr = np.asarray(rows)
+        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+            raise InputError("rows must be a one-dimensional array of integers")
+        if arr.size and (arr.min() < 0 or arr.max() >= self.n_dofs):
+            raise InputError(f"rows must lie in [0, {self.n_dofs}), got {arr.min()}..{arr.max()}")
+        return arr.astype(np.int64)
+
+    # ---------------------------------------------------------------- compiled path
+    def compiled_integrator(self):  # noqa: D401 - optional capability
+        """Optional whole-trajectory kernel (see :func:`fom.solve`); ``None`` if absent."""
+        return None

@@ -1,0 +1,31 @@
+"""Problems by name: ``get_problem("burgers1d", n_cells=256)``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .burgers1d import Burgers1D
+from .errors import InputError
+from .problem import Problem
+
+PROBLEMS: dict[str, type[Problem]] = {"burgers1d": Burgers1D}
+
+
+def get_problem(name: str, **config: Any) -> Problem:
+    """Build the problem registered as ``name`` with keyword ``config``.
+
+    Raises
+    ------
+    InputError
+        For an unknown name or an unknown/invalid config key.
+    """
+    try:
+        cls = PROBLEMS[name]
+    except KeyError:
+        raise InputError(
+            f"unknown problem {name!r}; available: {', '.join(sorted(PROBLEMS))}"
+        ) from None
+    try:
+        return cls(**config)
+    except TypeError as exc:  # unknown keyword
+        raise InputError(f"problem {name}: {exc}") from None

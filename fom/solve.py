@@ -1,0 +1,137 @@
+"""Integrate a full-order model over time: :func:`solve` and its result object."""
+
+from __future__ import annotations
+
+import time as _time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import ConvergenceError, InputError
+from .newton import NewtonOptions, newton_solve
+from .problem import Problem
+from .steppers import get_scheme, history_term, scheme_at_step, time_jacobian, time_residual
+
+
+@dataclass
+class FOMResult:
+    """Trajectory of a full-order model, in the spirit of ``scipy.integrate.solve_ivp``.
+
+    Attributes
+    ----------
+    mu : ndarray, shape (n_params,)
+    t : ndarray, shape (n_t,)
+        Times, ``t[0] = 0``.
+    states : ndarray, shape (n_t, N)
+    iterations : ndarray of int, shape (n_t,)
+        Newton iterations per step (0 at ``t[0]``).
+    residuals : ndarray, shape (n_t,)
+        Final residual norm per step.
+    wall_s : float
+        Wall time of the integration.
+    solver : dict
+        Scheme, time step and tolerances (written to snapshot files).
+    """
+
+    mu: np.ndarray
+    t: np.ndarray
+    states: np.ndarray
+    iterations: np.ndarray
+    residuals: np.ndarray
+    wall_s: float
+    solver: dict[str, Any] = field(default_factory=dict)
+
+
+def time_grid(dt: float, t_final: float) -> tuple[float, int]:
+    """Validate ``dt`` and ``t_final`` and return ``(dt, n_steps)`` with ``n_steps dt = t_final``.
+
+    The number of steps is ``round(t_final / dt)``; the final time must be a whole number of
+    steps (to 1e-9 relative) so that a FOM never differs from the specified one in its last step.
+    """
+    if not (np.isfinite(dt) and dt > 0):
+        raise InputError(f"time step dt must be a positive number, got {dt!r}")
+    if not (np.isfinite(t_final) and t_final > 0):
+        raise InputError(f"final time t_final must be a positive number, got {t_final!r}")
+    n_steps = int(round(t_final / dt))
+    if n_steps < 1 or abs(n_steps * dt - t_final) > 1e-9 * t_final:
+        raise InputError(f"t_final = {t_final} is not a whole number of steps dt = {dt}")
+    return float(dt), n_steps
+
+
+def solve(problem: Problem, mu: Any, *, dt: float | None = None, t_final: float | None = None,
+          scheme: str = "backward_euler", options: NewtonOptions | None = None,
+          method: str = "auto") -> FOMResult:
+    """Integrate ``dx/dt = f(x, t; mu)`` from ``x0(mu)`` by an implicit scheme with Newton.
+
+    Parameters
+    ----------
+    problem : Problem
+    mu : array_like, shape (n_params,)
+    dt, t_final : float, optional
+        Default to the problem's (design.md's) values.
+    scheme : {"backward_euler", "bdf2"}
+        Time discretization, equation (1) of :mod:`fom.steppers`.
+    options : NewtonOptions, optional
+    method : {"auto", "compiled", "generic"}
+        ``"compiled"`` uses the problem's whole-trajectory numba kernel, ``"generic"`` the
+        Python Newton loop over :func:`fom.steppers.time_residual` with sparse solves (the same
+        residual for any problem); ``"auto"`` picks the compiled kernel if the problem has one.
+
+    Raises
+    ------
+    InputError
+        For a bad ``mu``, ``dt``, ``t_final``, scheme or method.
+    ConvergenceError
+        If Newton fails on a step; ``err.partial`` holds the steps computed so far.
+    """
+    mu = problem.check_mu(mu)
+    dt, n_steps = time_grid(problem.dt if dt is None else dt,
+                            problem.t_final if t_final is None else t_final)
+    sch = get_scheme(scheme)
+    opts = options or NewtonOptions()
+    if method not in ("auto", "compiled", "generic"):
+        raise InputError(f"unknown solve method {method!r}; choose auto, compiled or generic")
+    integrator = problem.compiled_integrator() if method != "generic" else None
+    if method == "compiled" and integrator is None:
+        raise InputError(f"problem {problem.name} has no compiled integrator")
+    t = dt * np.arange(n_steps + 1)
+    solver_info = {"scheme": sch.name, "dt": dt, "t_final": float(t[-1]), "n_steps": n_steps,
+                   "newton": opts.to_dict()}
+    start = _time.perf_counter()
+    if integrator is not None:
+        states, iters, res, failed = integrator(mu, dt, n_steps, sch.name, opts.atol, opts.rtol,
+                                                opts.stol, opts.max_iter)
+    else:
+        states, iters, res, failed = _integrate_generic(problem, mu, sch, dt, n_steps, opts)
+    wall = _time.perf_counter() - start
+    if failed:
+        partial = FOMResult(mu, t[:failed], states[:failed], iters[:failed], res[:failed], wall,
+                            solver_info)
+        raise ConvergenceError(
+            f"Newton did not converge at step {failed} (t = {t[failed]:.6g}) for mu = "
+            f"{mu.tolist()}: residual {res[failed]:.3e} after {iters[failed]} iterations",
+            step=failed, time=float(t[failed]), residual=float(res[failed]), partial=partial)
+    return FOMResult(mu, t, states, iters, res, wall, solver_info)
+
+
+def _integrate_generic(problem: Problem, mu: np.ndarray, sch, dt: float, n_steps: int,
+                       opts: NewtonOptions):
+    states = np.empty((n_steps + 1, problem.n_dofs))
+    iters = np.zeros(n_steps + 1, dtype=np.int64)
+    res = np.zeros(n_steps + 1)
+    states[0] = problem.initial_state(mu)
+    for n in range(1, n_steps + 1):
+        s = scheme_at_step(sch, n)
+        hist = history_term(s, [states[n - j] for j in range(1, s.n_history + 1)])
+        tn = n * dt
+
+        def fun(x, s=s, hist=hist, tn=tn):
+            return (time_residual(problem, s, x, hist, tn, dt, mu),
+                    time_jacobian(problem, s, x, tn, dt, mu))
+
+        out = newton_solve(fun, states[n - 1], opts)
+        states[n], iters[n], res[n] = out.x, out.iterations, out.residual
+        if not out.converged:
+            return states, iters, res, n
+    return states, iters, res, 0
