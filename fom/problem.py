@@ -72,7 +72,7 @@ class Problem(ABC):
         if arr.size != self.n_params:
             raise InputError(
                 f"problem {self.name} takes {self.n_params} parameters "
-                f"({', '.join(self.param_names)}), got {arr.size}: {list(np.atleast_1d(mu))}"
+                f"({', '.join(self.param_names)}), got {arr.size}: {arr.tolist()}"
             )
         if not np.all(np.isfinite(arr)):
             raise InputError(f"parameter values must be finite, got {arr.tolist()}")

@@ -1,0 +1,441 @@
+"""Snapshot generation and the snapshot file format (design.md, "File formats").
+
+::
+
+    /mu        float64 (n_mu, n_params)   attrs: names = param_names
+    /t         float64 (n_t,)             times, t[0] = 0
+    /states    float64 (n_mu, n_t, N)     chunked one trajectory per chunk
+    /grid/...  coordinates of the degrees of freedom
+    /stats/iterations (n_mu, n_t) int64, /stats/residuals (n_mu, n_t), /stats/wall_s (n_mu,)
+    file attrs: problem, problem_config (JSON), solver (JSON), version, created (ISO 8601)
+
+Files are written atomically. A long run checkpoints each finished trajectory into a folder
+``<output>.ckpt/`` (one small HDF5 file per trajectory, itself written atomically, so a file
+there is complete or absent); the same command run again skips what is done, and the folder is
+removed once the final file is in place.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .atomic import atomic_path, check_writable_dir, write_text_atomic
+from .config import Field, RunConfig, load_config, one_of
+from .errors import InputError
+from .newton import NewtonOptions
+from .problem import Problem
+from .registry import get_problem
+from .solve import FOMResult, solve
+
+FORMAT_VERSION = 1
+
+
+def _package_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+def paper_train_grid() -> np.ndarray:
+    """The paper's 10 x 8 Burgers training grid (design.md), shape (80, 2), mu1 slowest."""
+    mu1 = 4.25 + (1.25 / 9) * np.arange(10)
+    mu2 = 0.015 + (0.015 / 7) * np.arange(8)
+    return np.array([(a, b) for a in mu1 for b in mu2])
+
+
+def paper_test_params() -> np.ndarray:
+    """The paper's two Burgers test parameters."""
+    return np.array([[4.3, 0.021], [5.15, 0.0285]])
+
+
+NAMED_GRIDS = {"paper-train": paper_train_grid, "paper-test": paper_test_params}
+
+
+def named_grid(name: str) -> np.ndarray:
+    """Parameter sets by name: ``paper-train`` (80 points) or ``paper-test`` (2 points)."""
+    try:
+        return NAMED_GRIDS[name]()
+    except KeyError:
+        raise InputError(
+            f"unknown parameter grid {name!r}; choose one of {', '.join(NAMED_GRIDS)}"
+        ) from None
+
+
+def check_mu_list(problem: Problem, mus: Any) -> np.ndarray:
+    """Validate a list of parameter vectors and return it as an (n_mu, n_params) array."""
+    rows = list(mus)
+    if not rows:
+        raise InputError("no parameters given")
+    return np.array([problem.check_mu(m) for m in rows])
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+@dataclass
+class SnapshotSet:
+    """Contents of a snapshot file, validated by :func:`read_snapshots`."""
+
+    path: Path
+    mu: np.ndarray
+    param_names: tuple[str, ...]
+    t: np.ndarray
+    states: np.ndarray
+    grid: dict[str, np.ndarray]
+    problem_name: str
+    problem_config: dict[str, Any]
+    solver: dict[str, Any]
+    attrs: dict[str, Any]
+
+    @property
+    def n_mu(self) -> int:
+        return self.states.shape[0]
+
+    @property
+    def n_dofs(self) -> int:
+        return self.states.shape[2]
+
+    def problem(self) -> Problem:
+        """Rebuild the problem that produced the file."""
+        return get_problem(self.problem_name, **self.problem_config)
+
+    def checksum(self) -> str:
+        """SHA-256 of the file's bytes (recorded in trained-model manifests)."""
+        return file_checksum(self.path)
+
+
+def file_checksum(path: str | os.PathLike) -> str:
+    """SHA-256 hex digest of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _dataset(f: h5py.File, name: str, path: Path, ndim: int) -> np.ndarray:
+    if name not in f:
+        raise InputError(f"{path}: missing dataset /{name}")
+    ds = f[name]
+    if not isinstance(ds, h5py.Dataset):
+        raise InputError(f"{path}: /{name} is not a dataset")
+    if ds.dtype.kind != "f":
+        raise InputError(f"{path}: /{name} has dtype {ds.dtype}, expected float64")
+    if ds.ndim != ndim:
+        raise InputError(f"{path}: /{name} has {ds.ndim} dimensions, expected {ndim}")
+    arr = np.asarray(ds[()], dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"{path}: /{name} contains NaN or Inf values")
+    return arr
+
+
+def _json_attr(f: h5py.File, key: str, path: Path) -> dict[str, Any]:
+    if key not in f.attrs:
+        raise InputError(f"{path}: missing file attribute '{key}'")
+    try:
+        val = json.loads(f.attrs[key])
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: file attribute '{key}' is not valid JSON") from None
+    if not isinstance(val, dict):
+        raise InputError(f"{path}: file attribute '{key}' must be a JSON object")
+    return val
+
+
+def read_snapshots(path: str | os.PathLike) -> SnapshotSet:
+    """Load a snapshot file and validate it (shapes, dtypes, finite values, attributes).
+
+    Raises
+    ------
+    InputError
+        Naming the file and the dataset or attribute at fault.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"snapshot file {path} does not exist")
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        raise InputError(f"{path} is not a readable HDF5 file (truncated or corrupt?)") from None
+    with f:
+        try:
+            for key in ("problem", "problem_config", "solver"):
+                if key not in f.attrs:
+                    raise InputError(f"{path}: missing file attribute '{key}'")
+            mu = _dataset(f, "mu", path, 2)
+            t = _dataset(f, "t", path, 1)
+            states = _dataset(f, "states", path, 3)
+            if states.shape[0] != mu.shape[0]:
+                raise InputError(f"{path}: /states has {states.shape[0]} trajectories but /mu "
+                                 f"has {mu.shape[0]} rows")
+            if states.shape[1] != t.shape[0]:
+                raise InputError(f"{path}: /states has {states.shape[1]} times but /t has "
+                                 f"{t.shape[0]}")
+            if t.size == 0 or t[0] != 0.0 or np.any(np.diff(t) <= 0):
+                raise InputError(f"{path}: /t must start at 0 and increase strictly")
+            names = f["mu"].attrs.get("names")
+            if names is None:
+                raise InputError(f"{path}: /mu has no 'names' attribute")
+            names = tuple(str(n) for n in np.atleast_1d(names))
+            if len(names) != mu.shape[1]:
+                raise InputError(f"{path}: /mu has {mu.shape[1]} columns but names {names}")
+            grid = {}
+            if "grid" in f:
+                for k in f["grid"]:
+                    grid[k] = np.asarray(f["grid"][k][()])
+            problem_name = str(f.attrs["problem"])
+            problem_config = _json_attr(f, "problem_config", path)
+            solver = _json_attr(f, "solver", path)
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+        except (KeyError, OSError) as exc:
+            raise InputError(f"{path}: unreadable content ({exc})") from None
+    return SnapshotSet(path, mu, names, t, states, grid, problem_name, problem_config, solver,
+                       attrs)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _file_attrs(problem: Problem, solver: dict[str, Any]) -> dict[str, str]:
+    return {
+        "problem": problem.name,
+        "problem_config": json.dumps(problem.config(), sort_keys=True),
+        "solver": json.dumps(solver, sort_keys=True),
+        "version": _package_version(),
+        "format_version": str(FORMAT_VERSION),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write_snapshots(path: str | os.PathLike, problem: Problem, results: Sequence[FOMResult],
+                    extra_attrs: dict[str, str] | None = None) -> Path:
+    """Write trajectories of one problem to ``path`` atomically in the design.md layout."""
+    if not results:
+        raise InputError("no trajectories to write")
+    t = results[0].t
+    for r in results:
+        if r.t.shape != t.shape or not np.array_equal(r.t, t):
+            raise InputError("all trajectories in a snapshot file must share the same times")
+    mu = np.array([r.mu for r in results])
+    n_mu, n_t, n = len(results), t.size, problem.n_dofs
+    attrs = _file_attrs(problem, results[0].solver)
+    attrs.update(extra_attrs or {})
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        dmu = f.create_dataset("mu", data=mu)
+        dmu.attrs["names"] = list(problem.param_names)
+        f.create_dataset("t", data=t)
+        ds = f.create_dataset("states", shape=(n_mu, n_t, n), dtype="f8", chunks=(1, n_t, n))
+        for i, r in enumerate(results):
+            ds[i] = r.states
+        g = f.create_group("grid")
+        for k, v in problem.grid.items():
+            g.create_dataset(k, data=v)
+        st = f.create_group("stats")
+        st.create_dataset("iterations", data=np.array([r.iterations for r in results]))
+        st.create_dataset("residuals", data=np.array([r.residuals for r in results]))
+        st.create_dataset("wall_s", data=np.array([r.wall_s for r in results]))
+        for k, v in attrs.items():
+            f.attrs[k] = v
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+class Checkpoint:
+    """A folder of finished trajectories, one atomically written HDF5 file each.
+
+    The folder's ``manifest.json`` records what the run computes (problem, solver, the whole
+    parameter list); a folder whose manifest differs belongs to another run and is refused.
+    """
+
+    def __init__(self, output: str | os.PathLike, problem: Problem, mus: np.ndarray,
+                 solver: dict[str, Any]) -> None:
+        self.output = Path(output)
+        self.folder = Path(str(self.output) + ".ckpt")
+        self.problem = problem
+        self.mus = mus
+        self.manifest = {
+            "problem": problem.name,
+            "problem_config": problem.config(),
+            "solver": solver,
+            "mu": mus.tolist(),
+        }
+
+    def open(self) -> None:
+        """Create the folder, or check that an existing one belongs to the same run."""
+        man = self.folder / "manifest.json"
+        if self.folder.exists():
+            try:
+                old = json.loads(man.read_text())
+            except (OSError, ValueError):
+                old = None
+            if old != json.loads(json.dumps(self.manifest)):
+                raise InputError(
+                    f"checkpoint folder {self.folder} belongs to a different run; remove it or "
+                    f"choose another output file"
+                )
+        else:
+            check_writable_dir(self.output)
+            self.folder.mkdir()
+            write_text_atomic(man, json.dumps(self.manifest, sort_keys=True))
+
+    def part(self, i: int) -> Path:
+        return self.folder / f"traj_{i:06d}.h5"
+
+    def done(self) -> list[int]:
+        """Indices of the trajectories already committed."""
+        return [i for i in range(len(self.mus)) if self.part(i).exists()]
+
+    def commit(self, i: int, result: FOMResult) -> None:
+        """Store trajectory ``i`` atomically."""
+        with atomic_path(self.part(i)) as tmp, h5py.File(tmp, "w") as f:
+            f.create_dataset("mu", data=result.mu)
+            f.create_dataset("t", data=result.t)
+            f.create_dataset("states", data=result.states)
+            f.create_dataset("iterations", data=result.iterations)
+            f.create_dataset("residuals", data=result.residuals)
+            f.attrs["wall_s"] = result.wall_s
+            f.attrs["solver"] = json.dumps(result.solver, sort_keys=True)
+
+    def load(self, i: int) -> FOMResult:
+        with h5py.File(self.part(i), "r") as f:
+            return FOMResult(np.asarray(f["mu"][()]), np.asarray(f["t"][()]),
+                             np.asarray(f["states"][()]), np.asarray(f["iterations"][()]),
+                             np.asarray(f["residuals"][()]), float(f.attrs["wall_s"]),
+                             json.loads(f.attrs["solver"]))
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def generate_snapshots(problem: Problem, mus: Iterable[Any], output: str | os.PathLike, *,
+                       dt: float | None = None, t_final: float | None = None,
+                       scheme: str = "backward_euler", options: NewtonOptions | None = None,
+                       progress: bool = True) -> Path:
+    """Integrate the FOM at every parameter in ``mus`` and write one snapshot file.
+
+    Resumable: finished trajectories are checkpointed in ``<output>.ckpt/`` and skipped when
+    the same call is repeated after an interruption.
+
+    Parameters
+    ----------
+    problem : Problem
+    mus : iterable of array_like
+        Parameter vectors, each of length ``problem.n_params``.
+    output : path
+        Snapshot file to write (atomically).
+    dt, t_final, scheme, options
+        Passed to :func:`fom.solve`.
+    progress : bool
+        Show a tqdm progress bar.
+    """
+    from tqdm import tqdm
+
+    from .solve import time_grid
+
+    mu_arr = check_mu_list(problem, mus)
+    options = options or NewtonOptions()
+    dt_, n_steps = time_grid(problem.dt if dt is None else dt,
+                             problem.t_final if t_final is None else t_final)
+    solver = {"scheme": scheme, "dt": dt_, "n_steps": n_steps, "newton": options.to_dict()}
+    check_writable_dir(output)
+    ckpt = Checkpoint(output, problem, mu_arr, solver)
+    ckpt.open()
+    done = set(ckpt.done())
+    todo = [i for i in range(len(mu_arr)) if i not in done]
+    for i in tqdm(todo, desc=f"FOM {problem.name}", unit="traj", disable=not progress,
+                  initial=len(done), total=len(mu_arr)):
+        res = solve(problem, mu_arr[i], dt=dt_, t_final=n_steps * dt_, scheme=scheme,
+                    options=options)
+        ckpt.commit(i, res)
+    results = [ckpt.load(i) for i in range(len(mu_arr))]
+    write_snapshots(output, problem, results)
+    ckpt.remove()
+    return Path(output)
+
+
+# ----------------------------------------------------------------------------- configs
+
+SNAPSHOTS_SCHEMA = {
+    "train": Field((str, list), "paper-train", doc="named grid or list of parameter vectors"),
+    "test": Field((str, list), "paper-test", doc="named grid or list of parameter vectors"),
+    "scheme": Field(str, "backward_euler", one_of("backward_euler", "bdf2"),
+                    doc="time scheme of the FOM (and of the ROMs)"),
+}
+
+
+def problem_from_config(cfg: RunConfig) -> Problem:
+    """Build the problem of a run config's ``[problem]`` section."""
+    section = dict(cfg.sections.get("problem", {}))
+    name = section.pop("name", None)
+    if not isinstance(name, str):
+        raise InputError(f"{cfg.where('problem')}: missing required key 'name'")
+    try:
+        return get_problem(name, **section)
+    except InputError as exc:
+        raise InputError(f"{cfg.where('problem')}: {exc}") from None
+
+
+def parameter_list(value: str | list, problem: Problem, where: str) -> np.ndarray:
+    """A config's parameter set: a named grid or a list of vectors, validated."""
+    if isinstance(value, str):
+        try:
+            return named_grid(value)
+        except InputError as exc:
+            raise InputError(f"{where}: {exc}") from None
+    try:
+        return check_mu_list(problem, value)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+
+
+def snapshot_paths(cfg: RunConfig) -> dict[str, Path]:
+    """Where a run config's training and test snapshot files go."""
+    return {"train": cfg.output_dir / "train.h5", "test": cfg.output_dir / "test.h5"}
+
+
+def snapshots_from_config(config: str | os.PathLike | RunConfig, *,
+                          progress: bool = True) -> list[Path]:
+    """Generate the training and test snapshot files of a run config (``mrom snapshots CFG``).
+
+    Files that already exist and were made by the same problem, solver and parameters are kept.
+    """
+    cfg = config if isinstance(config, RunConfig) else load_config(config)
+    problem = problem_from_config(cfg)
+    sec = cfg.section("snapshots", SNAPSHOTS_SCHEMA)
+    cfg.output_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for kind, path in snapshot_paths(cfg).items():
+        mus = parameter_list(sec[kind], problem, f"{cfg.where('snapshots')} {kind}")
+        if not snapshot_file_matches(path, problem, mus, sec["scheme"]):
+            generate_snapshots(problem, mus, path, scheme=sec["scheme"], progress=progress)
+        written.append(path)
+    return written
+
+
+def snapshot_file_matches(path: Path, problem: Problem, mus: np.ndarray, scheme: str) -> bool:
+    """True if ``path`` is a valid snapshot file of exactly this problem, scheme and mu list."""
+    if not path.exists():
+        return False
+    try:
+        snap = read_snapshots(path)
+    except InputError:
+        return False
+    return (snap.problem_name == problem.name
+            and snap.problem_config == json.loads(json.dumps(problem.config()))
+            and snap.solver.get("scheme") == scheme
+            and snap.mu.shape == mus.shape and bool(np.array_equal(snap.mu, mus)))
