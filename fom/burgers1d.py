@@ -315,7 +315,7 @@ class Burgers1D(Problem):
                              shape=(rows.size, self.n_cells))
 
     def compiled_integrator(self):
-        """Whole-trajectory numba kernel used by :func:`fom.solve` (see :func:`burgers_integrate`)."""
+        """Whole-trajectory numba kernel for :func:`fom.solve` (:func:`burgers_integrate`)."""
 
         def integrate(mu, dt, n_steps, scheme_name, atol, rtol, stol, max_iter):
             states = np.empty((n_steps + 1, self.n_cells))

@@ -102,7 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("snapshots", parents=[common], help="FOM trajectories to an HDF5 snapshot file "
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help)
+
+    p = add("snapshots", "FOM trajectories to an HDF5 snapshot file "
                        "(fom.snapshots.generate_snapshots)")
     p.add_argument("config", nargs="?", type=Path, help="TOML config ([problem], [snapshots])")
     p.add_argument("--problem", help="problem name, e.g. burgers1d")
@@ -114,33 +117,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--t-final", type=float, default=None, help="final time (problem default)")
     p.set_defaults(func=cmd_snapshots)
 
-    p = sub.add_parser("train", parents=[common], help="train the autoencoder(s) of a config "
+    p = add("train", "train the autoencoder(s) of a config "
                        "(autoencoder.train.train_from_config)")
     p.add_argument("config", type=Path)
     p.add_argument("--p", type=int, action="append", default=None,
                    help="latent dimension(s) to train (default: the config's latent_dims)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("rom", parents=[common], help="run the ROMs of a config (rom.online.roms_from_config)")
+    p = add("rom", "run the ROMs of a config (rom.online.roms_from_config)")
     p.add_argument("config", type=Path)
     p.set_defaults(func=cmd_rom)
 
-    p = sub.add_parser("report", parents=[common], help="error table and figures from a ROM results file "
+    p = add("report", "error table and figures from a ROM results file "
                        "(rom.report.report)")
     p.add_argument("results", type=Path)
     p.add_argument("-o", "--output", type=Path, default=None, help="folder for the figures")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("run", parents=[common], help="whole pipeline from one TOML file (rom.pipeline.run)")
+    p = add("run", "whole pipeline from one TOML file (rom.pipeline.run)")
     p.add_argument("config", type=Path)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("demo", parents=[common], help="whole pipeline on the default problem in minutes "
+    p = add("demo", "whole pipeline on the default problem in minutes "
                        "(rom.pipeline.demo)")
     p.add_argument("-o", "--output", type=Path, default=Path("output/demo"))
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("sweep", parents=[common], help="many parameters, in parallel under MPI (rom.sweep.sweep)")
+    p = add("sweep", "many parameters, in parallel under MPI (rom.sweep.sweep)")
     p.add_argument("config", type=Path)
     p.set_defaults(func=cmd_sweep)
     return parser
