@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help)
+        return sub.add_parser(name, parents=[common], help=help)
 
     p = add("snapshots", "FOM trajectories to an HDF5 snapshot file "
                        "(fom.snapshots.generate_snapshots)")
