@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from .burgers1d import Burgers1D
@@ -25,7 +26,9 @@ def get_problem(name: str, **config: Any) -> Problem:
         raise InputError(
             f"unknown problem {name!r}; available: {', '.join(sorted(PROBLEMS))}"
         ) from None
-    try:
-        return cls(**config)
-    except TypeError as exc:  # unknown keyword
-        raise InputError(f"problem {name}: {exc}") from None
+    known = [k for k in inspect.signature(cls).parameters if k != "self"]
+    unknown = sorted(set(config) - set(known))
+    if unknown:
+        raise InputError(f"problem {name}: unknown option '{unknown[0]}' "
+                         f"(known: name, {', '.join(known)})")
+    return cls(**config)
