@@ -2,7 +2,8 @@
 
 A reader never sees a half-written file: either the old file (or none) or the complete new
 one. If the writer fails or is killed, at most a ``*.tmp-*`` file is left behind, which is
-never mistaken for a result.
+never mistaken for a result. The temporary file is flushed to disk (``fsync``) before the
+rename, so a file that exists after a node crash is complete too.
 """
 
 from __future__ import annotations
@@ -37,6 +38,20 @@ def _umask() -> int:
     return mask
 
 
+def _fsync(path: Path, directory: bool = False) -> None:
+    """Flush a file (or a folder's entries) to disk; best effort where unsupported."""
+    try:
+        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
@@ -53,7 +68,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())
+        _fsync(tmp_path)
         os.replace(tmp_path, path)
+        _fsync(path.parent if str(path.parent) else Path("."), directory=True)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()

@@ -209,20 +209,30 @@ def read_snapshots(path: str | os.PathLike) -> SnapshotSet:
 # ----------------------------------------------------------------------------- writing
 
 
-def _file_attrs(problem: Problem, solver: dict[str, Any]) -> dict[str, str]:
-    return {
+def _file_attrs(problem: Problem, solver: dict[str, Any],
+                deterministic: bool = False) -> dict[str, str]:
+    attrs = {
         "problem": problem.name,
         "problem_config": json.dumps(problem.config(), sort_keys=True),
         "solver": json.dumps(solver, sort_keys=True),
         "version": _package_version(),
         "format_version": str(FORMAT_VERSION),
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
+    if not deterministic:
+        attrs["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    return attrs
 
 
 def write_snapshots(path: str | os.PathLike, problem: Problem, results: Sequence[FOMResult],
-                    extra_attrs: dict[str, str] | None = None) -> Path:
-    """Write trajectories of one problem to ``path`` atomically in the design.md layout."""
+                    extra_attrs: dict[str, str] | None = None, *,
+                    deterministic: bool = False) -> Path:
+    """Write trajectories of one problem to ``path`` atomically in the design.md layout.
+
+    With ``deterministic=True`` the file holds nothing that depends on when or how fast it was
+    made (no ``created`` attribute, no ``/stats/wall_s``), so the same trajectories always give
+    the same bytes (used by ``mrom sweep``; timings go to a sidecar log instead). Object
+    timestamps are never stored (``track_times=False``).
+    """
     if not results:
         raise InputError("no trajectories to write")
     t = results[0].t
@@ -231,22 +241,27 @@ def write_snapshots(path: str | os.PathLike, problem: Problem, results: Sequence
             raise InputError("all trajectories in a snapshot file must share the same times")
     mu = np.array([r.mu for r in results])
     n_mu, n_t, n = len(results), t.size, problem.n_dofs
-    attrs = _file_attrs(problem, results[0].solver)
+    attrs = _file_attrs(problem, results[0].solver, deterministic)
     attrs.update(extra_attrs or {})
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        dmu = f.create_dataset("mu", data=mu)
+        dmu = f.create_dataset("mu", data=mu, track_times=False)
         dmu.attrs["names"] = list(problem.param_names)
-        f.create_dataset("t", data=t)
-        ds = f.create_dataset("states", shape=(n_mu, n_t, n), dtype="f8", chunks=(1, n_t, n))
+        f.create_dataset("t", data=t, track_times=False)
+        ds = f.create_dataset("states", shape=(n_mu, n_t, n), dtype="f8", chunks=(1, n_t, n),
+                              track_times=False)
         for i, r in enumerate(results):
             ds[i] = r.states
         g = f.create_group("grid")
         for k, v in problem.grid.items():
-            g.create_dataset(k, data=v)
+            g.create_dataset(k, data=v, track_times=False)
         st = f.create_group("stats")
-        st.create_dataset("iterations", data=np.array([r.iterations for r in results]))
-        st.create_dataset("residuals", data=np.array([r.residuals for r in results]))
-        st.create_dataset("wall_s", data=np.array([r.wall_s for r in results]))
+        st.create_dataset("iterations", data=np.array([r.iterations for r in results]),
+                          track_times=False)
+        st.create_dataset("residuals", data=np.array([r.residuals for r in results]),
+                          track_times=False)
+        if not deterministic:
+            st.create_dataset("wall_s", data=np.array([r.wall_s for r in results]),
+                              track_times=False)
         for k, v in attrs.items():
             f.attrs[k] = v
     return Path(path)
@@ -259,11 +274,13 @@ class Checkpoint:
     """A folder of finished trajectories, one atomically written HDF5 file each.
 
     The folder's ``manifest.json`` records what the run computes (problem, solver, the whole
-    parameter list); a folder whose manifest differs belongs to another run and is refused.
+    parameter list, and ``extra`` if given); a folder whose manifest differs belongs to another
+    run and is refused. A folder without a manifest and without parts (a run killed between
+    creating the folder and writing the manifest) is taken over.
     """
 
     def __init__(self, output: str | os.PathLike, problem: Problem, mus: np.ndarray,
-                 solver: dict[str, Any]) -> None:
+                 solver: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
         self.output = Path(output)
         self.folder = Path(str(self.output) + ".ckpt")
         self.problem = problem
@@ -274,10 +291,16 @@ class Checkpoint:
             "solver": solver,
             "mu": mus.tolist(),
         }
+        self.manifest.update(extra or {})
+        self._trash = Path(str(self.folder) + ".removing")
 
     def open(self) -> None:
         """Create the folder, or check that an existing one belongs to the same run."""
         man = self.folder / "manifest.json"
+        shutil.rmtree(self._trash, ignore_errors=True)  # left by a kill during remove()
+        if self.folder.exists() and not man.exists() and self.folder.is_dir() \
+                and not any(self.folder.glob("traj_*.h5")):
+            write_text_atomic(man, json.dumps(self.manifest, sort_keys=True))
         if self.folder.exists():
             try:
                 old = json.loads(man.read_text())
@@ -319,7 +342,32 @@ class Checkpoint:
                              json.loads(f.attrs["solver"]))
 
     def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """Delete the folder: renamed away first (atomic), so it is never seen half-deleted."""
+        if self.folder.exists():
+            shutil.rmtree(self._trash, ignore_errors=True)
+            os.replace(self.folder, self._trash)
+        shutil.rmtree(self._trash, ignore_errors=True)
+
+
+def debug_pause(stage: str) -> None:
+    """Testing hook: sleep at a named stage if ``MROM_TEST_PAUSE`` asks for it.
+
+    ``MROM_TEST_PAUSE="commit:0.2,assemble:5"`` sleeps 0.2 s after each committed trajectory
+    and 5 s during the final assembly, so that tests can kill a run at a chosen moment. Unset
+    (the normal case), it does nothing.
+    """
+    spec = os.environ.get("MROM_TEST_PAUSE")
+    if not spec:
+        return
+    import time
+
+    for item in spec.split(","):
+        name, _, secs = item.partition(":")
+        if name.strip() == stage:
+            try:
+                time.sleep(float(secs))
+            except ValueError:
+                pass
 
 
 def generate_snapshots(problem: Problem, mus: Iterable[Any], output: str | os.PathLike, *,
@@ -362,8 +410,10 @@ def generate_snapshots(problem: Problem, mus: Iterable[Any], output: str | os.Pa
         res = solve(problem, mu_arr[i], dt=dt_, t_final=n_steps * dt_, scheme=scheme,
                     options=options)
         ckpt.commit(i, res)
+        debug_pause("commit")
     results = [ckpt.load(i) for i in range(len(mu_arr))]
     write_snapshots(output, problem, results)
+    debug_pause("assemble")
     ckpt.remove()
     return Path(output)
 
@@ -423,6 +473,8 @@ def snapshots_from_config(config: str | os.PathLike | RunConfig, *,
         mus = parameter_list(sec[kind], problem, f"{cfg.where('snapshots')} {kind}")
         if not snapshot_file_matches(path, problem, mus, sec["scheme"]):
             generate_snapshots(problem, mus, path, scheme=sec["scheme"], progress=progress)
+        else:  # complete; drop a checkpoint left by a run killed just after writing the file
+            shutil.rmtree(str(path) + ".ckpt", ignore_errors=True)
         written.append(path)
     return written
 
