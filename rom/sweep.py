@@ -1,0 +1,561 @@
+"""Parameter sweeps for HPC batch jobs: ``mrom sweep CONFIG.toml``, serial or under MPI.
+
+A sweep runs the full-order model at every parameter of a list and writes one result file in
+the snapshot layout of design.md (readable by :func:`fom.snapshots.read_snapshots`).
+
+* **MPI** (``mpiexec -n K mrom sweep CONFIG``): rank 0 hands out parameter indices one at a
+  time to the ranks that ask for work (dynamic load balancing) and, when ``K <= 4``, computes
+  too; every rank commits each finished trajectory atomically into the checkpoint folder; rank 0
+  prints one progress line per finished parameter and assembles the final file. Without an MPI
+  launcher (or without mpi4py, or with one rank) the same code runs serially.
+* **Bit for bit**: the result file holds only deterministic content (no creation time, no wall
+  times, no HDF5 object timestamps, fixed chunking, trajectories in parameter order written by
+  one rank), so the serial run, any MPI run and any resumed run give identical bytes. Timings
+  go to the sidecar log ``<output stem>.log.json``.
+* **Checkpoint/resume**: finished trajectories live in ``<output>.ckpt/`` (one HDF5 file each,
+  written to a temporary name and renamed, so a file there is complete or absent; the folder's
+  ``manifest.json`` pins the problem, the solver and the parameter list). Started again with the
+  same command after a kill, a sweep computes only the missing trajectories. The final file is
+  written to a temporary file and renamed; the checkpoint folder is removed afterwards.
+
+The ``[sweep]`` section of a run config (see :data:`SWEEP_SCHEMA`)::
+
+    [sweep]
+    kind = "fom"
+    output = "sweep.h5"            # relative to output_dir
+    scheme = "backward_euler"
+    check_bounds = true
+    params = "paper-train"         # or [[4.3, 0.021], ...] or a product grid:
+    # [sweep.params]
+    # mu1 = {start = 4.25, stop = 5.5, num = 4}
+    # mu2 = [0.015, 0.03]
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import sys
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from fom.atomic import atomic_path, check_writable_dir, write_text_atomic
+from fom.config import Field, RunConfig, load_config, one_of
+from fom.errors import ConvergenceError, InputError, MromError
+from fom.newton import NewtonOptions
+from fom.problem import Problem
+from fom.registry import get_problem
+from fom.snapshots import (
+    Checkpoint,
+    debug_pause,
+    parameter_list,
+    problem_from_config,
+    read_snapshots,
+    write_snapshots,
+)
+from fom.solve import FOMResult, solve, time_grid
+
+from . import mpi_utils
+
+#: Version of the sweep layout (the ``sweep`` file attribute records it).
+SWEEP_FORMAT = 1
+
+#: With at most this many ranks, rank 0 computes trajectories as well as handing them out.
+ROOT_COMPUTES_UP_TO = 4
+
+TAG_RESULT = 11
+TAG_TASK = 12
+TAG_PLAN = 13
+
+
+def _non_empty(v: str) -> str | None:
+    return None if v.strip() else "must not be empty"
+
+
+SWEEP_SCHEMA: dict[str, Field] = {
+    "kind": Field(str, "fom", one_of("fom"),
+                  doc="what runs at each parameter: 'fom' (full-order trajectories)"),
+    "params": Field((str, list, dict), doc="named grid ('paper-train', 'paper-test'), list of "
+                    "parameter vectors, or a product grid {name = [values] or "
+                    "{start, stop, num}}"),
+    "output": Field(str, "sweep.h5", _non_empty,
+                    doc="result file (HDF5); a relative path is taken inside output_dir"),
+    "scheme": Field(str, "backward_euler", one_of("backward_euler", "bdf2"),
+                    doc="time scheme of the FOM"),
+    "check_bounds": Field(bool, True,
+                          doc="refuse parameters outside the problem's parameter domain"),
+}
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+@dataclass
+class SweepPlan:
+    """Everything a rank needs to compute and store its share of a sweep.
+
+    Attributes
+    ----------
+    problem : Problem
+    mus : ndarray, shape (n_mu, n_params)
+    scheme : str
+    dt : float
+    n_steps : int
+    output : Path
+        Result file.
+    kind : str
+    output_dir : Path or None
+        Folder created on rank 0 before writing (the config's ``output_dir``).
+    """
+
+    problem: Problem
+    mus: np.ndarray
+    scheme: str
+    dt: float
+    n_steps: int
+    output: Path
+    kind: str = "fom"
+    output_dir: Path | None = None
+
+    @property
+    def options(self) -> NewtonOptions:
+        return NewtonOptions()
+
+    @property
+    def solver(self) -> dict[str, Any]:
+        """Solver settings as recorded in the checkpoint manifest."""
+        return {"scheme": self.scheme, "dt": self.dt, "n_steps": self.n_steps,
+                "newton": self.options.to_dict()}
+
+    @property
+    def sweep_attr(self) -> str:
+        """The ``sweep`` file attribute (JSON) that marks a file as this kind of sweep."""
+        return json.dumps({"kind": self.kind, "format": SWEEP_FORMAT}, sort_keys=True)
+
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(self.output, self.problem, self.mus, self.solver,
+                          extra={"sweep": json.loads(self.sweep_attr)})
+
+    def log_path(self) -> Path:
+        """Sidecar JSON log with the timings (kept out of the result file)."""
+        return self.output.with_suffix(".log.json")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"problem": self.problem.name, "problem_config": self.problem.config(),
+                "mus": self.mus.tolist(), "scheme": self.scheme, "dt": self.dt,
+                "n_steps": self.n_steps, "output": str(self.output), "kind": self.kind}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SweepPlan:
+        cfg = dict(d["problem_config"])
+        if "image_shape" in cfg and cfg["image_shape"] is not None:
+            cfg["image_shape"] = tuple(cfg["image_shape"])
+        return cls(get_problem(d["problem"], **cfg), np.array(d["mus"], dtype=np.float64),
+                   d["scheme"], float(d["dt"]), int(d["n_steps"]), Path(d["output"]),
+                   d["kind"])
+
+
+def product_grid(spec: dict[str, Any], problem: Problem, where: str) -> np.ndarray:
+    """Tensor-product parameter grid, the first parameter varying slowest.
+
+    Each parameter of the problem maps to a list of values or to ``{start, stop, num}``
+    (``num`` equally spaced values from ``start`` to ``stop`` inclusive).
+    """
+    names = problem.param_names
+    unknown = [k for k in spec if k not in names]
+    if unknown:
+        raise InputError(f"{where}: unknown parameter '{unknown[0]}' (problem {problem.name} "
+                         f"has {', '.join(names)})")
+    axes = []
+    for name in names:
+        if name not in spec:
+            raise InputError(f"{where}: missing parameter '{name}'")
+        v = spec[name]
+        w = f"{where} {name}"
+        if isinstance(v, list):
+            if not v or not all(isinstance(x, int | float) and not isinstance(x, bool)
+                                for x in v):
+                raise InputError(f"{w}: must be a non-empty list of numbers, got {v!r}")
+            axes.append(np.array(v, dtype=np.float64))
+        elif isinstance(v, dict):
+            extra = sorted(set(v) - {"start", "stop", "num"})
+            if extra:
+                raise InputError(f"{w}: unknown key '{extra[0]}' (known: start, stop, num)")
+            for k in ("start", "stop", "num"):
+                if k not in v:
+                    raise InputError(f"{w}: missing key '{k}'")
+            for k in ("start", "stop"):
+                x = v[k]
+                if isinstance(x, bool) or not isinstance(x, int | float) \
+                        or not np.isfinite(x):
+                    raise InputError(f"{w} {k}: must be a finite number, got {x!r}")
+            n = v["num"]
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise InputError(f"{w} num: must be an integer >= 1, got {n!r}")
+            axes.append(np.linspace(float(v["start"]), float(v["stop"]), n))
+        else:
+            raise InputError(f"{w}: must be a list of numbers or a table "
+                             f"{{start, stop, num}}, got {v!r}")
+    mesh = np.meshgrid(*axes, indexing="ij")
+    return np.stack([m.reshape(-1) for m in mesh], axis=1)
+
+
+def sweep_parameters(value: str | list | dict, problem: Problem, where: str,
+                     check_bounds: bool = True) -> np.ndarray:
+    """The parameter list of a ``[sweep] params`` value, validated, shape (n_mu, n_params)."""
+    if isinstance(value, dict):
+        mus = product_grid(value, problem, where)
+    else:
+        mus = parameter_list(value, problem, where)
+    if not np.all(np.isfinite(mus)):
+        raise InputError(f"{where}: parameter values must be finite")
+    if check_bounds:
+        for m in mus:
+            try:
+                problem.check_mu(m, check_bounds=True)
+            except InputError as exc:
+                raise InputError(f"{where}: {exc} (set check_bounds = false to allow it)") \
+                    from None
+    return mus
+
+
+def sweep_plan(config: str | os.PathLike | RunConfig) -> SweepPlan:
+    """Validate a run config's ``[problem]`` and ``[sweep]`` sections into a :class:`SweepPlan`.
+
+    Raises
+    ------
+    InputError
+        Naming the file, section and key at fault.
+    """
+    cfg = config if isinstance(config, RunConfig) else load_config(config)
+    problem = problem_from_config(cfg)
+    sec = cfg.section("sweep", SWEEP_SCHEMA)
+    where = cfg.where("sweep")
+    mus = sweep_parameters(sec["params"], problem, f"{where} params", sec["check_bounds"])
+    try:
+        dt, n_steps = time_grid(problem.dt, problem.t_final)
+    except InputError as exc:
+        raise InputError(f"{cfg.where('problem')}: {exc}") from None
+    out = Path(sec["output"])
+    if not out.is_absolute():
+        out = cfg.output_dir / out
+    return SweepPlan(problem, mus, sec["scheme"], dt, n_steps, out, sec["kind"],
+                     cfg.output_dir)
+
+
+# ----------------------------------------------------------------------------- one trajectory
+
+
+def run_one(plan: SweepPlan, ckpt: Checkpoint, i: int) -> FOMResult:
+    """Compute trajectory ``i`` and commit it atomically to the checkpoint folder."""
+    res = solve(plan.problem, plan.mus[i], dt=plan.dt, t_final=plan.n_steps * plan.dt,
+                scheme=plan.scheme, options=plan.options)
+    ckpt.commit(i, res)
+    debug_pause("commit")
+    return res
+
+
+def _part_ok(plan: SweepPlan, ckpt: Checkpoint, i: int) -> bool:
+    """True if checkpoint part ``i`` exists and holds a trajectory of the right shape and mu."""
+    path = ckpt.part(i)
+    if not path.exists():
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            ok = (f["states"].shape == (plan.n_steps + 1, plan.problem.n_dofs)
+                  and f["t"].shape == (plan.n_steps + 1,)
+                  and np.array_equal(f["mu"][()], plan.mus[i]))
+    except (OSError, KeyError, ValueError):
+        ok = False
+    if not ok:  # damaged (e.g. by a node crash): recompute it
+        path.unlink(missing_ok=True)
+    return ok
+
+
+# ----------------------------------------------------------------------------- the driver
+
+
+class _Progress:
+    """One line per finished parameter on rank 0 (stderr)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
+        self.count = 0
+        self.enabled = enabled
+
+    def note(self, text: str) -> None:
+        if self.enabled:
+            print(f"sweep: {text}", file=sys.stderr, flush=True)
+
+    def done(self, i: int, mu: np.ndarray, rank: int, wall: float) -> None:
+        self.count += 1
+        mu_txt = ", ".join(f"{v:.6g}" for v in mu)
+        self.note(f"[{self.count}/{self.total}] mu = ({mu_txt}) done on rank {rank} "
+                  f"in {wall:.2f} s")
+
+
+def _output_complete(plan: SweepPlan) -> bool:
+    """True if the result file exists, is valid and holds exactly this sweep."""
+    if not plan.output.is_file():
+        return False
+    try:
+        snap = read_snapshots(plan.output)
+    except InputError:
+        return False
+    solver = snap.solver
+    return (snap.attrs.get("sweep") == plan.sweep_attr
+            and snap.problem_name == plan.problem.name
+            and snap.problem_config == json.loads(json.dumps(plan.problem.config()))
+            and solver.get("scheme") == plan.scheme and solver.get("dt") == plan.dt
+            and solver.get("n_steps") == plan.n_steps
+            and snap.mu.shape == plan.mus.shape and bool(np.array_equal(snap.mu, plan.mus)))
+
+
+def _remove_stale_checkpoint(ckpt: Checkpoint) -> None:
+    """Remove the checkpoint folder if it belongs to this very sweep (e.g. after a kill just
+    after the final rename); a folder of another run is left alone."""
+    try:
+        old = json.loads((ckpt.folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return
+    if old == json.loads(json.dumps(ckpt.manifest)):
+        ckpt.remove()
+
+
+def _remove_stale_temporaries(output: Path) -> None:
+    """Delete ``<output>.tmp-*`` files left by runs killed while writing the result file."""
+    for tmp in output.parent.glob(output.name + ".tmp-*"):
+        tmp.unlink(missing_ok=True)
+
+
+def _prepare(plan: SweepPlan, progress: _Progress) -> tuple[Checkpoint, list[int]] | None:
+    """Rank 0: open the checkpoint and list what is left to do; None if already complete."""
+    ckpt = plan.checkpoint()
+    if _output_complete(plan):
+        _remove_stale_checkpoint(ckpt)
+        progress.note(f"{plan.output} is already complete")
+        return None
+    if plan.output_dir is not None and plan.output.parent == plan.output_dir:
+        try:
+            plan.output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create output folder {plan.output_dir}: "
+                             f"{exc.strerror}") from None
+    check_writable_dir(plan.output)
+    ckpt.open()
+    _remove_stale_temporaries(plan.output)
+    todo = [i for i in range(len(plan.mus)) if not _part_ok(plan, ckpt, i)]
+    n_done = len(plan.mus) - len(todo)
+    progress.count = n_done
+    if n_done:
+        progress.note(f"resuming: {n_done} of {len(plan.mus)} parameters already done "
+                      f"(checkpoint {ckpt.folder})")
+    return ckpt, todo
+
+
+def _assemble(plan: SweepPlan, ckpt: Checkpoint, run_log: dict[str, Any]) -> Path:
+    """Rank 0: write the result file (temporary file + rename) and the sidecar log."""
+    results = [ckpt.load(i) for i in range(len(plan.mus))]
+    attrs = {"sweep": plan.sweep_attr}
+    with atomic_path(plan.output) as tmp:
+        write_snapshots(tmp, plan.problem, results, attrs, deterministic=True)
+        debug_pause("assemble")
+    run_log["finished"] = _now()
+    run_log["trajectories"] = [
+        {"index": i, "mu": r.mu.tolist(), "wall_s": r.wall_s,
+         "newton_iterations": int(np.sum(r.iterations))} for i, r in enumerate(results)]
+    write_text_atomic(plan.log_path(), json.dumps(run_log, indent=1) + "\n")
+    debug_pause("cleanup")
+    ckpt.remove()
+    return plan.output
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def _failure_error(failures: list[dict[str, Any]], plan: SweepPlan,
+                   ckpt: Checkpoint) -> ConvergenceError:
+    first = failures[0]
+    return ConvergenceError(
+        f"{len(failures)} of {len(plan.mus)} parameters did not converge (first: "
+        f"{first['message']}); the others are kept in {ckpt.folder}",
+        step=int(first["step"]), time=float(first["time"]),
+        residual=float(first["residual"]))
+
+
+def _failure(i: int, exc: ConvergenceError) -> dict[str, Any]:
+    return {"index": i, "message": str(exc), "step": exc.step, "time": exc.time,
+            "residual": exc.residual}
+
+
+def _sweep_serial(plan: SweepPlan, progress: _Progress) -> Path:
+    prepared = _prepare(plan, progress)
+    if prepared is None:
+        return plan.output
+    ckpt, todo = prepared
+    run_log: dict[str, Any] = {"output": str(plan.output), "n_params": len(plan.mus),
+                               "n_ranks": 1, "started": _now(),
+                               "resumed_parts": len(plan.mus) - len(todo)}
+    failures = []
+    for i in todo:
+        try:
+            res = run_one(plan, ckpt, i)
+        except ConvergenceError as exc:
+            failures.append(_failure(i, exc))
+            progress.note(f"mu = {plan.mus[i].tolist()} failed: {exc}")
+            continue
+        progress.done(i, plan.mus[i], 0, res.wall_s)
+    if failures:
+        raise _failure_error(failures, plan, ckpt)
+    return _assemble(plan, ckpt, run_log)
+
+
+def _sweep_root(comm: Any, plan_or_error: SweepPlan | Exception,
+                progress: _Progress) -> Path:
+    """Rank 0 under MPI: validate, hand out work (and compute), assemble."""
+    size = comm.Get_size()
+    if isinstance(plan_or_error, Exception):
+        for r in range(1, size):
+            mpi_utils.send_json(comm, {"ok": False}, r, TAG_PLAN)
+        raise plan_or_error
+    plan = plan_or_error
+    try:
+        prepared = _prepare(plan, progress)
+    except BaseException:
+        for r in range(1, size):
+            mpi_utils.send_json(comm, {"ok": False}, r, TAG_PLAN)
+        raise
+    for r in range(1, size):
+        mpi_utils.send_json(comm, {"ok": prepared is not None, "plan": plan.to_json()}, r,
+                            TAG_PLAN)
+    if prepared is None:
+        return plan.output
+    ckpt, todo = prepared
+    run_log: dict[str, Any] = {"output": str(plan.output), "n_params": len(plan.mus),
+                               "n_ranks": size, "started": _now(),
+                               "resumed_parts": len(plan.mus) - len(todo)}
+    queue = deque(todo)
+    root_computes = size <= ROOT_COMPUTES_UP_TO
+    active = size - 1          # workers that have not been told to stop
+    failures: list[dict[str, Any]] = []
+    fatal: BaseException | str | None = None
+    poll = mpi_utils.Poller()
+    while active > 0 or (root_computes and queue and fatal is None):
+        src = mpi_utils.probe(comm, None, TAG_RESULT) if active > 0 else None
+        if src is not None:
+            msg, src = mpi_utils.recv_json(comm, src, TAG_RESULT)
+            status = msg["status"]
+            if status == "done":
+                i = msg["index"]
+                progress.done(i, plan.mus[i], src, msg["wall_s"])
+            elif status == "failed":
+                failures.append(msg["failure"])
+                progress.note(f"mu = {plan.mus[msg['failure']['index']].tolist()} failed on "
+                              f"rank {src}: {msg['failure']['message']}")
+            elif status == "fatal":
+                fatal = fatal or f"rank {src}: {msg['message']}"
+            nxt = queue.popleft() if queue and fatal is None else -1
+            if nxt < 0:
+                active -= 1
+            mpi_utils.send_json(comm, {"index": nxt}, src, TAG_TASK)
+            poll.reset()
+        elif root_computes and queue and fatal is None:
+            i = queue.popleft()
+            try:
+                res = run_one(plan, ckpt, i)
+            except ConvergenceError as exc:
+                failures.append(_failure(i, exc))
+                progress.note(f"mu = {plan.mus[i].tolist()} failed: {exc}")
+            except BaseException as exc:  # stop the workers cleanly, then re-raise
+                fatal = exc
+            else:
+                progress.done(i, plan.mus[i], 0, res.wall_s)
+            poll.reset()
+        else:
+            poll.sleep()
+    if isinstance(fatal, BaseException):
+        raise fatal
+    if fatal is not None:
+        raise MromError(f"sweep aborted: {fatal}")
+    if failures:
+        failures.sort(key=lambda f: f["index"])
+        raise _failure_error(failures, plan, ckpt)
+    return _assemble(plan, ckpt, run_log)
+
+
+def _sweep_worker(comm: Any) -> None:
+    """Ranks > 0: ask rank 0 for parameter indices until told to stop."""
+    msg, _ = mpi_utils.recv_json(comm, 0, TAG_PLAN)
+    if not msg["ok"]:
+        return
+    plan = SweepPlan.from_json(msg["plan"])
+    ckpt = plan.checkpoint()
+    report: dict[str, Any] = {"status": "ready"}
+    while True:
+        mpi_utils.send_json(comm, report, 0, TAG_RESULT)
+        task, _ = mpi_utils.recv_json(comm, 0, TAG_TASK)
+        i = int(task["index"])
+        if i < 0:
+            return
+        try:
+            res = run_one(plan, ckpt, i)
+        except ConvergenceError as exc:
+            report = {"status": "failed", "failure": _failure(i, exc)}
+        except Exception as exc:
+            report = {"status": "fatal", "message": f"{type(exc).__name__}: {exc}"}
+        else:
+            report = {"status": "done", "index": i, "wall_s": res.wall_s}
+
+
+def sweep(config: str | os.PathLike | RunConfig, progress: bool = True,
+          comm: Any = "auto") -> Path | None:
+    """Run the ``[sweep]`` of a run config, serially or under MPI (``mrom sweep CONFIG``).
+
+    Parameters
+    ----------
+    config : path or RunConfig
+        Run config with ``[problem]`` and ``[sweep]`` sections.
+    progress : bool
+        Print one line per finished parameter (rank 0, stderr).
+    comm : mpi4py communicator, None or "auto"
+        ``"auto"`` uses ``MPI.COMM_WORLD`` when started by an MPI launcher with more than one
+        rank (see :func:`rom.mpi_utils.get_comm`); ``None`` forces a serial run.
+
+    Returns
+    -------
+    Path or None
+        The result file on rank 0 (and in a serial run); None on the other ranks.
+
+    Raises
+    ------
+    InputError
+        For a bad config (raised on rank 0 only; the other ranks return None).
+    ConvergenceError
+        If the FOM fails at some parameters (all others are computed and kept in the
+        checkpoint folder).
+    """
+    if comm == "auto":
+        comm = mpi_utils.get_comm()
+    if comm is None:
+        plan = sweep_plan(config)
+        return _sweep_serial(plan, _Progress(len(plan.mus), progress))
+    if comm.Get_rank() != 0:
+        _sweep_worker(comm)
+        return None
+    try:
+        plan_or_error: SweepPlan | Exception = sweep_plan(config)
+    except Exception as exc:  # tell the other ranks to stop before raising
+        plan_or_error = exc
+    n = len(plan_or_error.mus) if isinstance(plan_or_error, SweepPlan) else 0
+    return _sweep_root(comm, plan_or_error, _Progress(n, progress))
+
+
+__all__ = ["SWEEP_SCHEMA", "SweepPlan", "product_grid", "run_one", "sweep", "sweep_parameters",
+           "sweep_plan"]
