@@ -1,0 +1,278 @@
+"""Numba kernels of the exported decoder ``g`` and encoder ``h`` (design.md, "The decoder
+kernels").
+
+A network is exported to two arrays: ``meta`` (one row of integers per layer, see
+:data:`META_FIELDS`) and ``data`` (all weights, float64, concatenated). The kernels evaluate
+
+* ``g(z)`` and its Jacobian ``dg/dz`` together by forward-mode differentiation: the value and
+  the ``p`` tangent directions are propagated as one batch of ``p + 1`` rows (Lee & Carlberg
+  2019, the Jacobian ``J(x_hat)`` of eqs. (3.6)-(3.8) that the Galerkin and LSPG projections
+  need). Dense layers and the channel contraction of every (transposed) convolution are GEMMs
+  (``np.dot``, i.e. BLAS); a transposed convolution is a GEMM ``(pixels * (p+1), Cin) @ (Cin,
+  k*k*Cout)`` followed by a scatter-add (col2im); activations scale the tangents by their
+  derivative at the value;
+* only some output entries of ``g`` and ``J`` (hyper-reduction): every layer but the last is
+  evaluated in full, the last one only at the requested outputs;
+* ``h(x)`` (only needed for the initial latent state) by im2col + GEMM.
+
+Everything here is float64 and independent of TensorFlow. One-dimensional convolutions are
+two-dimensional ones with height 1. Reshape and Flatten layers are no-ops: activations are
+stored flat in Keras's row-major ``(H, W, C)`` order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+#: Layer kinds (``meta[:, 0]``).
+DENSE, CONV_T, CONV, ACTIVATION = 0, 1, 2, 3
+#: Activation codes (``meta[:, 1]``).
+ACTIVATION_CODES = {"linear": 0, "elu": 1, "relu": 2, "tanh": 3, "sigmoid": 4, "softplus": 5}
+#: Columns of ``meta``.
+META_FIELDS = ("kind", "act", "h_in", "w_in", "c_in", "h_out", "w_out", "c_out", "kh", "kw",
+               "sh", "sw", "pad_h", "pad_w", "w_off", "b_off")
+N_META = len(META_FIELDS)
+
+
+@njit(cache=True)
+def _activate(X, act, tangents):
+    """Apply activation ``act`` in place to the values (row 0 if ``tangents``, else every row)
+    and multiply the tangent rows by its derivative."""
+    if act == 0:
+        return
+    B, F = X.shape
+    n_val = 1 if tangents else B
+    for r in range(n_val):
+        for f in range(F):
+            a = X[r, f]
+            if act == 1:
+                if a > 0.0:
+                    y = a
+                    d = 1.0
+                else:
+                    y = np.expm1(a)
+                    d = y + 1.0
+            elif act == 2:
+                if a > 0.0:
+                    y = a
+                    d = 1.0
+                else:
+                    y = 0.0
+                    d = 0.0
+            elif act == 3:
+                y = np.tanh(a)
+                d = 1.0 - y * y
+            elif act == 4:
+                if a >= 0.0:
+                    y = 1.0 / (1.0 + np.exp(-a))
+                else:
+                    e = np.exp(a)
+                    y = e / (1.0 + e)
+                d = y * (1.0 - y)
+            else:
+                y = np.logaddexp(0.0, a)
+                if a >= 0.0:
+                    d = 1.0 / (1.0 + np.exp(-a))
+                else:
+                    e = np.exp(a)
+                    d = e / (1.0 + e)
+            X[r, f] = y
+            if tangents:
+                for b in range(1, B):
+                    X[b, f] *= d
+
+
+@njit(cache=True)
+def _add_bias(X, bias, tangents, c_out):
+    B, F = X.shape
+    n_val = 1 if tangents else B
+    for r in range(n_val):
+        for f in range(F):
+            X[r, f] += bias[f % c_out]
+
+
+@njit(cache=True)
+def _layer(m, data, X, tangents):
+    """Evaluate one layer (meta row ``m``) on the batch ``X`` of shape (B, features)."""
+    kind = m[0]
+    B = X.shape[0]
+    h_in, w_in, c_in, h_out, w_out, c_out = m[2], m[3], m[4], m[5], m[6], m[7]
+    kh, kw, sh, sw, ph, pw, w_off, b_off = m[8], m[9], m[10], m[11], m[12], m[13], m[14], m[15]
+    if kind == ACTIVATION:
+        Y = X.copy()
+    elif kind == DENSE:
+        W = data[w_off:w_off + c_in * c_out].reshape((c_in, c_out))
+        Y = np.dot(X, W)
+        _add_bias(Y, data[b_off:b_off + c_out], tangents, c_out)
+    elif kind == CONV_T:
+        ncol = kh * kw * c_out
+        W = data[w_off:w_off + c_in * ncol].reshape((c_in, ncol))
+        cols = np.dot(X.reshape((B * h_in * w_in, c_in)), W)
+        Y = np.zeros((B, h_out * w_out * c_out))
+        for bb in range(B):
+            for i in range(h_in):
+                for a in range(kh):
+                    y = i * sh + a - ph
+                    if y < 0 or y >= h_out:
+                        continue
+                    for j in range(w_in):
+                        r = (bb * h_in + i) * w_in + j
+                        for b in range(kw):
+                            x = j * sw + b - pw
+                            if x < 0 or x >= w_out:
+                                continue
+                            o0 = (y * w_out + x) * c_out
+                            k0 = (a * kw + b) * c_out
+                            for o in range(c_out):
+                                Y[bb, o0 + o] += cols[r, k0 + o]
+        _add_bias(Y, data[b_off:b_off + c_out], tangents, c_out)
+    else:  # CONV: im2col + GEMM
+        nk = kh * kw * c_in
+        W = data[w_off:w_off + nk * c_out].reshape((nk, c_out))
+        cols = np.zeros((B * h_out * w_out, nk))
+        for bb in range(B):
+            for y in range(h_out):
+                for a in range(kh):
+                    iy = y * sh + a - ph
+                    if iy < 0 or iy >= h_in:
+                        continue
+                    for x in range(w_out):
+                        r = (bb * h_out + y) * w_out + x
+                        for b in range(kw):
+                            ix = x * sw + b - pw
+                            if ix < 0 or ix >= w_in:
+                                continue
+                            s0 = (iy * w_in + ix) * c_in
+                            k0 = (a * kw + b) * c_in
+                            for c in range(c_in):
+                                cols[r, k0 + c] = X[bb, s0 + c]
+        Y = np.dot(cols, W).reshape((B, h_out * w_out * c_out))
+        _add_bias(Y, data[b_off:b_off + c_out], tangents, c_out)
+    _activate(Y, m[1], tangents)
+    return Y
+
+
+@njit(cache=True)
+def forward(meta, data, X, n_layers, tangents):
+    """Evaluate layers ``0 .. n_layers-1`` on the batch ``X`` (B, n_in)."""
+    for l in range(n_layers):
+        X = _layer(meta[l], data, X, tangents)
+    return X
+
+
+@njit(cache=True)
+def _seed(z):
+    p = z.size
+    X = np.zeros((p + 1, p))
+    for k in range(p):
+        X[0, k] = z[k]
+        X[k + 1, k] = 1.0
+    return X
+
+
+@njit(cache=True)
+def decode_kernel(meta, data, z, lo, rng, perm):
+    """``g(z)`` in state units: decoder, unscaling ``lo + rng * s``, prolongation."""
+    X = forward(meta, data, z.reshape((1, z.size)).copy(), meta.shape[0], False)
+    n = perm.size
+    g = np.empty(n)
+    for k in range(n):
+        g[perm[k]] = lo + rng * X[0, k]
+    return g
+
+
+@njit(cache=True)
+def decode_jacobian_kernel(meta, data, z, lo, rng, perm):
+    """``g(z)`` (N,) and ``J = dg/dz`` (N, p) in one forward-mode pass."""
+    p = z.size
+    X = forward(meta, data, _seed(z), meta.shape[0], True)
+    n = perm.size
+    g = np.empty(n)
+    J = np.empty((n, p))
+    for k in range(n):
+        r = perm[k]
+        g[r] = lo + rng * X[0, k]
+        for j in range(p):
+            J[r, j] = rng * X[j + 1, k]
+    return g, J
+
+
+@njit(cache=True)
+def _restricted_last(m, data, X, pix):
+    """Outputs ``pix`` (flat image indices) of the weight layer ``m`` for the batch ``X``,
+    before its activation; shape (B, len(pix))."""
+    kind = m[0]
+    B = X.shape[0]
+    h_in, w_in, c_in, w_out, c_out = m[2], m[3], m[4], m[6], m[7]
+    kh, kw, sh, sw, ph, pw, w_off, b_off = m[8], m[9], m[10], m[11], m[12], m[13], m[14], m[15]
+    nr = pix.size
+    Y = np.zeros((B, nr))
+    if kind == DENSE:
+        W = data[w_off:w_off + c_in * c_out].reshape((c_in, c_out))
+        for k in range(nr):
+            q = pix[k]
+            for c in range(c_in):
+                w = W[c, q]
+                for bb in range(B):
+                    Y[bb, k] += X[bb, c] * w
+            Y[0, k] += data[b_off + q]
+    else:  # CONV_T
+        ncol = kh * kw * c_out
+        W = data[w_off:w_off + c_in * ncol].reshape((c_in, ncol))
+        for k in range(nr):
+            q = pix[k]
+            o = q % c_out
+            x = (q // c_out) % w_out
+            y = q // (c_out * w_out)
+            for a in range(kh):
+                ty = y + ph - a
+                if ty < 0 or ty % sh != 0:
+                    continue
+                i = ty // sh
+                if i >= h_in:
+                    continue
+                for b in range(kw):
+                    tx = x + pw - b
+                    if tx < 0 or tx % sw != 0:
+                        continue
+                    j = tx // sw
+                    if j >= w_in:
+                        continue
+                    s0 = (i * w_in + j) * c_in
+                    col = (a * kw + b) * c_out + o
+                    for c in range(c_in):
+                        w = W[c, col]
+                        for bb in range(B):
+                            Y[bb, k] += X[bb, s0 + c] * w
+            Y[0, k] += data[b_off + o]
+    return Y
+
+
+@njit(cache=True)
+def decode_rows_kernel(meta, data, z, lo, rng, pix, n_full):
+    """Entries ``pix`` (flat image indices) of ``g`` and rows of ``J``.
+
+    Layers ``0 .. n_full-1`` are evaluated in full, layer ``n_full`` (a Dense or transposed
+    convolution) only at ``pix``, and the activation-only layers after it elementwise.
+    """
+    p = z.size
+    X = forward(meta, data, _seed(z), n_full, True)
+    Y = _restricted_last(meta[n_full], data, X, pix)
+    _activate(Y, meta[n_full, 1], True)
+    for l in range(n_full + 1, meta.shape[0]):
+        _activate(Y, meta[l, 1], True)
+    nr = pix.size
+    g = np.empty(nr)
+    J = np.empty((nr, p))
+    for k in range(nr):
+        g[k] = lo + rng * Y[0, k]
+        for j in range(p):
+            J[k, j] = rng * Y[j + 1, k]
+    return g, J
+
+
+@njit(cache=True)
+def encode_kernel(meta, data, X):
+    """Encoder on a batch of scaled, restricted, flattened inputs ``X`` (B, N) -> (B, p)."""
+    return forward(meta, data, X, meta.shape[0], False)

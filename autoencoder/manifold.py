@@ -1,0 +1,253 @@
+"""A trained manifold, loaded for the online solvers without TensorFlow.
+
+The trial manifold of Lee & Carlberg (2019), eq. (3.1): ``x~(t; mu) = x_ref(mu) + g(x^(t; mu))``,
+with ``g`` the decoder in state units (decoder, then unscaling, then prolongation) and the
+reference state of Remark 3.1, ``x_ref(mu) = x0(mu) - g(x^0(mu))``, so ``x~(0) = x0``.
+
+This module imports numpy, h5py and numba only. The model directory layout (design.md, "File
+formats")::
+
+    manifest.json      shapes, p, target, scaling, architecture, training settings, snapshot
+                       checksum, test reconstruction error (written last: a directory without
+                       it is incomplete)
+    autoencoder.keras  the Keras model (load with safe_mode=True)
+    exported.h5        /decoder/{meta,data}, /encoder/{meta,data}, /restriction/perm
+    history.json       per-epoch losses, learning rates and times
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from fom.errors import InputError
+
+from . import kernels as K
+
+MANIFEST = "manifest.json"
+EXPORTED = "exported.h5"
+KERAS_FILE = "autoencoder.keras"
+HISTORY = "history.json"
+FORMAT_VERSION = 1
+
+
+def _out_size(m: np.ndarray) -> int:
+    return int(m[5] * m[6] * m[7])
+
+
+def _in_size(m: np.ndarray) -> int:
+    return int(m[2] * m[3] * m[4])
+
+
+def _check_network(meta: np.ndarray, data: np.ndarray, n_in: int, n_out: int, what: str,
+                   path: Path) -> None:
+    if meta.ndim != 2 or meta.shape[1] != K.N_META or meta.shape[0] < 1:
+        raise InputError(f"{path}: /{what}/meta has shape {meta.shape}, expected (n, {K.N_META})")
+    if _in_size(meta[0]) != n_in or _out_size(meta[-1]) != n_out:
+        raise InputError(f"{path}: the {what} maps {_in_size(meta[0])} -> "
+                         f"{_out_size(meta[-1])} values, expected {n_in} -> {n_out}")
+    for l in range(meta.shape[0]):
+        m = meta[l]
+        if l > 0 and _in_size(m) != _out_size(meta[l - 1]):
+            raise InputError(f"{path}: {what} layer {l} expects {_in_size(m)} inputs but the "
+                             f"previous layer gives {_out_size(meta[l - 1])}")
+        if m[0] not in (K.DENSE, K.CONV_T, K.CONV, K.ACTIVATION) or m[1] not in range(6):
+            raise InputError(f"{path}: {what} layer {l} has an unknown kind or activation")
+        if m[0] == K.DENSE:
+            need = int(m[14] + m[4] * m[7])
+        elif m[0] in (K.CONV_T, K.CONV):
+            need = int(m[14] + m[4] * m[7] * m[8] * m[9])
+        else:
+            continue
+        if min(m[14], m[15]) < 0 or need > data.size or m[15] + m[7] > data.size:
+            raise InputError(f"{path}: {what} layer {l} points outside /{what}/data")
+
+
+@dataclass
+class TrainedManifold:
+    """Decoder ``g`` and encoder ``h`` of a trained autoencoder, in state units, float64.
+
+    Attributes
+    ----------
+    p : int
+        Latent dimension.
+    n_dofs : int
+        State dimension ``N``.
+    target : {"deviation", "raw"}
+        What the autoencoder was trained on: ``x - x0`` (the paper's section 5.3) or ``x``.
+    """
+
+    path: Path
+    p: int
+    n_dofs: int
+    target: str
+    image_shape: tuple[int, ...]
+    lo: float
+    hi: float
+    perm: np.ndarray
+    dec_meta: np.ndarray
+    dec_data: np.ndarray
+    enc_meta: np.ndarray
+    enc_data: np.ndarray
+    manifest: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        self._inv = np.empty_like(self.perm)
+        self._inv[self.perm] = np.arange(self.perm.size)
+        self._rng = self.hi - self.lo
+        last_weight = max(l for l in range(self.dec_meta.shape[0])
+                          if self.dec_meta[l, 0] != K.ACTIVATION)
+        if self.dec_meta[last_weight, 0] not in (K.DENSE, K.CONV_T):
+            raise InputError(f"{self.path}: the decoder's last weight layer must be Dense or "
+                             f"a transposed convolution")
+        self._n_full = last_weight
+
+    # ------------------------------------------------------------------ checks
+    def _z(self, z: Any) -> np.ndarray:
+        z = np.ascontiguousarray(z, dtype=np.float64).reshape(-1)
+        if z.size != self.p:
+            raise InputError(f"latent vector has {z.size} entries, the manifold {self.path} "
+                             f"has p = {self.p}")
+        return z
+
+    def _x(self, x: Any) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        if x.size != self.n_dofs:
+            raise InputError(f"state vector has {x.size} entries, the manifold {self.path} "
+                             f"was trained on N = {self.n_dofs}")
+        return x
+
+    # ------------------------------------------------------------------ decoder
+    def decode(self, z: Any) -> np.ndarray:
+        """``g(z)``, shape (N,): decoder, unscaled and prolonged to a state vector."""
+        return K.decode_kernel(self.dec_meta, self.dec_data, self._z(z), self.lo, self._rng,
+                               self.perm)
+
+    def decode_with_jacobian(self, z: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``g(z)`` (N,) and ``J(z) = dg/dz`` (N, p) in one forward-mode pass."""
+        return K.decode_jacobian_kernel(self.dec_meta, self.dec_data, self._z(z), self.lo,
+                                        self._rng, self.perm)
+
+    def decode_rows(self, z: Any, rows: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Entries ``rows`` of ``g(z)`` and the same rows of ``J(z)`` (hyper-reduction).
+
+        Only the last weight layer is restricted to what those rows depend on.
+        """
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if rows.size and (rows.min() < 0 or rows.max() >= self.n_dofs):
+            raise InputError(f"rows must lie in [0, {self.n_dofs}), got {rows.min()}.."
+                             f"{rows.max()}")
+        pix = np.ascontiguousarray(self._inv[rows])
+        return K.decode_rows_kernel(self.dec_meta, self.dec_data, self._z(z), self.lo,
+                                    self._rng, pix, self._n_full)
+
+    # ------------------------------------------------------------------ encoder
+    def encode(self, y: Any) -> np.ndarray:
+        """``h(y)``, shape (p,). ``y`` lives where ``g``'s outputs do: a deviation ``x - x0``
+        for ``target = "deviation"``, a state for ``target = "raw"``."""
+        return self.encode_many(self._x(y)[None])[0]
+
+    def encode_many(self, Y: Any) -> np.ndarray:
+        """``h`` of each row of ``Y`` (n, N) -> (n, p)."""
+        Y = np.asarray(Y, dtype=np.float64)
+        if Y.ndim != 2 or Y.shape[1] != self.n_dofs:
+            raise InputError(f"states must have shape (n, {self.n_dofs}), got {Y.shape}")
+        S = np.ascontiguousarray((Y[:, self.perm] - self.lo) / self._rng)
+        return K.encode_kernel(self.enc_meta, self.enc_data, S)
+
+    def reference_state(self, x0: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(x_ref, z0)`` with ``x_ref + g(z0) = x0`` (Remark 3.1).
+
+        ``z0 = h(0)`` for every ``mu`` when trained on deviations (section 5.3), ``h(x0)``
+        when trained on raw states; ``x_ref = x0 - g(z0)``.
+        """
+        x0 = self._x(x0)
+        z0 = self.encode(np.zeros_like(x0) if self.target == "deviation" else x0)
+        return x0 - self.decode(z0), z0
+
+    def reconstruct(self, states: np.ndarray) -> np.ndarray:
+        """Autoencoder reconstruction of one trajectory (n_t, N), through the reference state
+        (what the online ROM sees): ``x_ref + g(h(y^n))``."""
+        states = np.asarray(states, dtype=np.float64)
+        x_ref, _ = self.reference_state(states[0])
+        y = states - states[0] if self.target == "deviation" else states
+        Z = self.encode_many(y)
+        return np.array([x_ref + self.decode(z) for z in Z])
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    f = path / MANIFEST
+    if not f.is_file():
+        raise InputError(f"{f}: missing (not a complete trained-model directory)")
+    try:
+        man = json.loads(f.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{f}: unreadable or invalid JSON ({exc})") from None
+    if not isinstance(man, dict):
+        raise InputError(f"{f}: must be a JSON object")
+    for key in ("p", "n_dofs", "target", "image_shape", "scaling", "format_version"):
+        if key not in man:
+            raise InputError(f"{f}: missing key '{key}'")
+    if man["format_version"] != FORMAT_VERSION:
+        raise InputError(f"{f}: format version {man['format_version']!r}, expected "
+                         f"{FORMAT_VERSION}")
+    return man
+
+
+def load_trained_manifold(model_dir: str | os.PathLike) -> TrainedManifold:
+    """Load a trained-model directory written by :func:`autoencoder.train.train_model`.
+
+    Raises
+    ------
+    InputError
+        Naming the file at fault (missing file, bad JSON, shapes that disagree with the
+        manifest).
+    """
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise InputError(f"model directory {path} does not exist")
+    man = _read_manifest(path)
+    mf = path / MANIFEST
+    try:
+        p, n = int(man["p"]), int(man["n_dofs"])
+        image_shape = tuple(int(s) for s in man["image_shape"])
+        lo, hi = float(man["scaling"]["lo"]), float(man["scaling"]["hi"])
+        target = str(man["target"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise InputError(f"{mf}: malformed entry ({exc})") from None
+    if target not in ("deviation", "raw"):
+        raise InputError(f"{mf}: target must be 'deviation' or 'raw', got {target!r}")
+    if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+        raise InputError(f"{mf}: invalid scaling {man['scaling']!r}")
+    if int(np.prod(image_shape)) != n or p < 1:
+        raise InputError(f"{mf}: image shape {list(image_shape)} does not hold N = {n} values")
+    ef = path / EXPORTED
+    if not ef.is_file():
+        raise InputError(f"{ef}: missing")
+    try:
+        with h5py.File(ef, "r") as f:
+            arrs = {k: np.asarray(f[k][()]) for k in ("decoder/meta", "decoder/data",
+                                                      "encoder/meta", "encoder/data",
+                                                      "restriction/perm")}
+    except (OSError, KeyError) as exc:
+        raise InputError(f"{ef}: unreadable or incomplete ({exc})") from None
+    dec_meta = np.ascontiguousarray(arrs["decoder/meta"], dtype=np.int64)
+    enc_meta = np.ascontiguousarray(arrs["encoder/meta"], dtype=np.int64)
+    dec_data = np.ascontiguousarray(arrs["decoder/data"], dtype=np.float64)
+    enc_data = np.ascontiguousarray(arrs["encoder/data"], dtype=np.float64)
+    perm = np.ascontiguousarray(arrs["restriction/perm"], dtype=np.int64)
+    if perm.shape != (n,) or not np.array_equal(np.sort(perm), np.arange(n)):
+        raise InputError(f"{ef}: /restriction/perm is not a permutation of {n} entries")
+    _check_network(dec_meta, dec_data, p, n, "decoder", ef)
+    _check_network(enc_meta, enc_data, n, p, "encoder", ef)
+    for name, d in (("decoder", dec_data), ("encoder", enc_data)):
+        if not np.all(np.isfinite(d)):
+            raise InputError(f"{ef}: /{name}/data contains NaN or Inf values")
+    return TrainedManifold(path, p, n, target, image_shape, lo, hi, perm, dec_meta, dec_data,
+                           enc_meta, enc_data, man)

@@ -1,0 +1,81 @@
+"""Config sections ``[autoencoder]`` and ``[training]`` (design.md, test problem 1).
+
+The defaults of ``[autoencoder]`` are the paper's Burgers architecture (Lee & Carlberg 2019,
+section 6.1): four 5 x 5 convolutions with 8, 16, 32, 64 filters and strides 1, 2, 2, 2, ELU,
+a dense layer to ``p``; the decoder mirrors it. The defaults of ``[training]`` are the paper's
+optimiser settings (Adam, learning rate 1e-4, batches of 20, up to 1000 epochs, early stopping
+with patience 100 on a 10 % validation split). ``examples/burgers1d.toml`` overrides them with
+faster settings for 2 CPU cores; ``examples/burgers1d_paper.toml`` keeps the paper's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fom.config import Field, at_least, fraction, list_of, non_negative, one_of, positive
+from fom.errors import InputError
+
+ACTIVATIONS = ("elu", "relu", "tanh", "sigmoid", "softplus", "linear")
+
+
+def _int_or_list(v: Any) -> str | None:
+    if isinstance(v, list):
+        return list_of(int, at_least(1))(v)
+    return None if v >= 1 else "must be >= 1"
+
+
+AUTOENCODER_SCHEMA: dict[str, Field] = {
+    "latent_dims": Field(list, [3], list_of(int, at_least(1)),
+                         doc="latent dimensions p, one model each"),
+    "dims": Field(int, 2, lambda v: None if v in (1, 2) else "must be 1 or 2",
+                  doc="1 (Conv1D) or 2 (Conv2D) convolutions"),
+    "filters": Field(list, [8, 16, 32, 64], list_of(int, at_least(1)),
+                     doc="encoder filters per conv layer (decoder mirrors them)"),
+    "kernel_size": Field((int, list), 5, _int_or_list,
+                         doc="kernel size (one value or one per conv layer)"),
+    "strides": Field(list, [1, 2, 2, 2], list_of(int, at_least(1)),
+                     doc="encoder strides per conv layer (decoder mirrors them)"),
+    "padding": Field(str, "same", one_of("same", "valid"), doc="conv padding"),
+    "activation": Field(str, "elu", one_of(*ACTIVATIONS), doc="hidden-layer activation"),
+    "latent_activation": Field(str, "elu", one_of(*ACTIVATIONS),
+                               doc="activation of the encoder's last (dense) layer"),
+    "output_activation": Field(str, "linear", one_of(*ACTIVATIONS),
+                               doc="activation of the decoder's last layer"),
+    "target": Field(str, "deviation", one_of("deviation", "raw"),
+                    doc="train on x - x0 (paper section 5.3) or on raw states"),
+    "variational": Field(bool, False, doc="variational autoencoder (ELBO training)"),
+    "kl_weight": Field(float, 1e-4, non_negative, doc="beta of the ELBO's KL term"),
+}
+
+TRAINING_SCHEMA: dict[str, Field] = {
+    "batch_size": Field(int, 20, at_least(1), doc="mini-batch size"),
+    "learning_rate": Field(float, 1e-4, positive, doc="Adam's (initial) learning rate"),
+    "lr_schedule": Field(str, "constant", one_of("constant", "cosine", "plateau"),
+                         doc="learning-rate schedule per epoch"),
+    "lr_min": Field(float, 1e-6, positive, doc="floor of the learning rate (schedules)"),
+    "plateau_factor": Field(float, 0.5, fraction, doc="lr factor on a plateau"),
+    "plateau_patience": Field(int, 10, at_least(1), doc="epochs without progress before"
+                              " the plateau schedule lowers the lr"),
+    "epochs": Field(int, 1000, at_least(1), doc="maximum number of epochs"),
+    "patience": Field(int, 100, at_least(1), doc="early-stopping patience (epochs)"),
+    "validation_fraction": Field(float, 0.1, fraction, doc="validation split"),
+    "seed": Field(int, 0, at_least(0), doc="seed of initialization, split and shuffling"),
+    "checkpoint_every": Field(int, 5, at_least(1), doc="epochs between checkpoints"),
+    "max_wall_s": Field(float, 0.0, non_negative,
+                        doc="wall-time budget per model in seconds (0 = none)"),
+}
+
+
+def check_architecture(ae: dict[str, Any], where: str) -> dict[str, Any]:
+    """Cross-field checks of a validated ``[autoencoder]`` section; returns it normalized."""
+    n = len(ae["filters"])
+    if len(ae["strides"]) != n:
+        raise InputError(f"{where} strides: must have one entry per filter ({n}), "
+                         f"got {ae['strides']!r}")
+    ks = ae["kernel_size"]
+    ks = [ks] * n if isinstance(ks, int) else list(ks)
+    if len(ks) != n:
+        raise InputError(f"{where} kernel_size: must be one value or {n} values, got {ks!r}")
+    out = dict(ae)
+    out["kernel_size"] = ks
+    return out

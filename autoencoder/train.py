@@ -1,0 +1,455 @@
+"""Training of the convolutional autoencoder and the trained-manifold directory.
+
+Lee & Carlberg (2019), section 6.1: Adam on the mean squared error of the scaled data,
+mini-batches, early stopping on a validation split with the best weights kept. Added here:
+an optional learning-rate schedule, a wall-time budget, fixed seeds, and checkpoints every
+few epochs so that a killed training resumes where it stopped (the shuffling of each epoch is
+a function of the seed and the epoch number, so a resumed run sees the same batches).
+
+With ``variational = true`` the loss is the negative ELBO of TensorFlow's CVAE tutorial,
+``MSE(x, g(z)) + beta * KL(N(mean, exp(log_var)) || N(0, I))`` with ``z = mean + exp(log_var /
+2) * eps`` (reparameterization trick); online, the decoder is used at the mean.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from fom.atomic import atomic_path, write_text_atomic
+from fom.config import RunConfig, load_config
+from fom.errors import InputError
+from fom.snapshots import (
+    SnapshotSet,
+    problem_from_config,
+    read_snapshots,
+    snapshot_paths,
+    snapshots_from_config,
+)
+
+from .data import Restriction, Scaling, epoch_order, make_dataset, prepare, split_indices
+from .manifold import (
+    EXPORTED,
+    FORMAT_VERSION,
+    HISTORY,
+    KERAS_FILE,
+    MANIFEST,
+    TrainedManifold,
+    load_trained_manifold,
+)
+from .settings import AUTOENCODER_SCHEMA, TRAINING_SCHEMA, check_architecture
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj))
+
+
+def settings_from_config(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Validated ``[autoencoder]`` and ``[training]`` sections of a run config."""
+    ae = check_architecture(cfg.section("autoencoder", AUTOENCODER_SCHEMA),
+                            cfg.where("autoencoder"))
+    tr = cfg.section("training", TRAINING_SCHEMA)
+    return ae, tr
+
+
+def relative_trajectory_error(x: np.ndarray, x_approx: np.ndarray) -> float:
+    """The paper's relative error ``sqrt(sum_n |x^n - x~^n|^2) / sqrt(sum_n |x^n|^2)``."""
+    return float(np.linalg.norm(x - x_approx) / np.linalg.norm(x))
+
+
+def reconstruction_errors(manifold: TrainedManifold, snap: SnapshotSet) -> list[float]:
+    """Relative reconstruction error of each trajectory of ``snap`` (encode, decode, through
+    the reference state of Remark 3.1)."""
+    check_fits(manifold.n_dofs, snap)
+    return [relative_trajectory_error(s, manifold.reconstruct(s)) for s in snap.states]
+
+
+def check_fits(n_dofs: int, snap: SnapshotSet) -> None:
+    """Refuse a snapshot file whose state size differs from the model's input size."""
+    if snap.n_dofs != n_dofs:
+        raise InputError(f"{snap.path}: states have N = {snap.n_dofs} entries but the model "
+                         f"takes N = {n_dofs}; the model does not fit this snapshot file")
+
+
+# ----------------------------------------------------------------------------- training
+
+
+class _Trainer:
+    """One model: the Keras objects, the training state and its checkpoint."""
+
+    def __init__(self, images: np.ndarray, image_shape: tuple[int, ...], p: int,
+                 arch: dict[str, Any], tr: dict[str, Any], out_dir: Path,
+                 settings: dict[str, Any], progress: bool) -> None:
+        import keras
+        import tensorflow as tf
+
+        from .model import build_autoencoder
+
+        self.tf, self.keras = tf, keras
+        self.arch, self.tr, self.p = arch, tr, p
+        self.out_dir, self.settings, self.progress = out_dir, settings, progress
+        self.ckpt = out_dir / CHECKPOINT_DIR
+        keras.utils.set_random_seed(tr["seed"])
+        tf.config.experimental.enable_op_determinism()
+        self.ae, self.enc, self.dec = build_autoencoder(image_shape, p, arch)
+        self.vars = self.ae.trainable_variables
+        self.opt = keras.optimizers.Adam(learning_rate=tr["learning_rate"])
+        self.opt.build(self.vars)
+        itrain, ival = split_indices(images.shape[0], tr["validation_fraction"], tr["seed"])
+        self.x_train = images[itrain]
+        self.x_val = images[ival] if ival.size else images[itrain]
+        self.state: dict[str, Any] = {
+            "settings": settings, "epoch": 0, "history": [], "best_val": math.inf,
+            "best_epoch": 0, "wait": 0, "lr": tr["learning_rate"], "plateau_wait": 0,
+            "plateau_best": math.inf, "elapsed_s": 0.0, "stopped_by": None}
+        self.best_weights = [v.numpy() for v in self.ae.weights]
+        self._build_steps()
+
+    # -------------------------------------------------------------- steps
+    def _build_steps(self) -> None:
+        tf, enc, dec, ae = self.tf, self.enc, self.dec, self.ae
+        beta = float(self.arch["kl_weight"])
+        variational = self.arch["variational"]
+        vars_, opt = self.vars, self.opt
+
+        def losses(x: Any, seed: Any, sample: bool) -> Any:
+            if not variational:
+                return tf.reduce_mean(tf.square(ae(x, training=True) - x))
+            mean, log_var = enc(x, training=True)
+            z = mean
+            if sample:
+                eps = tf.random.stateless_normal(tf.shape(mean), seed=seed, dtype=mean.dtype)
+                z = mean + tf.exp(0.5 * log_var) * eps
+            rec = tf.reduce_mean(tf.square(dec(z, training=True) - x))
+            kl = -0.5 * tf.reduce_mean(tf.reduce_sum(
+                1.0 + log_var - tf.square(mean) - tf.exp(log_var), axis=1))
+            return rec + beta * kl
+
+        @tf.function(reduce_retracing=True)
+        def train_step(x: Any, seed: Any) -> Any:
+            with tf.GradientTape() as tape:
+                loss = losses(x, seed, True)
+            grads = tape.gradient(loss, vars_)
+            opt.apply_gradients(zip(grads, vars_, strict=True))
+            return loss
+
+        @tf.function(reduce_retracing=True)
+        def eval_step(x: Any) -> Any:
+            return losses(x, tf.constant([0, 0], dtype=tf.int32), False)
+
+        self.train_step, self.eval_step = train_step, eval_step
+
+    def _evaluate(self, x: np.ndarray) -> float:
+        total, n = 0.0, 0
+        for i in range(0, x.shape[0], 4096):
+            xb = x[i:i + 4096]
+            total += float(self.eval_step(xb)) * xb.shape[0]
+            n += xb.shape[0]
+        return total / n
+
+    # -------------------------------------------------------------- checkpoints
+    def _write_weights(self, path: Path, weights: list[np.ndarray],
+                       opt_vars: list[np.ndarray] | None) -> None:
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            for i, w in enumerate(weights):
+                f.create_dataset(f"model/{i:04d}", data=w)
+            for i, w in enumerate(opt_vars or []):
+                f.create_dataset(f"optimizer/{i:04d}", data=w)
+
+    def save_checkpoint(self) -> None:
+        self.ckpt.mkdir(parents=True, exist_ok=True)
+        self._write_weights(self.ckpt / "current.h5", [v.numpy() for v in self.ae.weights],
+                            [v.numpy() for v in self.opt.variables])
+        self._write_weights(self.ckpt / "best.h5", self.best_weights, None)
+        write_text_atomic(self.ckpt / "state.json", json.dumps(self.state))
+
+    def load_checkpoint(self) -> bool:
+        """Resume from the checkpoint if it exists and belongs to the same settings."""
+        sf = self.ckpt / "state.json"
+        if not sf.is_file():
+            return False
+        try:
+            state = json.loads(sf.read_text())
+            if state.get("settings") != _jsonable(self.settings):
+                print(f"{self.ckpt}: checkpoint of different settings, starting afresh")
+                return False
+            with h5py.File(self.ckpt / "current.h5", "r") as f:
+                model_w = [f["model"][k][()] for k in sorted(f["model"])]
+                opt_w = [f["optimizer"][k][()] for k in sorted(f["optimizer"])]
+            with h5py.File(self.ckpt / "best.h5", "r") as f:
+                best_w = [f["model"][k][()] for k in sorted(f["model"])]
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"{self.ckpt}: unreadable checkpoint ({exc}), starting afresh")
+            return False
+        if len(model_w) != len(self.ae.weights) or len(opt_w) != len(self.opt.variables):
+            print(f"{self.ckpt}: checkpoint does not fit the model, starting afresh")
+            return False
+        for v, w in zip(self.ae.weights, model_w, strict=True):
+            v.assign(w)
+        for v, w in zip(self.opt.variables, opt_w, strict=True):
+            v.assign(w)
+        self.best_weights = best_w
+        self.state = state
+        return True
+
+    # -------------------------------------------------------------- schedule
+    def _learning_rate(self, epoch: int) -> float:
+        tr, st = self.tr, self.state
+        lr0, lo = tr["learning_rate"], min(tr["lr_min"], tr["learning_rate"])
+        if tr["lr_schedule"] == "cosine":
+            frac = min(epoch / max(tr["epochs"] - 1, 1), 1.0)
+            return lo + 0.5 * (lr0 - lo) * (1.0 + math.cos(math.pi * frac))
+        if tr["lr_schedule"] == "plateau":
+            return max(st["lr"], lo)
+        return lr0
+
+    # -------------------------------------------------------------- loop
+    def fit(self, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> None:
+        tr, st = self.tr, self.state
+        n, bs = self.x_train.shape[0], tr["batch_size"]
+        while st["epoch"] < tr["epochs"] and st["stopped_by"] is None:
+            epoch = st["epoch"]
+            t0 = time.perf_counter()
+            lr = self._learning_rate(epoch)
+            self.opt.learning_rate.assign(lr)
+            order = epoch_order(n, tr["seed"], epoch)
+            total = 0.0
+            for b, xb in enumerate(make_dataset(self.x_train, bs, order)):
+                seed = self.tf.constant([tr["seed"], epoch * 1_000_003 + b], dtype="int32")
+                total += float(self.train_step(xb, seed)) * int(xb.shape[0])
+            loss = total / n
+            val = self._evaluate(self.x_val)
+            dt = time.perf_counter() - t0
+            st["epoch"] = epoch + 1
+            st["elapsed_s"] += dt
+            st["history"].append({"epoch": epoch + 1, "loss": loss, "val_loss": val, "lr": lr,
+                                  "time_s": dt})
+            if val < st["best_val"]:
+                st["best_val"], st["best_epoch"], st["wait"] = val, epoch + 1, 0
+                self.best_weights = [v.numpy() for v in self.ae.weights]
+            else:
+                st["wait"] += 1
+            if tr["lr_schedule"] == "plateau":
+                if val < st["plateau_best"] * (1 - 1e-4):
+                    st["plateau_best"], st["plateau_wait"] = val, 0
+                else:
+                    st["plateau_wait"] += 1
+                    if st["plateau_wait"] >= tr["plateau_patience"]:
+                        st["lr"] = max(st["lr"] * tr["plateau_factor"], tr["lr_min"])
+                        st["plateau_wait"] = 0
+            if st["wait"] >= tr["patience"]:
+                st["stopped_by"] = "early_stopping"
+            elif tr["max_wall_s"] > 0 and st["elapsed_s"] >= tr["max_wall_s"]:
+                st["stopped_by"] = "wall_time"
+            elif st["epoch"] >= tr["epochs"]:
+                st["stopped_by"] = "epochs"
+            if self.progress:
+                print(f"p={self.p} epoch {epoch + 1}/{tr['epochs']}  loss {loss:.3e}  "
+                      f"val {val:.3e}  best {st['best_val']:.3e}@{st['best_epoch']}  "
+                      f"lr {lr:.2e}  {dt:.1f} s", flush=True)
+            if st["epoch"] % tr["checkpoint_every"] == 0 or st["stopped_by"]:
+                self.save_checkpoint()
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, st["history"][-1])
+        for v, w in zip(self.ae.weights, self.best_weights, strict=True):
+            v.assign(w)
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _save_keras_atomic(model: Any, path: Path) -> None:
+    """``model.save(path)`` through a temporary folder and a rename (Keras insists on the
+    ``.keras`` suffix, so :func:`fom.atomic.atomic_path`'s temporary name cannot be used)."""
+    tmpdir = Path(tempfile.mkdtemp(prefix=".tmp-keras-", dir=path.parent))
+    try:
+        tmp = tmpdir / path.name
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def write_exported(path: Path, encoder: Any, decoder: Any, restriction: Restriction,
+                   scaling: Scaling, variational: bool) -> None:
+    """Export the decoder and encoder (the mean head for a variational one) to HDF5."""
+    from .export import export_network
+
+    dec_meta, dec_data = export_network(decoder)
+    enc_meta, enc_data = export_network(encoder, skip=("z_log_var",) if variational else ())
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("decoder/meta", data=dec_meta)
+        f.create_dataset("decoder/data", data=dec_data)
+        f.create_dataset("encoder/meta", data=enc_meta)
+        f.create_dataset("encoder/data", data=enc_data)
+        f.create_dataset("restriction/perm", data=restriction.perm)
+        f.attrs["image_shape"] = list(restriction.image_shape)
+        f.attrs["scaling_lo"] = scaling.lo
+        f.attrs["scaling_hi"] = scaling.hi
+
+
+def model_is_complete(out_dir: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The manifest of a complete model in ``out_dir`` trained with ``settings``, else None."""
+    try:
+        load_trained_manifold(out_dir)
+        man = json.loads((out_dir / MANIFEST).read_text())
+    except (InputError, OSError, ValueError):
+        return None
+    if not (out_dir / KERAS_FILE).is_file() or man.get("settings") != _jsonable(settings):
+        return None
+    return man
+
+
+def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[str, Any],
+                tr: dict[str, Any], out_dir: str | os.PathLike, *,
+                test: SnapshotSet | None = None, progress: bool = True,
+                extra_settings: dict[str, Any] | None = None,
+                on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> Path:
+    """Train one autoencoder on a snapshot set and write its model directory.
+
+    Parameters
+    ----------
+    snap : SnapshotSet
+        Training trajectories (all steps of every parameter are training samples).
+    restriction : Restriction
+        State -> image map; its size must equal the snapshot states' ``N``.
+    p : int
+        Latent dimension.
+    arch, tr : dict
+        Validated ``[autoencoder]`` and ``[training]`` sections.
+    out_dir : path
+        Model directory (created). A complete model with the same settings is kept as is.
+    test : SnapshotSet, optional
+        Test trajectories: their mean relative reconstruction error is printed and stored.
+    on_epoch_end : callable, optional
+        Called as ``on_epoch_end(epoch, history_entry)`` (used by tests to interrupt).
+
+    Returns
+    -------
+    Path
+        The model directory.
+    """
+    out_dir = Path(out_dir)
+    check_fits(restriction.n_dofs, snap)
+    if test is not None:
+        check_fits(restriction.n_dofs, test)
+    settings = _jsonable({
+        "p": p, "snapshot_sha256": snap.checksum(), "image_shape": restriction.image_shape,
+        "autoencoder": {k: v for k, v in arch.items() if k != "latent_dims"},
+        "training": tr, **(extra_settings or {})})
+    if (man := model_is_complete(out_dir, settings)) is not None:
+        if progress:
+            err = man.get("test_error", {}).get("mean")
+            print(f"{out_dir}: up to date, skipped" +
+                  (f" (test reconstruction error {err:.3e})" if err is not None else ""))
+        return out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images, scaling = prepare(snap.states, restriction, arch["target"])
+    trainer = _Trainer(images, restriction.image_shape, p, arch, tr, out_dir, settings,
+                       progress)
+    if trainer.load_checkpoint() and progress:
+        print(f"{out_dir}: resuming after epoch {trainer.state['epoch']}")
+    trainer.fit(on_epoch_end)
+    st = trainer.state
+
+    import keras
+    import tensorflow as tf
+
+    _save_keras_atomic(trainer.ae, out_dir / KERAS_FILE)
+    write_exported(out_dir / EXPORTED, trainer.enc, trainer.dec, restriction, scaling,
+                   arch["variational"])
+    write_text_atomic(out_dir / HISTORY, json.dumps(st["history"]))
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "p": p, "n_dofs": restriction.n_dofs, "image_shape": list(restriction.image_shape),
+        "target": arch["target"], "variational": arch["variational"],
+        "scaling": scaling.to_dict(),
+        "files": {"keras": KERAS_FILE, "exported": EXPORTED, "history": HISTORY},
+        "settings": settings,
+        "snapshots": {"path": str(snap.path), "sha256": settings["snapshot_sha256"],
+                      "n_mu": snap.n_mu, "n_t": int(snap.t.size),
+                      "problem": snap.problem_name},
+        "training_result": {"epochs_run": st["epoch"], "best_epoch": st["best_epoch"],
+                            "best_val_loss": st["best_val"], "stopped_by": st["stopped_by"],
+                            "train_time_s": st["elapsed_s"]},
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+    # provisional manifest so the numba path can load the directory; checked, then final
+    write_text_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=1))
+    manifold = load_trained_manifold(out_dir)
+    _check_export(trainer, manifold, images[:8])
+    if test is not None:
+        errs = reconstruction_errors(manifold, test)
+        manifest["test_error"] = {"mean": float(np.mean(errs)), "per_mu": errs,
+                                  "mu": test.mu.tolist(), "path": str(test.path)}
+        print(f"p={p}: mean relative reconstruction error on the test trajectories "
+              f"{np.mean(errs):.3e} ({', '.join(f'{e:.2e}' for e in errs)})")
+    write_text_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=1))
+    shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
+    if progress:
+        print(f"wrote {out_dir} ({st['epoch']} epochs, best {st['best_val']:.3e} at epoch "
+              f"{st['best_epoch']}, stopped by {st['stopped_by']}, {st['elapsed_s']:.0f} s)")
+    return out_dir
+
+
+def _check_export(trainer: _Trainer, manifold: TrainedManifold, sample: np.ndarray) -> None:
+    """The numba decoder must reproduce Keras's (float32) decoder on a few latent points."""
+    code = trainer.enc.predict(sample, verbose=0)
+    z = np.asarray(code[0] if trainer.arch["variational"] else code, dtype=np.float64)
+    ref = trainer.dec.predict(z.astype(np.float32), verbose=0).reshape(len(z), -1)
+    mine = np.array([manifold.decode(zi) for zi in z])
+    ref_x = np.empty_like(ref, dtype=np.float64)
+    ref_x[:, manifold.perm] = Scaling(manifold.lo, manifold.hi).unscale(ref)
+    err = np.max(np.abs(mine - ref_x)) / max(np.max(np.abs(ref_x)), 1e-300)
+    if not err < 1e-4:
+        raise RuntimeError(f"exported decoder disagrees with Keras (relative {err:.2e})")
+
+
+def train_from_config(config: str | os.PathLike | RunConfig,
+                      latent_dims: list[int] | None = None, progress: bool = True) -> list[Path]:
+    """Train one model per latent dimension of a run config (``mrom train CONFIG``).
+
+    Reads the training snapshots (generated first if missing), trains into
+    ``<output_dir>/models/p<p>/`` and skips a model whose directory holds a complete model
+    trained with the same snapshot file and settings. Reports the mean relative reconstruction
+    error on the test trajectories when the test snapshot file exists.
+    """
+    cfg = config if isinstance(config, RunConfig) else load_config(config)
+    arch, tr = settings_from_config(cfg)
+    dims = list(latent_dims) if latent_dims else list(arch["latent_dims"])
+    for p in dims:
+        if not isinstance(p, int) or p < 1:
+            raise InputError(f"latent dimension must be a positive integer, got {p!r}")
+    problem = problem_from_config(cfg)
+    try:
+        restriction = Restriction.from_image_shape(
+            problem.image_shape, arch["dims"], getattr(problem, "state_layout", "blocked"))
+    except InputError as exc:
+        raise InputError(f"{cfg.where('autoencoder')}: {exc}") from None
+    paths = snapshot_paths(cfg)
+    if not paths["train"].exists():
+        snapshots_from_config(cfg, progress=progress)
+    snap = read_snapshots(paths["train"])
+    check_fits(restriction.n_dofs, snap)
+    test = read_snapshots(paths["test"]) if paths["test"].exists() else None
+    out = []
+    for p in dims:
+        out.append(train_model(snap, restriction, p, arch, tr,
+                               cfg.output_dir / "models" / f"p{p}", test=test,
+                               progress=progress))
+    return out
+
