@@ -66,7 +66,8 @@ from . import mpi_utils
 #: Version of the sweep layout (the ``sweep`` file attribute records it).
 SWEEP_FORMAT = 1
 
-#: With at most this many ranks, rank 0 computes trajectories as well as handing them out.
+#: With at most this many ranks, rank 0 computes trajectories as well as handing them out
+#: (``MROM_SWEEP_ROOT_COMPUTES=0`` or ``1`` overrides this).
 ROOT_COMPUTES_UP_TO = 4
 
 TAG_RESULT = 11
@@ -442,7 +443,8 @@ def _sweep_root(comm: Any, plan_or_error: SweepPlan | Exception,
                                "n_ranks": size, "started": _now(),
                                "resumed_parts": len(plan.mus) - len(todo)}
     queue = deque(todo)
-    root_computes = size <= ROOT_COMPUTES_UP_TO
+    flag = os.environ.get("MROM_SWEEP_ROOT_COMPUTES", "").strip()
+    root_computes = flag == "1" if flag in ("0", "1") else size <= ROOT_COMPUTES_UP_TO
     active = size - 1          # workers that have not been told to stop
     failures: list[dict[str, Any]] = []
     fatal: BaseException | str | None = None
