@@ -1,0 +1,501 @@
+"""Online ROM solvers: manifold LSPG and manifold Galerkin projection, one driver for both
+trial manifolds (:mod:`rom.manifolds`).
+
+Notation: the FOM ``dx/dt = f(x, t; mu)`` is integrated by an implicit linear multistep scheme
+with the time-discrete residual of :mod:`fom.steppers`,
+
+    r^n(x) = alpha_0 x + sum_{j>=1} alpha_j x^{n-j} - beta dt f(x, t^n; mu),              (1)
+
+and the state is approximated on the trial manifold ``x~ = x_ref + g(z)``, ``J(z) = dg/dz``.
+
+**Manifold LSPG** (Lee & Carlberg 2020, section 3.3, time-discrete residual minimization):
+
+    z^n = argmin_y || r^n(x_ref + g(y)) ||_2                                               (2)
+
+with ``x^{n-j}`` the ROM's own previous states. Solved by Gauss–Newton with the Jacobian
+``A = (dr^n/dx) J(y) = alpha_0 J - beta dt (df/dx) J`` and the step ``min ||A d + r||`` (by
+Householder QR, or the normal equations), globalized by an Armijo backtracking line search on
+``||r||^2``. For the affine POD manifold this is exactly classical POD-LSPG: the Petrov–Galerkin
+condition ``Psi^T r^n = 0`` with the test basis ``Psi = (dr^n/dx) Phi``.
+
+**Manifold Galerkin** (section 3.2, time-continuous residual minimization): the ODE
+
+    dz/dt = J(z)^+ f(x_ref + g(z), t; mu),                                                  (3)
+
+is discretized by the same scheme, ``alpha_0 z^n + sum_j alpha_j z^{n-j} - beta dt
+J(z^n)^+ f(x_ref + g(z^n), t^n) = 0``, and solved by Newton on these p equations with the
+Jacobian ``alpha_0 I - beta dt J^+ (df/dx) J`` (the derivative of ``J^+`` is neglected: exact
+for affine manifolds, an O(dt) quasi-Newton error otherwise, which only affects the convergence
+rate, not the solution). ``J^+ v`` is always a least-squares solve with the QR factors of ``J``;
+no pseudo-inverse is formed.
+
+Per Gauss–Newton/Newton iterate the decoder and its Jacobian are evaluated exactly once: the
+evaluation at an accepted point of the line search is reused for the next iterate, and the last
+one of a step for the first iterate of the next step (the initial guess is ``z^{n-1}``).
+"""
+
+from __future__ import annotations
+
+import math
+import time as _time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from fom.burgers1d import Burgers1D
+from fom.errors import ConvergenceError, InputError
+from fom.problem import Problem
+from fom.solve import time_grid
+from fom.steppers import Scheme, get_scheme, history_term, scheme_at_step
+
+from . import kernels as K
+
+METHODS = ("lspg", "galerkin")
+#: The round-off level of a residual is taken as ``_NOISE * scale``, ``scale`` the size of the
+#: terms that cancel in it (see :func:`rom.kernels.residual_into`).
+_NOISE = 1e3 * np.finfo(np.float64).eps
+
+
+@dataclass(frozen=True)
+class ROMOptions:
+    """Tolerances of the per-step nonlinear solves.
+
+    A step stops with success when any of these holds at iterate ``k`` (``r`` is the FOM
+    residual (1) for LSPG and the latent residual of (3) for Galerkin, ``r_0`` its value at the
+    initial guess ``z^{n-1}``, ``d`` the full Gauss–Newton/Newton step):
+
+    - ``||r|| <= atol + rtol * ||r_0||``;
+    - LSPG only: ``||Q^T r|| <= gtol * ||r||``, i.e. the residual is orthogonal to the range
+      of ``A`` up to ``gtol`` (first-order optimality of (2), scale-free). When the minimum
+      residual is not zero this is the criterion that stops the iteration; at ``gtol = 1e-8``
+      the remaining decrease of ``||r||`` is below 1e-16 relative. (The Godunov flux is only
+      piecewise smooth, and Gauss–Newton can stall at a kink with ``||Q^T r|| / ||r||`` near
+      1e-9, so do not set ``gtol`` much smaller.)
+    - ``||d|| <= stol * (1 + ||z||)`` (the step is taken, then the solve stops);
+    - round-off: ``||r||``, or for LSPG the linear model's predicted decrease
+      ``||A d||^2 / (2 ||r||)``, is below ``1000 eps`` times the size of the terms that cancel
+      in ``r`` (nothing more can be resolved in float64; the line search allows the same
+      slack).
+
+    Attributes
+    ----------
+    atol, rtol, gtol, stol : float
+    max_iter : int
+        Maximum iterations per time step; more is a :class:`fom.errors.ConvergenceError`.
+    linear_solver : {"qr", "normal"}
+        Householder QR of ``A`` (robust, default) or the normal equations with Cholesky.
+    line_search : bool
+        Armijo backtracking on ``||r||^2`` (halving the step); without it full steps are taken.
+    max_backtracks : int
+        Halvings before the line search gives up (a convergence failure).
+    armijo : float
+        Sufficient-decrease constant ``c``: accept ``a`` if
+        ``||r(z + a d)||^2 <= ||r||^2 - 2 c a ||A d||^2``.
+    """
+
+    atol: float = 1e-12
+    rtol: float = 1e-10
+    gtol: float = 1e-8
+    stol: float = 1e-12
+    max_iter: int = 30
+    linear_solver: str = "qr"
+    line_search: bool = True
+    max_backtracks: int = 20
+    armijo: float = 1e-4
+
+    def __post_init__(self) -> None:
+        for name in ("atol", "rtol", "gtol", "stol"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+                raise InputError(f"ROM option {name} must be a number >= 0, got {v!r}")
+        for name in ("max_iter", "max_backtracks"):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
+                raise InputError(f"ROM option {name} must be an integer >= 0, got {v!r}")
+        if self.linear_solver not in ("qr", "normal"):
+            raise InputError(f"ROM option linear_solver must be 'qr' or 'normal', got "
+                             f"{self.linear_solver!r}")
+        if not 0 < self.armijo < 0.5:
+            raise InputError(f"ROM option armijo must lie in (0, 0.5), got {self.armijo!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ROMResult:
+    """Trajectory of a ROM (compare :class:`fom.FOMResult`).
+
+    Attributes
+    ----------
+    mu : ndarray, shape (n_params,)
+    t : ndarray, shape (n_t,)
+    latent : ndarray, shape (n_t, p)
+        Latent states ``z^n``; ``latent[0] = z0``.
+    states : ndarray, shape (n_t, N)
+        Decoded states ``x_ref + g(z^n)``; ``states[0] = x0(mu)`` to round-off.
+    iterations : ndarray of int, shape (n_t,)
+        Gauss–Newton (LSPG) or Newton (Galerkin) iterations per step (0 at ``t[0]``).
+    residuals : ndarray, shape (n_t,)
+        Final residual norm per step: ``||r^n||`` of the FOM residual (1) for LSPG, of the
+        latent residual of (3) for Galerkin.
+    backtracks : ndarray of int, shape (n_t,)
+        Rejected line-search trial points per step.
+    wall_s : float
+        Wall time of the time loop (excluding the initial condition).
+    method : {"lspg", "galerkin"}
+    p : int
+    manifold : dict
+        Description of the trial manifold (kind "pod" or "decoder", p, ...).
+    scheme : str
+    dt : float
+    x_ref : ndarray, shape (N,)
+    decoder_calls : int
+        Evaluations of ``decode_with_jacobian`` (one per iterate, plus one at ``z0``).
+    options : dict
+    """
+
+    mu: np.ndarray
+    t: np.ndarray
+    latent: np.ndarray
+    states: np.ndarray
+    iterations: np.ndarray
+    residuals: np.ndarray
+    backtracks: np.ndarray
+    wall_s: float
+    method: str
+    p: int
+    manifold: dict[str, Any] = field(default_factory=dict)
+    scheme: str = "backward_euler"
+    dt: float = 0.0
+    x_ref: np.ndarray | None = None
+    decoder_calls: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_steps(self) -> int:
+        """Number of completed time steps (``len(t) - 1``)."""
+        return len(self.t) - 1
+
+    def truncated(self, n_t: int) -> ROMResult:
+        """The first ``n_t`` time points (what a failed run keeps)."""
+        return ROMResult(self.mu, self.t[:n_t].copy(), self.latent[:n_t].copy(),
+                         self.states[:n_t].copy(), self.iterations[:n_t].copy(),
+                         self.residuals[:n_t].copy(), self.backtracks[:n_t].copy(), self.wall_s,
+                         self.method, self.p, self.manifold, self.scheme, self.dt, self.x_ref,
+                         self.decoder_calls, self.options)
+
+
+# ----------------------------------------------------------------------------- FOM terms
+
+
+class _Velocity:
+    """``f(x)`` and products ``shift * B0 + scale * (df/dx) B`` at the last evaluated state.
+
+    Uses the problem's tridiagonal kernel when it has one (:class:`fom.Burgers1D`: velocity and
+    Jacobian diagonals in one numba call), else ``problem.velocity`` and the CSR
+    ``problem.jacobian`` with a numba CSR x dense product. Both give the same numbers as
+    :func:`fom.steppers.time_residual` / :func:`fom.steppers.time_jacobian` (tested).
+    """
+
+    def __init__(self, problem: Problem, mu: np.ndarray, jacobian: str = "auto") -> None:
+        if jacobian not in ("auto", "csr", "tridiagonal"):
+            raise InputError(f"jacobian must be auto, csr or tridiagonal, got {jacobian!r}")
+        self.problem = problem
+        self.mu = mu
+        tri = isinstance(problem, Burgers1D)
+        if jacobian == "tridiagonal" and not tri:
+            raise InputError(f"problem {problem.name} has no tridiagonal Jacobian kernel")
+        self.tridiagonal = tri and jacobian != "csr"
+        self.f = np.empty(problem.n_dofs)
+        if self.tridiagonal:
+            n = problem.n_dofs
+            self._source = problem.source(mu)
+            self.jl, self.jd, self.ju = np.empty(n - 1), np.empty(n), np.empty(n - 1)
+        self.jac: sp.csr_matrix | None = None
+
+    def evaluate(self, x: np.ndarray, t: float) -> np.ndarray:
+        """Evaluate ``f`` and ``df/dx`` at ``x``; returns ``f`` (a reused buffer)."""
+        if self.tridiagonal:
+            from fom.burgers1d import burgers_velocity_jacobian
+
+            burgers_velocity_jacobian(x, self.mu[0], self._source, self.problem.dx, self.f,
+                                      self.jl, self.jd, self.ju)
+        else:
+            self.f[:] = self.problem.velocity(x, t, self.mu)
+            jac = self.problem.jacobian(x, t, self.mu)
+            if not sp.isspmatrix_csr(jac) and not isinstance(jac, sp.csr_array):
+                jac = sp.csr_matrix(jac)
+            self.jac = jac
+        return self.f
+
+    def times(self, b: np.ndarray, scale: float, shift: float, b0: np.ndarray,
+              out: np.ndarray) -> None:
+        """``out = shift * b0 + scale * (df/dx) b``."""
+        if self.tridiagonal:
+            K.tridiag_matmat_into(self.jl, self.jd, self.ju, b, scale, shift, b0, out)
+        else:
+            jac = self.jac
+            K.csr_matmat_into(jac.indptr, jac.indices, np.asarray(jac.data, dtype=np.float64),
+                              b, scale, shift, b0, out)
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def _check_inputs(problem: Problem, manifold: Any, method: str) -> None:
+    if method not in METHODS:
+        raise InputError(f"unknown ROM method {method!r}; choose lspg or galerkin")
+    for name in ("p", "n_dofs", "decode_with_jacobian", "initial_condition"):
+        if not hasattr(manifold, name):
+            raise InputError(f"trial manifold {type(manifold).__name__} lacks '{name}'")
+    if manifold.n_dofs != problem.n_dofs:
+        raise InputError(f"trial manifold has N = {manifold.n_dofs} but problem {problem.name} "
+                         f"has N = {problem.n_dofs}")
+
+
+def _describe(manifold: Any) -> dict[str, Any]:
+    if hasattr(manifold, "describe"):
+        return dict(manifold.describe())
+    return {"kind": str(getattr(manifold, "kind", type(manifold).__name__)), "p": manifold.p}
+
+
+def solve_rom(problem: Problem, manifold: Any, mu: Any, method: str = "lspg", *,
+              scheme: str | Scheme = "backward_euler", dt: float | None = None,
+              t_final: float | None = None, options: ROMOptions | None = None,
+              jacobian: str = "auto") -> ROMResult:
+    """Integrate a projection ROM from ``x0(mu)``: manifold LSPG (2) or Galerkin (3).
+
+    Parameters
+    ----------
+    problem : fom.Problem
+    manifold : AffineManifold, DecoderManifold or any object with their interface
+    mu : array_like, shape (n_params,)
+    method : {"lspg", "galerkin"}
+    scheme : {"backward_euler", "bdf2"}
+        The FOM's scheme (BDF2 starts with one backward-Euler step, as in :mod:`fom`).
+    dt, t_final : float, optional
+        Default to the problem's.
+    options : ROMOptions, optional
+    jacobian : {"auto", "csr", "tridiagonal"}
+        How ``df/dx`` is applied (see :class:`_Velocity`); all give the same result.
+
+    Returns
+    -------
+    ROMResult
+
+    Raises
+    ------
+    InputError
+        Bad ``mu``, ``dt``, ``t_final``, scheme, method or a manifold of the wrong size.
+    fom.errors.ConvergenceError
+        If a step does not converge; the message names the step, time and residual, and
+        ``err.partial`` is the :class:`ROMResult` of the steps computed before it.
+    """
+    _check_inputs(problem, manifold, method)
+    mu = problem.check_mu(mu)
+    dt, n_steps = time_grid(problem.dt if dt is None else dt,
+                            problem.t_final if t_final is None else t_final)
+    sch = get_scheme(scheme)
+    opts = options or ROMOptions()
+    n, p = problem.n_dofs, int(manifold.p)
+    t = dt * np.arange(n_steps + 1)
+
+    x0 = problem.initial_state(mu)
+    x_ref, z0 = manifold.initial_condition(x0)
+    x_ref = np.ascontiguousarray(x_ref, dtype=np.float64)
+    z0 = np.array(z0, dtype=np.float64).reshape(p)
+    latent = np.zeros((n_steps + 1, p))
+    states = np.zeros((n_steps + 1, n))
+    iters = np.zeros(n_steps + 1, dtype=np.int64)
+    resid = np.zeros(n_steps + 1)
+    backs = np.zeros(n_steps + 1, dtype=np.int64)
+    result = ROMResult(mu, t, latent, states, iters, resid, backs, 0.0, method, p,
+                       _describe(manifold), sch.name, dt, x_ref, 0, opts.to_dict())
+
+    g, jac = manifold.decode_with_jacobian(z0)
+    result.decoder_calls = 1
+    latent[0] = z0
+    K.axpy_state_into(x_ref, np.asarray(g, dtype=np.float64), states[0])
+
+    step_solver = _LSPGStep if method == "lspg" else _GalerkinStep
+    solver = step_solver(problem, manifold, mu, x_ref, opts, jacobian)
+    solver.set_point(z0, g, jac)
+    start = _time.perf_counter()
+    for k in range(1, n_steps + 1):
+        s = scheme_at_step(sch, k)
+        hist_src = states if method == "lspg" else latent
+        hist = history_term(s, [hist_src[k - j] for j in range(1, s.n_history + 1)])
+        ok, reason = solver.solve_step(s, hist, float(t[k]), dt)
+        iters[k], resid[k], backs[k] = solver.iterations, solver.rnorm, solver.backtracks
+        result.decoder_calls += solver.calls
+        if not ok:
+            result.wall_s = _time.perf_counter() - start
+            partial = result.truncated(k)
+            label = f"{_describe(manifold).get('kind', '?')}-{method}, p = {p}"
+            raise ConvergenceError(
+                f"ROM ({label}) did not converge at step {k} (t = {t[k]:.6g}) for mu = "
+                f"{mu.tolist()}: residual {solver.rnorm:.3e} after {solver.iterations} "
+                f"iterations ({reason}); steps 0..{k - 1} are kept in err.partial",
+                step=k, time=float(t[k]), residual=float(solver.rnorm), partial=partial)
+        latent[k] = solver.z
+        states[k] = solver.x
+    result.wall_s = _time.perf_counter() - start
+    return result
+
+
+class _StepBase:
+    """Shared state of the step solvers: the current point and its decoder evaluation."""
+
+    def __init__(self, problem: Problem, manifold: Any, mu: np.ndarray, x_ref: np.ndarray,
+                 opts: ROMOptions, jacobian: str) -> None:
+        self.manifold = manifold
+        self.opts = opts
+        self.x_ref = x_ref
+        self.vel = _Velocity(problem, mu, jacobian)
+        n, p = problem.n_dofs, int(manifold.p)
+        self.n, self.p = n, p
+        self.x = np.empty(n)
+        self.iterations = 0
+        self.backtracks = 0
+        self.calls = 0
+        self.rnorm = 0.0
+
+    def set_point(self, z: np.ndarray, g: np.ndarray, jac: np.ndarray) -> None:
+        self.z = np.array(z, dtype=np.float64)
+        self.jac = np.ascontiguousarray(jac, dtype=np.float64)
+        K.axpy_state_into(self.x_ref, np.asarray(g, dtype=np.float64), self.x)
+
+    def decode_at(self, z: np.ndarray) -> None:
+        g, jac = self.manifold.decode_with_jacobian(z)
+        self.calls += 1
+        self.set_point(z, g, jac)
+
+    def solve_step(self, s: Scheme, hist: np.ndarray, t: float, dt: float) -> tuple[bool, str]:
+        """Newton-type iteration for one step from the current point; sets ``z, x``.
+
+        Returns ``(converged, reason for failure)``; ``iterations``, ``backtracks``,
+        ``calls`` (decoder evaluations) and ``rnorm`` describe the step afterwards.
+        """
+        o = self.opts
+        self.iterations = self.backtracks = self.calls = 0
+        self.alpha0, self.bdt, self.hist, self.t = s.alpha[0], s.beta * dt, hist, t
+        rnorm = self.evaluate()
+        r0 = rnorm
+        while True:
+            self.rnorm = rnorm
+            noise = _NOISE * self.scale
+            if not math.isfinite(rnorm):
+                return False, "non-finite residual"
+            if rnorm <= o.atol + o.rtol * r0 or rnorm <= noise:
+                return True, ""
+            if self.iterations >= o.max_iter:
+                return False, f"max_iter = {o.max_iter} reached"
+            step, model = self.direction()  # model = ||A d||: the linear model's decrease
+            if step is None:
+                return False, "singular Gauss-Newton/Newton matrix"
+            if self.stationary(model, rnorm, noise):
+                return True, ""
+            z_old, alpha, tries = self.z, 1.0, 0
+            while True:
+                self.decode_at(z_old + alpha * step)
+                rtrial = self.evaluate()
+                # Armijo test on ||r||^2, allowing for the round-off in ||r||
+                if not o.line_search or (
+                        math.isfinite(rtrial) and rtrial * rtrial
+                        <= rnorm * rnorm + 2.0 * rnorm * noise
+                        - 2.0 * o.armijo * alpha * model * model):
+                    break
+                tries += 1
+                self.backtracks += 1
+                if tries > o.max_backtracks:
+                    self.rnorm = rtrial
+                    return False, "line search found no sufficient decrease"
+                alpha *= 0.5
+            self.iterations += 1
+            rnorm = rtrial
+            if np.linalg.norm(step) <= o.stol * (1.0 + np.linalg.norm(self.z)):
+                self.rnorm = rnorm
+                return (True, "") if math.isfinite(rnorm) else (False, "non-finite residual")
+
+
+class _LSPGStep(_StepBase):
+    """One LSPG step (2): Gauss–Newton on ``||r^n(x_ref + g(z))||``."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        n, p = self.n, self.p
+        self.r = np.empty((n, 1))
+        self.a = np.empty((n, p))
+        self.wa, self.wb = np.empty((n, p)), np.empty((n, 1))
+        self.d = np.empty((p, 1))
+        self.ad = np.empty(n)
+        self.gram = np.empty((p, p))
+
+    def evaluate(self) -> float:
+        """Residual (1) and the Gauss–Newton Jacobian ``A`` at the current point."""
+        f = self.vel.evaluate(self.x, self.t)
+        rn, self.scale = K.residual_into(self.x, self.hist, f, self.alpha0, self.bdt,
+                                         self.r[:, 0])
+        self.vel.times(self.jac, -self.bdt, self.alpha0, self.jac, self.a)
+        return rn
+
+    def direction(self) -> tuple[np.ndarray | None, float]:
+        if self.opts.linear_solver == "qr":
+            ok = K.householder_lstsq(self.a, self.r, self.wa, self.wb, self.d) > 0.0
+        else:
+            ok = K.normal_equations_lstsq(self.a, self.r, self.gram, self.d) > 0.0
+        if ok:
+            step = -self.d[:, 0]
+        else:  # numerically rank-deficient: minimum-norm least-squares step (SVD)
+            step = -np.linalg.lstsq(self.a, self.r[:, 0], rcond=None)[0]
+            if not np.all(np.isfinite(step)):
+                return None, 0.0
+        np.dot(self.a, step, out=self.ad)
+        return step, float(np.linalg.norm(self.ad))
+
+    def stationary(self, model: float, rnorm: float, noise: float) -> bool:
+        """Relative gradient below ``gtol``, or a predicted decrease of ``||r||`` (about
+        ``||A d||^2 / (2 ||r||)``) below the residual's round-off."""
+        return model <= self.opts.gtol * rnorm or model * model <= 2.0 * rnorm * noise
+
+
+class _GalerkinStep(_StepBase):
+    """One Galerkin step of (3): Newton on ``alpha_0 z + h - beta dt J^+ f = 0``."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        n, p = self.n, self.p
+        self.b = np.empty((n, p + 1))  # [f, (df/dx) J]
+        self.wa, self.wb = np.empty((n, p)), np.empty((n, p + 1))
+        self.sol = np.empty((p, p + 1))  # J^+ [f, (df/dx) J]
+        self.rhat = np.empty(p)
+        self.m = np.empty((p, p))
+        self.zeros = np.zeros((n, p))
+
+    def evaluate(self) -> float:
+        f = self.vel.evaluate(self.x, self.t)
+        self.b[:, 0] = f
+        self.vel.times(self.jac, 1.0, 0.0, self.zeros, self.b[:, 1:])
+        if K.householder_lstsq(self.jac, self.b, self.wa, self.wb, self.sol) <= 0.0:
+            self.sol[:] = np.linalg.lstsq(self.jac, self.b, rcond=None)[0]
+        rn, self.scale = K.residual_into(self.z, self.hist, self.sol[:, 0], self.alpha0,
+                                         self.bdt, self.rhat)
+        self.m[:] = -self.bdt * self.sol[:, 1:]
+        self.m[np.diag_indices(self.p)] += self.alpha0
+        return rn
+
+    def direction(self) -> tuple[np.ndarray | None, float]:
+        try:
+            step = -np.linalg.solve(self.m, self.rhat)
+        except np.linalg.LinAlgError:
+            return None, 0.0
+        if not np.all(np.isfinite(step)):
+            return None, 0.0
+        return step, float(np.linalg.norm(self.rhat))  # ||M d|| = ||r^||
+
+    def stationary(self, model: float, rnorm: float, noise: float) -> bool:
+        return False
+
