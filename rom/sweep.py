@@ -113,6 +113,8 @@ class SweepPlan:
     kind : str
     output_dir : Path or None
         Folder created on rank 0 before writing (the config's ``output_dir``).
+    where : str
+        Config file and section, for error messages.
     """
 
     problem: Problem
@@ -123,6 +125,7 @@ class SweepPlan:
     output: Path
     kind: str = "fom"
     output_dir: Path | None = None
+    where: str = "[sweep]"
 
     @property
     def options(self) -> NewtonOptions:
@@ -247,7 +250,7 @@ def sweep_plan(config: str | os.PathLike | RunConfig) -> SweepPlan:
     if not out.is_absolute():
         out = cfg.output_dir / out
     return SweepPlan(problem, mus, sec["scheme"], dt, n_steps, out, sec["kind"],
-                     cfg.output_dir)
+                     cfg.output_dir, where)
 
 
 # ----------------------------------------------------------------------------- one trajectory
@@ -342,13 +345,20 @@ def _prepare(plan: SweepPlan, progress: _Progress) -> tuple[Checkpoint, list[int
         _remove_stale_checkpoint(ckpt)
         progress.note(f"{plan.output} is already complete")
         return None
+    where = plan.where.removesuffix(" [sweep]")
     if plan.output_dir is not None and plan.output.parent == plan.output_dir:
+        if plan.output_dir.exists() and not plan.output_dir.is_dir():
+            raise InputError(f"{where} output_dir: cannot create folder {plan.output_dir}: "
+                             f"a file of that name exists")
         try:
             plan.output_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise InputError(f"cannot create output folder {plan.output_dir}: "
+            raise InputError(f"{where} output_dir: cannot create folder {plan.output_dir}: "
                              f"{exc.strerror}") from None
-    check_writable_dir(plan.output)
+    try:
+        check_writable_dir(plan.output)
+    except InputError as exc:
+        raise InputError(f"{plan.where} output: {exc}") from None
     ckpt.open()
     _remove_stale_temporaries(plan.output)
     todo = [i for i in range(len(plan.mus)) if not _part_ok(plan, ckpt, i)]

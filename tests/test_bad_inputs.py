@@ -1,0 +1,304 @@
+"""Bad inputs through the ``mrom`` command line: each gives exactly one line
+``mrom: error: ...`` naming the file, key or value at fault, exit status 2, and leaves every
+file that existed before untouched (and creates none).
+
+Run as a script (``python tests/test_bad_inputs.py``) to print the Markdown table of inputs and
+messages that ``docs/reliability.md`` reproduces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from rom.cli import main
+
+PROBLEM = '[problem]\nname = "burgers1d"\nn_cells = 64\ndt = 0.07\nt_final = 0.7\n'
+SWEEP = '[sweep]\nparams = [[4.3, 0.021], [5.15, 0.0285]]\n'
+
+
+def config(tmp: Path, text: str, name: str = "run.toml") -> str:
+    """Write a config (with ``output_dir = "out"`` unless the text sets it) and return its
+    name."""
+    if "output_dir" not in text:
+        text = 'output_dir = "out"\n' + text
+    (tmp / name).write_text(text)
+    return name
+
+
+def sweep_cfg(tmp: Path, problem: str = PROBLEM, sweep: str = SWEEP, top: str = "") -> list[str]:
+    return ["sweep", config(tmp, top + problem + sweep)]
+
+
+# ----------------------------------------------------------------------------- snapshot files
+
+_VALID: dict[str, bytes] = {}
+
+
+def valid_snapshot_bytes() -> bytes:
+    """A small valid snapshot file (64 cells, 10 steps, 2 trajectories), made once."""
+    if "file" not in _VALID:
+        import tempfile
+
+        import fom
+        from fom.snapshots import generate_snapshots
+
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "s.h5"
+            generate_snapshots(fom.get_problem("burgers1d", n_cells=64), [[4.3, 0.021],
+                               [5.15, 0.0285]], path, t_final=0.7, progress=False)
+            _VALID["file"] = path.read_bytes()
+    return _VALID["file"]
+
+
+def train_with(mutate: Callable[[Path], None], n_cells: int = 64) -> Callable[[Path], list[str]]:
+    """``mrom train`` on a config whose ``out/train.h5`` exists and is altered by ``mutate``."""
+    def setup(tmp: Path) -> list[str]:
+        (tmp / "out").mkdir()
+        path = tmp / "out" / "train.h5"
+        path.write_bytes(valid_snapshot_bytes())
+        mutate(path)
+        return ["train", config(tmp, PROBLEM.replace("n_cells = 64", f"n_cells = {n_cells}"))]
+    return setup
+
+
+def _replace(name: str, data: np.ndarray) -> Callable[[Path], None]:
+    def mutate(path: Path) -> None:
+        with h5py.File(path, "a") as f:
+            del f[name]
+            f.create_dataset(name, data=data)
+    return mutate
+
+
+def _delete(name: str) -> Callable[[Path], None]:
+    def mutate(path: Path) -> None:
+        with h5py.File(path, "a") as f:
+            del f[name]
+    return mutate
+
+
+def _with_nan(path: Path) -> None:
+    with h5py.File(path, "a") as f:
+        f["states"][0, 3, 5] = np.nan
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _not_hdf5(path: Path) -> None:
+    path.write_text("mu1,mu2\n4.3,0.021\n")
+
+
+def _states(shape: tuple[int, ...], dtype: str = "f8") -> np.ndarray:
+    return np.ones(shape, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- the cases
+
+
+@dataclass
+class Case:
+    """One bad input: what it is, how to make it (returns the argv) and what the message
+    must contain ({tmp} stands for the test folder)."""
+
+    what: str
+    setup: Callable[[Path], list[str]]
+    expect: tuple[str, ...]
+
+
+def _other_checkpoint(tmp: Path) -> list[str]:
+    (tmp / "out" / "sweep.h5.ckpt").mkdir(parents=True)
+    (tmp / "out" / "sweep.h5.ckpt" / "manifest.json").write_text('{"mu": [[5.0, 0.02]]}')
+    return sweep_cfg(tmp)
+
+
+def _output_dir_is_file(tmp: Path) -> list[str]:
+    (tmp / "results").write_text("not a folder")
+    return sweep_cfg(tmp, top='output_dir = "results"\n')
+
+
+def _output_is_folder(tmp: Path) -> list[str]:
+    (tmp / "out" / "sweep.h5").mkdir(parents=True)
+    return sweep_cfg(tmp)
+
+
+CASES: dict[str, Case] = {c.what: c for c in [
+    # --- TOML configs
+    Case("config file does not exist", lambda t: ["sweep", "missing.toml"],
+         ("config file missing.toml does not exist",)),
+    Case("malformed TOML", lambda t: ["sweep", config(t, "[problem\nname = 1\n")],
+         ("run.toml: invalid TOML",)),
+    Case("unknown top-level key", lambda t: sweep_cfg(t, top='outptu_dir = "x"\n'),
+         ("run.toml", "unknown key 'outptu_dir'")),
+    Case("unknown key in [sweep]", lambda t: sweep_cfg(t, sweep=SWEEP + "paramz = 1\n"),
+         ("run.toml [sweep]", "unknown key 'paramz'")),
+    Case("missing required key [sweep] params",
+         lambda t: sweep_cfg(t, sweep="[sweep]\nkind = 'fom'\n"),
+         ("run.toml [sweep]", "missing required key 'params'")),
+    Case("wrong type: [sweep] output = 3", lambda t: sweep_cfg(t, sweep=SWEEP + "output = 3\n"),
+         ("run.toml [sweep] output", "must be a string")),
+    Case("wrong type: [sweep] check_bounds = \"yes\"",
+         lambda t: sweep_cfg(t, sweep=SWEEP + 'check_bounds = "yes"\n'),
+         ("run.toml [sweep] check_bounds", "must be true/false")),
+    Case("value not among the choices: [sweep] kind", lambda t: sweep_cfg(
+        t, sweep=SWEEP + 'kind = "banana"\n'), ("run.toml [sweep] kind", "must be one of")),
+    Case("value not among the choices: [sweep] scheme", lambda t: sweep_cfg(
+        t, sweep=SWEEP + 'scheme = "rk4"\n'), ("run.toml [sweep] scheme", "must be one of")),
+    Case("[problem] without a name", lambda t: sweep_cfg(t, problem="[problem]\nn_cells = 64\n"),
+         ("run.toml [problem]", "missing required key 'name'")),
+    Case("unknown problem", lambda t: sweep_cfg(t, problem='[problem]\nname = "burgers3d"\n'),
+         ("run.toml [problem]", "unknown problem 'burgers3d'")),
+    Case("unknown problem option", lambda t: sweep_cfg(t, problem=PROBLEM + "viscosity = 0.1\n"),
+         ("run.toml [problem]", "viscosity")),
+    Case("out of range: [problem] n_cells = 1",
+         lambda t: sweep_cfg(t, problem=PROBLEM.replace("n_cells = 64", "n_cells = 1")),
+         ("run.toml [problem]", "n_cells must be an integer >= 2")),
+    Case("out of range: [problem] dt = -0.07",
+         lambda t: sweep_cfg(t, problem=PROBLEM.replace("dt = 0.07", "dt = -0.07")),
+         ("run.toml [problem]", "dt must be a positive number")),
+    Case("t_final not a whole number of steps",
+         lambda t: sweep_cfg(t, problem=PROBLEM.replace("t_final = 0.7", "t_final = 0.75")),
+         ("run.toml [problem]", "not a whole number of steps")),
+    Case("unknown named parameter grid", lambda t: sweep_cfg(t, sweep='[sweep]\nparams = "x"\n'),
+         ("run.toml [sweep] params", "unknown parameter grid 'x'")),
+    Case("parameter vector of the wrong length",
+         lambda t: sweep_cfg(t, sweep="[sweep]\nparams = [[4.3]]\n"),
+         ("run.toml [sweep] params", "takes 2 parameters")),
+    Case("non-numeric parameter", lambda t: sweep_cfg(t, sweep='[sweep]\nparams = [["a", 1]]\n'),
+         ("run.toml [sweep] params", "not a list of numbers")),
+    Case("parameter outside the domain",
+         lambda t: sweep_cfg(t, sweep="[sweep]\nparams = [[45.0, 0.021]]\n"),
+         ("run.toml [sweep] params", "mu1 = 45.0 is outside its range")),
+    Case("product grid: unknown parameter",
+         lambda t: sweep_cfg(t, sweep="[sweep.params]\nmu1 = [4.3]\nmu3 = [1.0]\n"),
+         ("run.toml [sweep] params", "unknown parameter 'mu3'")),
+    Case("product grid: num = 0", lambda t: sweep_cfg(
+        t, sweep="[sweep.params]\nmu1 = {start = 4.3, stop = 5.0, num = 0}\nmu2 = [0.02]\n"),
+        ("run.toml [sweep] params mu1 num", "must be an integer >= 1")),
+    Case("output in a folder that does not exist",
+         lambda t: sweep_cfg(t, sweep=SWEEP + f'output = "{t}/nowhere/sweep.h5"\n'),
+         ("run.toml [sweep] output: cannot write", "nowhere/sweep.h5", "does not exist")),
+    Case("output path is a folder", _output_is_folder, (
+        "run.toml [sweep] output: cannot write out/sweep.h5: it is a folder",)),
+    Case("output_dir is a file", _output_dir_is_file, (
+        "run.toml output_dir: cannot create folder results: a file of that name exists",)),
+    Case("checkpoint folder of a different run", _other_checkpoint,
+         ("out/sweep.h5.ckpt belongs to a different run",)),
+    # --- command-line arguments
+    Case("--mu not numbers", lambda t: ["snapshots", "--problem", "burgers1d", "--mu",
+                                        "4.3,abc", "-o", "s.h5"], ("--mu '4.3,abc'",)),
+    Case("--mu with the wrong number of values",
+         lambda t: ["snapshots", "--problem", "burgers1d", "--mu", "4.3", "-o", "s.h5"],
+         ("takes 2 parameters",)),
+    Case("--problem unknown", lambda t: ["snapshots", "--problem", "nope", "--grid",
+                                         "paper-test", "-o", "s.h5"], ("unknown problem 'nope'",)),
+    Case("--grid unknown", lambda t: ["snapshots", "--problem", "burgers1d", "--grid", "nope",
+                                      "-o", "s.h5"], ("unknown parameter grid 'nope'",)),
+    Case("-o in a folder that does not exist",
+         lambda t: ["snapshots", "--problem", "burgers1d", "--grid", "paper-test", "-o",
+                    "nowhere/s.h5"], ("cannot write nowhere/s.h5",)),
+    # --- snapshot files (read by mrom train)
+    Case("snapshot file is not HDF5", train_with(_not_hdf5),
+         ("out/train.h5 is not a readable HDF5 file",)),
+    Case("snapshot file truncated", train_with(_truncate),
+         ("out/train.h5 is not a readable HDF5 file",)),
+    Case("snapshot file without /states", train_with(_delete("states")),
+         ("out/train.h5: missing dataset /states",)),
+    Case("snapshot /states of integer dtype", train_with(_replace("states", _states(
+        (2, 11, 64), "i4"))), ("out/train.h5: /states has dtype int32",)),
+    Case("snapshot /states of the wrong rank", train_with(_replace("states", _states((22, 64)))),
+         ("out/train.h5: /states has 2 dimensions, expected 3",)),
+    Case("snapshot /states and /t disagree", train_with(_replace("states", _states((2, 7, 64)))),
+         ("out/train.h5: /states has 7 times but /t has 11",)),
+    Case("snapshot /states contains NaN", train_with(_with_nan),
+         ("out/train.h5: /states contains NaN or Inf",)),
+    Case("snapshot /t not increasing", train_with(_replace("t", np.zeros(11))),
+         ("out/train.h5: /t must start at 0 and increase strictly",)),
+    Case("snapshot file of another state size", train_with(lambda p: None, n_cells=256),
+         ("out/train.h5: states have N = 64", "N = 256")),
+]}
+
+
+# ----------------------------------------------------------------------------- the test
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    """Every path under ``folder`` with the SHA-256 of its content ("dir" for folders)."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        rel = str(p.relative_to(folder))
+        out[rel] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def test_enough_distinct_cases():
+    assert len(CASES) >= 20
+
+
+@pytest.mark.parametrize("what", list(CASES))
+def test_bad_input(what, tmp_path, monkeypatch, capsys):
+    case = CASES[what]
+    monkeypatch.chdir(tmp_path)
+    for var in ("MROM_TEST_PAUSE", "PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    # a previous result that a bad input must not destroy
+    (tmp_path / "previous.h5").write_bytes(b"precious result")
+    code, out, err = run_case_prepared(case, tmp_path, capsys)
+    lines = err.splitlines()
+    assert code == 2, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("mrom: error: ")
+    for text in case.expect:
+        assert text.format(tmp=tmp_path) in lines[0], lines[0]
+
+
+def run_case_prepared(case: Case, tmp: Path, capsys) -> tuple[int, str, str]:
+    """Set the case up, snapshot the folder, run, and check nothing changed on disk."""
+    argv = case.setup(tmp)
+    before = _tree(tmp)
+    capsys.readouterr()
+    code = main([*argv[:1], "-q", *argv[1:]])
+    cap = capsys.readouterr()
+    assert _tree(tmp) == before, "the failed command changed files on disk"
+    return code, cap.out, cap.err
+
+
+# ----------------------------------------------------------------------------- the docs table
+
+
+def _table() -> str:
+    """Markdown table of every case and the message it produces (for docs/reliability.md)."""
+    import contextlib
+    import io
+    import tempfile
+
+    rows = ["| # | Bad input | Command | Message |", "|---|---|---|---|"]
+    for n, case in enumerate(CASES.values(), 1):
+        with tempfile.TemporaryDirectory() as d:
+            tmp = Path(d)
+            cwd = os.getcwd()
+            os.chdir(tmp)
+            try:
+                argv = case.setup(tmp)
+                buf = io.StringIO()
+                with contextlib.redirect_stderr(buf), contextlib.redirect_stdout(io.StringIO()):
+                    code = main([*argv[:1], "-q", *argv[1:]])
+            finally:
+                os.chdir(cwd)
+            msg = buf.getvalue().strip().replace(str(tmp), "$TMP").replace("|", "\\|")
+            cmd = "mrom " + " ".join(a.replace(str(tmp), "$TMP") for a in argv)
+            rows.append(f"| {n} | {case.what} | `{cmd}` | `{msg}` (exit {code}) |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(_table())
