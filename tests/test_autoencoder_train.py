@@ -1,0 +1,299 @@
+"""Training, the model directory, the reference state, resume and skip (issue 3).
+
+Tiny nets on a tiny snapshot set (64 cells, 10 steps, 4 parameters), a few epochs each.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fom
+from autoencoder.data import Restriction
+from autoencoder.manifold import load_trained_manifold
+from autoencoder.settings import AUTOENCODER_SCHEMA, TRAINING_SCHEMA, check_architecture
+from fom.config import parse_section
+from fom.errors import InputError
+from fom.snapshots import generate_snapshots, read_snapshots
+
+ROOT = Path(__file__).resolve().parents[1]
+MUS = [[4.3, 0.02], [5.0, 0.025], [5.4, 0.016], [4.7, 0.029]]
+TEST_MUS = [[4.6, 0.021]]
+ARCH = {"filters": [4, 8], "strides": [2, 2], "kernel_size": 3, "latent_dims": [2]}
+TRAIN = {"batch_size": 8, "learning_rate": 3e-3, "epochs": 4, "patience": 50,
+         "checkpoint_every": 2}
+
+
+@pytest.fixture(scope="module")
+def snaps(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("snaps")
+    prob = fom.Burgers1D(n_cells=64, t_final=0.7)
+    train = generate_snapshots(prob, MUS, d / "train.h5", progress=False)
+    test = generate_snapshots(prob, TEST_MUS, d / "test.h5", progress=False)
+    return train, test
+
+
+def _settings(arch: dict | None = None, tr: dict | None = None) -> tuple[dict, dict]:
+    a = check_architecture(parse_section({**ARCH, **(arch or {})}, AUTOENCODER_SCHEMA, "t"),
+                           "t")
+    return a, parse_section({**TRAIN, **(tr or {})}, TRAINING_SCHEMA, "t")
+
+
+def _train(snaps: tuple[Path, Path], out: Path, arch: dict | None = None,
+           tr: dict | None = None, **kw) -> Path:
+    from autoencoder.train import train_model
+
+    a, t = _settings(arch, tr)
+    snap = read_snapshots(snaps[0])
+    r = Restriction.from_image_shape(snap.problem().image_shape, a["dims"])
+    return train_model(snap, r, 2, a, t, out, test=read_snapshots(snaps[1]), progress=False,
+                       **kw)
+
+
+@pytest.fixture(scope="module")
+def trained(snaps: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _train(snaps, tmp_path_factory.mktemp("m") / "p2", tr={"epochs": 8})
+
+
+def test_training_lowers_validation_loss_and_writes_directory(trained: Path) -> None:
+    hist = json.loads((trained / "history.json").read_text())
+    assert len(hist) == 8
+    assert hist[-1]["val_loss"] < hist[0]["val_loss"]
+    man = json.loads((trained / "manifest.json").read_text())
+    assert man["p"] == 2 and man["n_dofs"] == 64 and man["target"] == "deviation"
+    assert man["training_result"]["epochs_run"] == 8
+    assert 0 < man["test_error"]["mean"] < 1
+    for f in ("autoencoder.keras", "exported.h5", "history.json"):
+        assert (trained / f).is_file()
+    assert not (trained / "checkpoint").exists()
+
+
+def _float64_copy(trained: Path):
+    import keras
+
+    from autoencoder.model import build_decoder, build_encoder
+
+    model = keras.saving.load_model(trained / "autoencoder.keras", safe_mode=True)
+    man = json.loads((trained / "manifest.json").read_text())
+    a, _ = _settings()
+    shape = tuple(man["image_shape"])
+    dec = build_decoder(shape, man["p"], a, dtype="float64")
+    enc = build_encoder(shape, man["p"], a, dtype="float64")
+    dec.set_weights([w.astype(np.float64) for w in model.get_layer("decoder").get_weights()])
+    enc.set_weights([w.astype(np.float64) for w in model.get_layer("encoder").get_weights()])
+    return model, enc, dec
+
+
+def test_trained_manifold_matches_keras_in_float64(trained: Path) -> None:
+    import tensorflow as tf
+
+    m = load_trained_manifold(trained)
+    _, enc, dec = _float64_copy(trained)
+    lo, hi = m.lo, m.hi
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        z = rng.normal(size=m.p)
+        zt = tf.constant(z[None])
+        with tf.GradientTape() as tape:
+            tape.watch(zt)
+            y = tf.reshape(dec(zt), [-1])
+        J_ref = tape.jacobian(y, zt).numpy().reshape(-1, m.p) * (hi - lo)
+        g_ref = lo + (hi - lo) * y.numpy()
+        g, J = m.decode_with_jacobian(z)
+        assert np.max(np.abs(g - g_ref)) / np.max(np.abs(g_ref)) < 1e-10
+        assert np.max(np.abs(J - J_ref)) / np.max(np.abs(J_ref)) < 1e-9
+        rows = np.array([0, 3, 31, 63])
+        gr, Jr = m.decode_rows(z, rows)
+        np.testing.assert_allclose(gr, g[rows], rtol=1e-13)
+        np.testing.assert_allclose(Jr, J[rows], rtol=1e-12, atol=1e-15)
+    y = rng.normal(size=64)
+    z_ref = enc(((y - lo) / (hi - lo)).reshape(1, *m.image_shape)).numpy()[0]
+    np.testing.assert_allclose(m.encode(y), z_ref, rtol=1e-10, atol=1e-12)
+
+
+def test_saved_model_gives_identical_outputs(trained: Path, tmp_path: Path) -> None:
+    model, _, _ = _float64_copy(trained)
+    x = np.random.default_rng(1).random((5, 8, 8, 1)).astype(np.float32)
+    before = model.predict(x, verbose=0)
+    model.save(tmp_path / "again.keras")
+    import keras
+
+    again = keras.saving.load_model(tmp_path / "again.keras", safe_mode=True)
+    np.testing.assert_array_equal(again.predict(x, verbose=0), before)
+    # the exported kernels of the saved directory reproduce the Keras file too
+    m = load_trained_manifold(trained)
+    code = model.get_layer("encoder").predict(x, verbose=0).astype(np.float64)
+    ref = model.get_layer("decoder").predict(code.astype(np.float32), verbose=0)
+    mine = np.array([m.decode(z) for z in code])
+    np.testing.assert_allclose(mine, m.lo + (m.hi - m.lo) * ref.reshape(5, -1), rtol=1e-5,
+                               atol=1e-5 * (m.hi - m.lo))
+
+
+@pytest.mark.parametrize("target", ["deviation", "raw"])
+def test_reference_state_reproduces_initial_state(snaps: tuple[Path, Path], target: str,
+                                                  trained: Path, tmp_path: Path) -> None:
+    path = trained if target == "deviation" else _train(
+        snaps, tmp_path / "raw", arch={"target": "raw"}, tr={"epochs": 1})
+    m = load_trained_manifold(path)
+    assert m.target == target
+    prob = fom.Burgers1D(n_cells=64, t_final=0.7)
+    for mu in MUS[:2] + TEST_MUS:
+        x0 = prob.initial_state(np.array(mu)) + np.random.default_rng(0).normal(size=64)
+        x_ref, z0 = m.reference_state(x0)
+        np.testing.assert_allclose(x_ref + m.decode(z0), x0, rtol=0, atol=1e-12 * 64)
+        expect = m.encode(np.zeros(64)) if target == "deviation" else m.encode(x0)
+        np.testing.assert_array_equal(z0, expect)
+
+
+def test_resume_after_interruption_continues_from_checkpoint(snaps: tuple[Path, Path],
+                                                             tmp_path: Path) -> None:
+    full = _train(snaps, tmp_path / "full", tr={"epochs": 5})
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_3(epoch: int, _h: dict) -> None:
+        if epoch == 3:
+            raise Killed  # killed during epoch 3's bookkeeping: epoch 3 is lost
+
+    with pytest.raises(Killed):
+        _train(snaps, tmp_path / "resumed", tr={"epochs": 5}, on_epoch_end=kill_at_3)
+    state = json.loads((tmp_path / "resumed" / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 2  # the last checkpoint (every 2 epochs)
+    assert not (tmp_path / "resumed" / "manifest.json").exists()
+    seen: list[int] = []
+    _train(snaps, tmp_path / "resumed", tr={"epochs": 5},
+           on_epoch_end=lambda e, h: seen.append(e))
+    assert seen == [3, 4, 5]
+    h_full = json.loads((full / "history.json").read_text())
+    h_res = json.loads((tmp_path / "resumed" / "history.json").read_text())
+    assert [h["epoch"] for h in h_res] == [1, 2, 3, 4, 5]
+    np.testing.assert_allclose([h["val_loss"] for h in h_res],
+                               [h["val_loss"] for h in h_full], rtol=1e-5)
+    a, b = load_trained_manifold(full), load_trained_manifold(tmp_path / "resumed")
+    np.testing.assert_allclose(a.dec_data, b.dec_data, rtol=1e-5, atol=1e-7)
+
+
+def _config(tmp_path: Path, snaps: tuple[Path, Path], extra: str = "", n_cells: int = 64) -> Path:
+    out = tmp_path / "run"
+    out.mkdir(exist_ok=True)
+    for kind, src in zip(("train", "test"), snaps, strict=True):
+        if not (out / f"{kind}.h5").exists():
+            (out / f"{kind}.h5").write_bytes(src.read_bytes())
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(f"""output_dir = "{out}"
+[problem]
+name = "burgers1d"
+n_cells = {n_cells}
+t_final = 0.7
+[snapshots]
+train = {MUS}
+test = {TEST_MUS}
+[autoencoder]
+latent_dims = [1, 2]
+filters = [4, 8]
+strides = [2, 2]
+kernel_size = 3
+[training]
+batch_size = 8
+epochs = 2
+{extra}
+""")
+    return cfg
+
+
+def test_train_from_config_trains_each_p_then_skips(snaps: tuple[Path, Path],
+                                                    tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    from autoencoder.train import train_from_config
+
+    cfg = _config(tmp_path, snaps)
+    dirs = train_from_config(cfg, progress=False)
+    assert [d.name for d in dirs] == ["p1", "p2"]
+    assert "reconstruction error" in capsys.readouterr().out
+    stamp = [(d / "manifest.json").stat().st_mtime_ns for d in dirs]
+    train_from_config(cfg, latent_dims=[2], progress=True)
+    assert "up to date, skipped" in capsys.readouterr().out
+    assert (dirs[1] / "manifest.json").stat().st_mtime_ns == stamp[1]
+    # a changed setting retrains
+    cfg = _config(tmp_path, snaps, extra="seed = 3")
+    train_from_config(cfg, latent_dims=[2], progress=False)
+    assert (dirs[1] / "manifest.json").stat().st_mtime_ns != stamp[1]
+
+
+def test_model_that_does_not_fit_the_snapshot_file_is_refused(snaps: tuple[Path, Path],
+                                                              tmp_path: Path) -> None:
+    from autoencoder.train import reconstruction_errors, train_from_config
+
+    cfg = _config(tmp_path, snaps, n_cells=256)  # the files hold 64-cell states
+    with pytest.raises(InputError, match=r"N = 64 .*N = 256.*does not fit"):
+        train_from_config(cfg, progress=False)
+    m = load_trained_manifold(_train(snaps, tmp_path / "m", tr={"epochs": 1}))
+    prob = fom.Burgers1D(n_cells=32, t_final=0.07)
+    other = generate_snapshots(prob, TEST_MUS, tmp_path / "small.h5", progress=False)
+    with pytest.raises(InputError, match="does not fit"):
+        reconstruction_errors(m, read_snapshots(other))
+    with pytest.raises(InputError, match="N = 64"):
+        m.encode(np.zeros(32))
+
+
+def test_variational_option_trains_and_uses_the_mean(snaps: tuple[Path, Path],
+                                                     tmp_path: Path) -> None:
+    import keras
+
+    path = _train(snaps, tmp_path / "vae", arch={"variational": True, "kl_weight": 1e-3},
+                  tr={"epochs": 3})
+    hist = json.loads((path / "history.json").read_text())
+    assert hist[-1]["val_loss"] < hist[0]["val_loss"]
+    m = load_trained_manifold(path)
+    model = keras.saving.load_model(path / "autoencoder.keras", safe_mode=True)
+    enc = model.get_layer("encoder")
+    assert [o.name for o in enc.outputs] and len(enc.outputs) == 2
+    y = np.random.default_rng(0).normal(size=64) * 0.1
+    mean, _ = enc.predict(((y - m.lo) / (m.hi - m.lo)).reshape(1, 8, 8, 1).astype(np.float32),
+                          verbose=0)
+    np.testing.assert_allclose(m.encode(y), mean[0], rtol=1e-4, atol=1e-5)
+    x0 = np.ones(64)
+    x_ref, z0 = m.reference_state(x0)
+    np.testing.assert_allclose(x_ref + m.decode(z0), x0, atol=1e-12)
+
+
+def test_online_path_does_not_import_tensorflow(trained: Path) -> None:
+    code = (f"import sys, numpy as np, autoencoder\n"
+            f"from autoencoder.manifold import load_trained_manifold\n"
+            f"m = load_trained_manifold({str(trained)!r})\n"
+            f"m.decode_with_jacobian(np.zeros(m.p)); m.decode_rows(np.zeros(m.p), [0, 1])\n"
+            f"m.reference_state(np.ones(m.n_dofs))\n"
+            f"bad = [k for k in sys.modules if k.split('.')[0] in ('tensorflow', 'keras')]\n"
+            f"print('LOADED', bad)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout
+    assert "LOADED []" in out
+
+
+def test_broken_model_directories_are_refused(trained: Path, tmp_path: Path) -> None:
+    import shutil
+
+    d = tmp_path / "broken"
+    shutil.copytree(trained, d)
+    (d / "exported.h5").unlink()
+    with pytest.raises(InputError, match="exported.h5: missing"):
+        load_trained_manifold(d)
+    shutil.copy(trained / "exported.h5", d / "exported.h5")
+    man = json.loads((d / "manifest.json").read_text())
+    man["p"] = 5
+    (d / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(InputError, match=r"exported.h5: the decoder maps 2 -> 64 values, "
+                                         r"expected 5 -> 64"):
+        load_trained_manifold(d)
+    (d / "manifest.json").write_text("{not json")
+    with pytest.raises(InputError, match="manifest.json: unreadable"):
+        load_trained_manifold(d)
+    (d / "manifest.json").unlink()
+    with pytest.raises(InputError, match="manifest.json: missing"):
+        load_trained_manifold(d)
