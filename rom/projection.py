@@ -69,19 +69,20 @@ class ROMOptions:
     - ``||r|| <= atol + rtol * ||r_0||``;
     - LSPG only: ``||Q^T r|| <= gtol * ||r||``, i.e. the residual is orthogonal to the range
       of ``A`` up to ``gtol`` (first-order optimality of (2), scale-free). When the minimum
-      residual is not zero this is the criterion that stops the iteration; at ``gtol = 1e-8``
-      the remaining decrease of ``||r||`` is below 1e-16 relative. (The Godunov flux is only
-      piecewise smooth, and Gauss–Newton can stall at a kink with ``||Q^T r|| / ||r||`` near
-      1e-9, so do not set ``gtol`` much smaller.)
+      residual is not zero this, ``ftol`` or ``stol`` stops the iteration;
+    - LSPG only: an accepted step reduced ``||r||`` by at most ``ftol * ||r||`` (as scipy's
+      ``least_squares``). The Godunov flux is only piecewise smooth, and at a minimizer on a
+      kink Gauss–Newton bounces with a step of ~1e-9 and no decrease; this stops it;
     - ``||d|| <= stol * (1 + ||z||)`` (the step is taken, then the solve stops);
-    - round-off: ``||r||``, or for LSPG the linear model's predicted decrease
-      ``||A d||^2 / (2 ||r||)``, is below ``1000 eps`` times the size of the terms that cancel
-      in ``r`` (nothing more can be resolved in float64; the line search allows the same
-      slack).
+    - round-off: ``||r||``, or for LSPG ``||Q^T r||``, is below ``1000 eps`` times the size of
+      the terms that cancel in ``r`` (nothing more can be resolved in float64; the line search
+      allows the same slack).
+
+    For results exact to round-off set ``gtol = ftol = stol = 0`` and tiny ``atol, rtol``.
 
     Attributes
     ----------
-    atol, rtol, gtol, stol : float
+    atol, rtol, gtol, ftol, stol : float
     max_iter : int
         Maximum iterations per time step; more is a :class:`fom.errors.ConvergenceError`.
     linear_solver : {"qr", "normal"}
@@ -98,7 +99,8 @@ class ROMOptions:
     atol: float = 1e-12
     rtol: float = 1e-10
     gtol: float = 1e-8
-    stol: float = 1e-12
+    ftol: float = 1e-12
+    stol: float = 1e-10
     max_iter: int = 30
     linear_solver: str = "qr"
     line_search: bool = True
@@ -106,7 +108,7 @@ class ROMOptions:
     armijo: float = 1e-4
 
     def __post_init__(self) -> None:
-        for name in ("atol", "rtol", "gtol", "stol"):
+        for name in ("atol", "rtol", "gtol", "ftol", "stol"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
                 raise InputError(f"ROM option {name} must be a number >= 0, got {v!r}")
@@ -415,8 +417,9 @@ class _StepBase:
                     return False, "line search found no sufficient decrease"
                 alpha *= 0.5
             self.iterations += 1
-            rnorm = rtrial
-            if np.linalg.norm(step) <= o.stol * (1.0 + np.linalg.norm(self.z)):
+            r_old, rnorm = rnorm, rtrial
+            if (np.linalg.norm(step) <= o.stol * (1.0 + np.linalg.norm(self.z))
+                    or self.stalled(r_old, rnorm)):
                 self.rnorm = rnorm
                 return (True, "") if math.isfinite(rnorm) else (False, "non-finite residual")
 
@@ -457,9 +460,14 @@ class _LSPGStep(_StepBase):
         return step, float(np.linalg.norm(self.ad))
 
     def stationary(self, model: float, rnorm: float, noise: float) -> bool:
-        """Relative gradient below ``gtol``, or a predicted decrease of ``||r||`` (about
-        ``||A d||^2 / (2 ||r||)``) below the residual's round-off."""
-        return model <= self.opts.gtol * rnorm or model * model <= 2.0 * rnorm * noise
+        """Relative gradient ``||Q^T r|| / ||r||`` below ``gtol``, or ``||Q^T r||`` below
+        the residual's round-off."""
+        return model <= self.opts.gtol * rnorm or model <= noise
+
+
+    def stalled(self, r_old: float, r_new: float) -> bool:
+        """The accepted step reduced ``||r||`` by at most ``ftol`` relative (scipy's ftol)."""
+        return r_old - r_new <= self.opts.ftol * r_old
 
 
 class _GalerkinStep(_StepBase):
@@ -499,3 +507,26 @@ class _GalerkinStep(_StepBase):
     def stationary(self, model: float, rnorm: float, noise: float) -> bool:
         return False
 
+    def stalled(self, r_old: float, r_new: float) -> bool:
+        return False  # a square system: its residual goes to zero (atol/rtol/round-off)
+
+
+
+def lspg_residual_jacobian(problem: Problem, manifold: Any, mu: Any, z: np.ndarray,
+                           x_ref: np.ndarray, history: list[np.ndarray], t: float, dt: float,
+                           scheme: str | Scheme = "backward_euler",
+                           jacobian: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """The LSPG residual ``r^n(x_ref + g(z))`` (1) and its Gauss–Newton Jacobian ``A``.
+
+    Evaluated by the same code as :func:`solve_rom` (for tests and diagnostics).
+    ``history`` holds the previous states ``[x^{n-1}, x^{n-2}, ...]`` the scheme needs.
+    """
+    mu = problem.check_mu(mu)
+    sch = get_scheme(scheme)
+    step = _LSPGStep(problem, manifold, mu, np.ascontiguousarray(x_ref, dtype=np.float64),
+                     ROMOptions(), jacobian)
+    step.decode_at(np.asarray(z, dtype=np.float64))
+    step.alpha0, step.bdt, step.t = sch.alpha[0], sch.beta * dt, t
+    step.hist = history_term(sch, history)
+    step.evaluate()
+    return step.r[:, 0].copy(), step.a.copy()

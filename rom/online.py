@@ -1,0 +1,244 @@
+"""The online stage of a run config (``mrom rom CONFIG``): every configured ROM at every test
+parameter, errors against the test FOM trajectories, one results file.
+
+Config section ``[rom]`` (all keys optional)::
+
+    methods = ["deep-lspg", "deep-galerkin", "pod-lspg", "pod-galerkin"]
+    latent_dims = [3]          # default: [autoencoder] latent_dims, else [3]
+    atol = 1e-12               # Gauss-Newton/Newton tolerances (rom.projection.ROMOptions)
+    rtol = 1e-10
+    gtol = 1e-8
+    ftol = 1e-12
+    stol = 1e-10
+    max_iter = 30
+    max_backtracks = 20
+    linear_solver = "qr"       # or "normal"
+    line_search = true
+    store_states = true        # decoded ROM states and the FOM reference in the results file
+    pod_center = "initial"     # POD of the deviations x^n - x0 (design.md) or "none";
+                               # default: "none" if [autoencoder] target = "raw"
+    projection = "encoder"     # decoder projection error: decode(encode(x)) or "lsq" fit
+    on_failure = "record"      # a non-converging ROM is recorded (NaN error) or "raise"
+
+The POD basis comes from the training snapshot file, the decoders from
+``<output_dir>/models/p<p>/``; the ROMs use the test file's time step and scheme. The results go
+to ``<output_dir>/rom_results.h5`` (:mod:`rom.results`); if that file exists and was made from
+the same inputs (same ``[rom]`` settings, snapshot files and models), nothing is recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fom.config import Field, RunConfig, at_least, list_of, load_config, non_negative, one_of
+from fom.errors import ConvergenceError, InputError
+from fom.snapshots import SnapshotSet, file_checksum, read_snapshots, snapshot_paths
+
+from .manifolds import AffineManifold, DecoderManifold
+from .metrics import projection_error, relative_error
+from .projection import ROMOptions, solve_rom
+from .results import RunRecord, read_results, write_results
+
+METHODS = ("deep-lspg", "deep-galerkin", "pod-lspg", "pod-galerkin")
+RESULTS_NAME = "rom_results.h5"
+_D = ROMOptions()
+
+ROM_SCHEMA: dict[str, Field] = {
+    "methods": Field(list, list(METHODS), list_of(str, one_of(*METHODS)),
+                     doc="ROMs to run: deep-lspg, deep-galerkin, pod-lspg, pod-galerkin"),
+    "latent_dims": Field(list, None, list_of(int, at_least(1)),
+                         doc="latent dimensions p (default: [autoencoder] latent_dims or [3])"),
+    "atol": Field(float, _D.atol, non_negative, doc="absolute residual tolerance"),
+    "rtol": Field(float, _D.rtol, non_negative, doc="residual tolerance relative to the "
+                                                    "initial guess's"),
+    "gtol": Field(float, _D.gtol, non_negative, doc="LSPG: ||Q^T r|| <= gtol ||r||"),
+    "ftol": Field(float, _D.ftol, non_negative, doc="LSPG: relative decrease of ||r|| per "
+                                                    "step below which the solve stops"),
+    "stol": Field(float, _D.stol, non_negative, doc="step tolerance relative to 1 + ||z||"),
+    "max_iter": Field(int, _D.max_iter, at_least(1), doc="iterations per time step"),
+    "max_backtracks": Field(int, _D.max_backtracks, at_least(0), doc="line-search halvings"),
+    "linear_solver": Field(str, _D.linear_solver, one_of("qr", "normal"),
+                           doc="Gauss-Newton step by Householder QR or normal equations"),
+    "line_search": Field(bool, _D.line_search, doc="Armijo backtracking"),
+    "store_states": Field(bool, True, doc="write decoded ROM states and FOM reference"),
+    "pod_center": Field(str, None, one_of("initial", "none"),
+                        doc="POD of deviations from x0 ('initial') or of raw states ('none'); "
+                            "default: as the autoencoder's target"),
+    "projection": Field(str, "encoder", one_of("encoder", "lsq"),
+                        doc="decoder projection error: decode(encode(x)) or least squares"),
+    "on_failure": Field(str, "record", one_of("record", "raise"),
+                        doc="non-converging ROM: record it (NaN error) or stop"),
+}
+
+
+def rom_settings(cfg: RunConfig) -> dict[str, Any]:
+    """The validated ``[rom]`` section with ``latent_dims`` resolved."""
+    sec = cfg.section("rom", ROM_SCHEMA)
+    if sec["latent_dims"] is None:
+        dims = cfg.sections.get("autoencoder", {}).get("latent_dims")
+        ok = isinstance(dims, list) and dims and all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims)
+        sec["latent_dims"] = list(dims) if ok else [3]
+    sec["latent_dims"] = sorted(set(sec["latent_dims"]))
+    if sec["pod_center"] is None:  # the same training data as the autoencoder (design.md)
+        target = cfg.sections.get("autoencoder", {}).get("target", "deviation")
+        sec["pod_center"] = "none" if target == "raw" else "initial"
+    sec["methods"] = list(dict.fromkeys(sec["methods"]))
+    return sec
+
+
+def model_dir(cfg: RunConfig, p: int) -> Path:
+    """Folder of the trained model with latent dimension ``p``."""
+    return cfg.output_dir / "models" / f"p{p}"
+
+
+def _dir_digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(folder.rglob("*")):
+        if f.is_file():
+            h.update(str(f.relative_to(folder)).encode())
+            h.update(file_checksum(f).encode())
+    return h.hexdigest()
+
+
+def _options(sec: dict[str, Any]) -> ROMOptions:
+    return ROMOptions(**{k: sec[k] for k in ("atol", "rtol", "gtol", "ftol", "stol", "max_iter",
+                                            "max_backtracks", "linear_solver", "line_search")})
+
+
+def _load_test(path: Path, cfg: RunConfig, kind: str) -> SnapshotSet:
+    if not path.exists():
+        raise InputError(f"{kind} snapshot file {path} does not exist (run 'mrom snapshots "
+                         f"{cfg.path}' first)")
+    return read_snapshots(path)
+
+
+def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = True, *,
+                     load_decoder: Callable[[Path, str], Any] | None = None) -> Path:
+    """Run the ROMs of a config at its test parameters and write ``rom_results.h5``.
+
+    Parameters
+    ----------
+    config : path or RunConfig
+    progress : bool
+        Show a progress bar.
+    load_decoder : callable, optional
+        ``load_decoder(model_dir, projection) -> DecoderManifold``; default
+        :meth:`DecoderManifold.load` (tests substitute analytic decoders).
+
+    Returns
+    -------
+    Path
+        The results file.
+
+    Raises
+    ------
+    InputError
+        Bad ``[rom]`` section, missing snapshot files or trained models.
+    fom.errors.ConvergenceError
+        Only with ``on_failure = "raise"``; otherwise failures are recorded in the file.
+    """
+    from tqdm import tqdm
+
+    cfg = config if isinstance(config, RunConfig) else load_config(config)
+    sec = rom_settings(cfg)
+    opts = _options(sec)
+    paths = snapshot_paths(cfg)
+    test = _load_test(paths["test"], cfg, "test")
+    problem = test.problem()
+    dt = float(test.solver.get("dt", test.t[1] - test.t[0] if test.t.size > 1 else 0.0))
+    scheme = str(test.solver.get("scheme", "backward_euler"))
+    methods, dims = sec["methods"], sec["latent_dims"]
+    deep = any(m.startswith("deep") for m in methods)
+    pod = any(m.startswith("pod") for m in methods)
+    if deep:
+        missing = [str(model_dir(cfg, p)) for p in dims if not model_dir(cfg, p).is_dir()]
+        if missing:
+            raise InputError(f"trained model folder(s) {', '.join(missing)} do not exist "
+                             f"(run 'mrom train {cfg.path}' first)")
+    train = _load_test(paths["train"], cfg, "training") if pod else None
+
+    out = cfg.output_dir / RESULTS_NAME
+    fingerprint = json.dumps({
+        "rom": sec, "test": test.checksum(), "train": train.checksum() if train else None,
+        "models": {str(p): _dir_digest(model_dir(cfg, p)) for p in dims} if deep else None,
+    }, sort_keys=True)
+    if out.exists():
+        try:
+            if read_results(out).attrs.get("fingerprint") == fingerprint:
+                return out
+        except InputError:
+            pass
+
+    load = load_decoder or (lambda d, proj: DecoderManifold.load(d, projection=proj))
+    pod_full = (AffineManifold.from_snapshots(train, max(dims), center=sec["pod_center"])
+                if pod else None)
+    n_mu = test.n_mu
+    records: list[RunRecord] = []
+    bar = tqdm(total=len(methods) * len(dims) * n_mu, desc="ROMs", unit="traj",
+               disable=not progress)
+    proj_cache: dict[tuple[str, int], list[float]] = {}
+    for method in methods:
+        kind, projection = method.split("-", 1)
+        for p in dims:
+            if kind == "pod":
+                assert pod_full is not None
+                if p > pod_full.basis.shape[1]:
+                    raise InputError(f"{cfg.where('rom')} latent_dims: p = {p} exceeds the "
+                                     f"rank {pod_full.basis.shape[1]} of the POD basis")
+                manifold: Any = pod_full.truncate(p)
+                info = {"pod_energy": manifold.energy(), "pod_center": sec["pod_center"]}
+            else:
+                manifold = load(model_dir(cfg, p), sec["projection"])
+                if manifold.p != p:
+                    raise InputError(f"model {model_dir(cfg, p)} has p = {manifold.p}, "
+                                     f"expected {p}")
+                info = {"model_dir": str(model_dir(cfg, p)), "projection": sec["projection"]}
+            if (kind, p) not in proj_cache:
+                proj_cache[(kind, p)] = [projection_error(manifold, test.states[i])
+                                         for i in range(n_mu)]
+            results, errors, failures = [], [], []
+            for i in range(n_mu):
+                bar.set_postfix_str(f"{method} p={p} mu={i + 1}/{n_mu}")
+                try:
+                    res = solve_rom(problem, manifold, test.mu[i], projection, scheme=scheme,
+                                    dt=dt, t_final=float(test.t[-1]), options=opts)
+                    errors.append(relative_error(test.states[i], res.states))
+                    failures.append("")
+                except ConvergenceError as exc:
+                    if sec["on_failure"] == "raise":
+                        raise
+                    res = exc.partial
+                    errors.append(float("nan"))
+                    failures.append(str(exc))
+                    if progress:
+                        tqdm.write(f"warning: {exc}")
+                results.append(res)
+                bar.update()
+            records.append(RunRecord.from_rom_results(
+                method, results, test.t.size, relative_error=errors,
+                projection_error=proj_cache[(kind, p)], failures=failures,
+                store_states=sec["store_states"], info=info))
+    bar.close()
+    write_results(
+        out, records, mu=test.mu, t=test.t, param_names=test.param_names,
+        reference=test.states if sec["store_states"] else None, grid=test.grid,
+        attrs={"problem": problem.name, "problem_config": json.dumps(problem.config()),
+               "config": str(cfg.path), "test_file": str(paths["test"]),
+               "fingerprint": fingerprint, "rom_config": json.dumps(sec, sort_keys=True)})
+    return out
+
+
+def mean_iterations(record: RunRecord) -> np.ndarray:
+    """Mean iterations per time step of each trajectory of a run (over computed steps)."""
+    out = np.empty(record.steps.shape[0])
+    for i, k in enumerate(record.steps):
+        out[i] = record.iterations[i, 1:k].mean() if k > 1 else 0.0
+    return out

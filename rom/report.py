@@ -1,0 +1,160 @@
+"""Tables and figures from a ROM results file (``mrom report RESULTS``).
+
+Prints a markdown table (method, p, test parameter, relative state error, projection error of
+the trial manifold, mean Gauss–Newton/Newton iterations per step, online wall time, status)
+and saves, with the Agg backend,
+
+- ``states.png``: the state at several times, FOM against Deep LSPG and POD-LSPG (the paper's
+  figure for 1D Burgers), one panel per test parameter, at the smallest p run by both;
+- ``errors_vs_p.png``: relative state error against p on log axes, one line per method, with
+  the projection errors of the POD and decoder manifolds dashed;
+- ``report.md``: the table.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .online import mean_iterations
+from .results import ResultSet, read_results
+
+_STYLE = {"deep-lspg": ("tab:red", "o"), "deep-galerkin": ("tab:orange", "s"),
+          "pod-lspg": ("tab:blue", "^"), "pod-galerkin": ("tab:cyan", "v")}
+_LABEL = {"deep-lspg": "Deep LSPG", "deep-galerkin": "Deep Galerkin", "pod-lspg": "POD-LSPG",
+          "pod-galerkin": "POD-Galerkin"}
+
+
+def _fmt(v: float) -> str:
+    return "—" if not math.isfinite(v) else f"{v:.3e}"
+
+
+def _mu_label(rs: ResultSet, i: int) -> str:
+    names = rs.param_names or tuple(f"mu{k + 1}" for k in range(rs.mu.shape[1]))
+    return ", ".join(f"{n} = {v:g}" for n, v in zip(names, rs.mu[i], strict=True))
+
+
+def error_table(rs: ResultSet) -> str:
+    """The markdown table of every run and test parameter."""
+    lines = ["| method | p | mu | relative error | projection error | iterations/step | "
+             "wall (s) | status |",
+             "|---|---:|---|---:|---:|---:|---:|---|"]
+    n_t = rs.t.size
+    for rec in sorted(rs.runs.values(), key=lambda r: (r.method, r.p)):
+        its = mean_iterations(rec)
+        for i in range(rs.mu.shape[0]):
+            k = int(rec.steps[i])
+            status = "ok" if k == n_t else f"failed at t = {rs.t[k]:.4g}" if k < n_t else "?"
+            lines.append(
+                f"| {_LABEL.get(rec.method, rec.method)} | {rec.p} | ({_mu_label(rs, i)}) | "
+                f"{_fmt(rec.relative_error[i])} | {_fmt(rec.projection_error[i])} | "
+                f"{its[i]:.2f} | {rec.wall_s[i]:.3f} | {status} |")
+    return "\n".join(lines)
+
+
+def _plot_states(rs: ResultSet, path: Path, n_times: int = 4) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    if rs.reference is None:
+        return None
+    deep = {r.p: r for r in rs.select("deep-lspg") if r.states is not None}
+    pod = {r.p: r for r in rs.select("pod-lspg") if r.states is not None}
+    common = sorted(set(deep) & set(pod))
+    p = common[0] if common else min(deep or pod, default=None)
+    runs = [(name, rec) for name, rec in (("deep-lspg", deep.get(p)), ("pod-lspg", pod.get(p)))
+            if rec is not None]
+    n_mu = rs.mu.shape[0]
+    x = rs.grid.get("x", np.arange(rs.reference.shape[2]))
+    idx = np.unique(np.linspace(0, rs.t.size - 1, n_times + 1).round().astype(int)[1:])
+    fig, axes = plt.subplots(n_mu, 1, figsize=(8, 3.2 * n_mu), squeeze=False)
+    for i in range(n_mu):
+        ax = axes[i, 0]
+        for j, n in enumerate(idx):
+            ax.plot(x, rs.reference[i, n], color="k", lw=1.5,
+                    label="FOM" if j == 0 else None)
+            for name, rec in runs:
+                if n < rec.steps[i]:
+                    color, marker = _STYLE[name]
+                    ax.plot(x, rec.states[i, n], color=color, ls="--", lw=1.2,
+                            label=f"{_LABEL[name]} (p = {rec.p})" if j == 0 else None)
+        ax.set_title(f"{_mu_label(rs, i)};  t = " + ", ".join(f"{rs.t[n]:.3g}" for n in idx))
+        ax.set_xlabel("x")
+        ax.set_ylabel("state")
+        ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _plot_errors(rs: ResultSet, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    n_mu = rs.mu.shape[0]
+    fig, axes = plt.subplots(1, n_mu, figsize=(5.5 * n_mu, 4), squeeze=False)
+    methods = sorted({r.method for r in rs.runs.values()}, key=lambda m: list(_STYLE).index(m)
+                     if m in _STYLE else 99)
+    for i in range(n_mu):
+        ax = axes[0, i]
+        proj_done = set()
+        for m in methods:
+            recs = rs.select(m)
+            ps = [r.p for r in recs]
+            color, marker = _STYLE.get(m, ("gray", "x"))
+            err = [r.relative_error[i] for r in recs]
+            ax.plot(ps, err, color=color, marker=marker, label=_LABEL.get(m, m))
+            kind = "decoder" if m.startswith("deep") else "POD"
+            if kind not in proj_done:
+                proj_done.add(kind)
+                ax.plot(ps, [r.projection_error[i] for r in recs], color=color, ls=":",
+                        marker=marker, mfc="none", label=f"{kind} projection")
+        ax.set_yscale("log")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_xlabel("latent dimension p")
+        ax.set_ylabel("relative state error")
+        ax.set_title(_mu_label(rs, i))
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def report(results_path: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
+           quiet: bool = False) -> Path:
+    """Print the error table and save the figures (``mrom report RESULTS``).
+
+    Parameters
+    ----------
+    results_path : path
+        A results file from :func:`rom.online.roms_from_config`.
+    out_dir : path, optional
+        Folder for ``report.md``, ``states.png`` and ``errors_vs_p.png``; default ``report/``
+        beside the results file.
+    quiet : bool
+        Do not print the table.
+
+    Returns
+    -------
+    Path
+        The folder written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from fom.atomic import write_text_atomic
+
+    rs = read_results(results_path)
+    out = Path(out_dir) if out_dir is not None else Path(results_path).parent / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    table = error_table(rs)
+    if not quiet:
+        print(table)
+    write_text_atomic(out / "report.md", f"# ROM results: {results_path}\n\n{table}\n")
+    _plot_states(rs, out / "states.png")
+    _plot_errors(rs, out / "errors_vs_p.png")
+    return out
