@@ -178,8 +178,12 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
             pass
 
     load = load_decoder or (lambda d, proj: DecoderManifold.load(d, projection=proj))
-    pod_full = (AffineManifold.from_snapshots(train, max(dims), center=sec["pod_center"])
-                if pod else None)
+    pod_full = None
+    if pod:
+        assert train is not None
+        n_traj, n_t_train, n_dofs = train.states.shape
+        pod_full = AffineManifold.from_snapshots(train, min(n_traj * n_t_train, n_dofs),
+                                                 center=sec["pod_center"])
     n_mu = test.n_mu
     records: list[RunRecord] = []
     bar = tqdm(total=len(methods) * len(dims) * n_mu, desc="ROMs", unit="traj",
