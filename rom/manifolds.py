@@ -356,10 +356,14 @@ class DecoderManifold:
         flat, shape = _states_2d(states, self.n_dofs)
         x_ref = np.asarray(x_ref, dtype=np.float64)
         inputs = self.encoder_input(flat, x_ref)
+        if hasattr(self.trained, "encode_many"):
+            codes = np.asarray(self.trained.encode_many(inputs), dtype=np.float64)
+        else:
+            codes = np.array([self.trained.encode(np.ascontiguousarray(u)) for u in inputs],
+                             dtype=np.float64).reshape(-1, self.p)
         out = np.empty_like(flat)
         for i in range(flat.shape[0]):
-            z = np.asarray(self.trained.encode(np.ascontiguousarray(inputs[i])),
-                           dtype=np.float64)
+            z = codes[i]
             if method == "lsq":
                 z = fit_latent(self, flat[i] - x_ref, z)
             out[i] = x_ref + self.decode(z)

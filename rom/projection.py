@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from fom.burgers1d import Burgers1D
+from fom.burgers1d import Burgers1D, burgers_velocity_jacobian
 from fom.errors import ConvergenceError, InputError
 from fom.problem import Problem
 from fom.solve import time_grid
@@ -207,7 +207,11 @@ class _Velocity:
             raise InputError(f"jacobian must be auto, csr or tridiagonal, got {jacobian!r}")
         self.problem = problem
         self.mu = mu
-        tri = isinstance(problem, Burgers1D)
+        # the fused kernel only stands in for Burgers1D's own velocity and Jacobian (a
+        # subclass that overrides either gets the generic path)
+        cls = type(problem)
+        tri = (isinstance(problem, Burgers1D) and cls.velocity is Burgers1D.velocity
+               and cls.jacobian is Burgers1D.jacobian)
         if jacobian == "tridiagonal" and not tri:
             raise InputError(f"problem {problem.name} has no tridiagonal Jacobian kernel")
         self.tridiagonal = tri and jacobian != "csr"
@@ -221,8 +225,6 @@ class _Velocity:
     def evaluate(self, x: np.ndarray, t: float) -> np.ndarray:
         """Evaluate ``f`` and ``df/dx`` at ``x``; returns ``f`` (a reused buffer)."""
         if self.tridiagonal:
-            from fom.burgers1d import burgers_velocity_jacobian
-
             burgers_velocity_jacobian(x, self.mu[0], self._source, self.problem.dx, self.f,
                                       self.jl, self.jd, self.ju)
         else:
