@@ -11,8 +11,10 @@ A network is exported to two arrays: ``meta`` (one row of integers per layer, se
   (``np.dot``, i.e. BLAS); a transposed convolution is a GEMM ``(pixels * (p+1), Cin) @ (Cin,
   k*k*Cout)`` followed by a scatter-add (col2im); activations scale the tangents by their
   derivative at the value;
-* only some output entries of ``g`` and ``J`` (hyper-reduction): every layer but the last is
-  evaluated in full, the last one only at the requested outputs;
+* only some output entries of ``g`` and ``J`` (hyper-reduction): the last weight layer is
+  evaluated only at the requested outputs, and the transposed convolutions before it only at
+  the pixels those outputs depend on, as long as that is a small part of the layer
+  (:func:`restriction_plan`); the layers before are evaluated in full;
 * ``h(x)`` (only needed for the initial latent state) by im2col + GEMM.
 
 Everything here is float64 and independent of TensorFlow. One-dimensional convolutions are
@@ -250,17 +252,135 @@ def _restricted_last(m, data, X, pix):
 
 
 @njit(cache=True)
-def decode_rows_kernel(meta, data, z, lo, rng, pix, n_full):
-    """Entries ``pix`` (flat image indices) of ``g`` and rows of ``J``.
+def _needed_input_pixels(m, need_out):
+    """Spatial input pixels of the transposed convolution ``m`` that the output pixels
+    marked in ``need_out`` (bool, h_out*w_out) depend on."""
+    h_in, w_in, h_out, w_out = m[2], m[3], m[5], m[6]
+    kh, kw, sh, sw, ph, pw = m[8], m[9], m[10], m[11], m[12], m[13]
+    need_in = np.zeros(h_in * w_in, dtype=np.bool_)
+    for i in range(h_in):
+        for j in range(w_in):
+            found = False
+            for a in range(kh):
+                y = i * sh + a - ph
+                if y < 0 or y >= h_out:
+                    continue
+                for b in range(kw):
+                    x = j * sw + b - pw
+                    if x >= 0 and x < w_out and need_out[y * w_out + x]:
+                        found = True
+                        break
+                if found:
+                    break
+            need_in[i * w_in + j] = found
+    return need_in
 
-    Layers ``0 .. n_full-1`` are evaluated in full, layer ``n_full`` (a Dense or transposed
-    convolution) only at ``pix``, and the activation-only layers after it elementwise.
+
+@njit(cache=True)
+def restriction_plan(meta, pix, max_fraction):
+    """Which layers to evaluate only where the outputs ``pix`` depend on them.
+
+    Walks back from the last weight layer through transposed convolutions as long as the
+    needed part of a layer's output is at most ``max_fraction`` of it. Returns ``n_full`` (the
+    layers ``0 .. n_full-1`` are evaluated in full, layer ``n_full`` .. the last weight layer
+    ``n_last`` only partly), ``n_last`` and, concatenated, the needed spatial output pixels of
+    the layers ``n_full .. n_last-1`` with their offsets.
+    """
+    n_last = meta.shape[0] - 1
+    while meta[n_last, 0] == ACTIVATION:
+        n_last -= 1
+    lists = []
+    n_full = n_last
+    if meta[n_last, 0] == CONV_T:
+        m = meta[n_last]
+        need = np.zeros(m[5] * m[6], dtype=np.bool_)
+        for q in pix:
+            need[q // m[7]] = True
+        l = n_last
+        while l > 0 and meta[l, 0] == CONV_T and meta[l - 1, 0] == CONV_T:
+            need = _needed_input_pixels(meta[l], need)  # outputs of layer l - 1
+            if need.sum() > max_fraction * need.size:
+                break
+            lists.append(np.nonzero(need)[0])
+            l -= 1
+            n_full = l
+    n = 0
+    for a in lists:
+        n += a.size
+    flat = np.empty(n, dtype=np.int64)
+    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+    k = 0
+    for t in range(len(lists)):  # stored from layer n_full upwards
+        a = lists[len(lists) - 1 - t]
+        flat[k:k + a.size] = a
+        k += a.size
+        offsets[t + 1] = k
+    return n_full, n_last, flat, offsets
+
+
+@njit(cache=True)
+def _conv_t_at(m, data, X, sites):
+    """Transposed convolution ``m`` evaluated only at the spatial output pixels ``sites`` (all
+    channels; other outputs are left 0), with bias and activation, tangents included."""
+    B = X.shape[0]
+    h_in, w_in, c_in, w_out, c_out = m[2], m[3], m[4], m[6], m[7]
+    h_out = m[5]
+    kh, kw, sh, sw, ph, pw, w_off, b_off = m[8], m[9], m[10], m[11], m[12], m[13], m[14], m[15]
+    ncol = kh * kw * c_out
+    W = data[w_off:w_off + c_in * ncol].reshape((c_in, ncol))
+    Y = np.zeros((B, h_out * w_out * c_out))
+    acc = np.zeros((B, c_out))
+    for site in sites:
+        y = site // w_out
+        x = site % w_out
+        acc[:, :] = 0.0
+        for a in range(kh):
+            ty = y + ph - a
+            if ty < 0 or ty % sh != 0:
+                continue
+            i = ty // sh
+            if i >= h_in:
+                continue
+            for b in range(kw):
+                tx = x + pw - b
+                if tx < 0 or tx % sw != 0:
+                    continue
+                j = tx // sw
+                if j >= w_in:
+                    continue
+                s0 = (i * w_in + j) * c_in
+                k0 = (a * kw + b) * c_out
+                for bb in range(B):
+                    for c in range(c_in):
+                        xv = X[bb, s0 + c]
+                        for o in range(c_out):
+                            acc[bb, o] += xv * W[c, k0 + o]
+        o0 = site * c_out
+        for o in range(c_out):
+            acc[0, o] += data[b_off + o]
+        _activate(acc, m[1], True)
+        for bb in range(B):
+            for o in range(c_out):
+                Y[bb, o0 + o] = acc[bb, o]
+    return Y
+
+
+@njit(cache=True)
+def decode_rows_kernel(meta, data, z, lo, rng, pix, n_full, n_last, sites, offsets):
+    """Entries ``pix`` (flat image indices) of ``g`` and the same rows of ``J``.
+
+    Layers ``0 .. n_full-1`` are evaluated in full, the transposed convolutions ``n_full ..
+    n_last-1`` only at the spatial ``sites`` the requested outputs depend on (see
+    :func:`restriction_plan`), the last weight layer ``n_last`` only at ``pix``, and the
+    activation-only layers after it elementwise.
     """
     p = z.size
     X = forward(meta, data, _seed(z), n_full, True)
-    Y = _restricted_last(meta[n_full], data, X, pix)
-    _activate(Y, meta[n_full, 1], True)
-    for l in range(n_full + 1, meta.shape[0]):
+    for t in range(n_last - n_full):
+        X = _conv_t_at(meta[n_full + t], data, X, sites[offsets[t]:offsets[t + 1]])
+    Y = _restricted_last(meta[n_last], data, X, pix)
+    _activate(Y, meta[n_last, 1], True)
+    for l in range(n_last + 1, meta.shape[0]):
         _activate(Y, meta[l, 1], True)
     nr = pix.size
     g = np.empty(nr)

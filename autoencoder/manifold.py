@@ -96,6 +96,9 @@ class TrainedManifold:
     enc_meta: np.ndarray
     enc_data: np.ndarray
     manifest: dict[str, Any]
+    #: Restrict a transposed convolution before the last layer only if the requested rows
+    #: need at most this fraction of its outputs (else a full BLAS evaluation is cheaper).
+    max_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         self._inv = np.empty_like(self.perm)
@@ -106,7 +109,7 @@ class TrainedManifold:
         if self.dec_meta[last_weight, 0] not in (K.DENSE, K.CONV_T):
             raise InputError(f"{self.path}: the decoder's last weight layer must be Dense or "
                              f"a transposed convolution")
-        self._n_full = last_weight
+        self._plans: dict[bytes, tuple] = {}
 
     # ------------------------------------------------------------------ checks
     def _z(self, z: Any) -> np.ndarray:
@@ -137,15 +140,23 @@ class TrainedManifold:
     def decode_rows(self, z: Any, rows: Any) -> tuple[np.ndarray, np.ndarray]:
         """Entries ``rows`` of ``g(z)`` and the same rows of ``J(z)`` (hyper-reduction).
 
-        Only the last weight layer is restricted to what those rows depend on.
+        The last weight layer is evaluated only at those rows, and the transposed
+        convolutions before it only where the rows depend on them while that is at most
+        :attr:`max_fraction` of a layer (:func:`autoencoder.kernels.restriction_plan`).
         """
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         if rows.size and (rows.min() < 0 or rows.max() >= self.n_dofs):
             raise InputError(f"rows must lie in [0, {self.n_dofs}), got {rows.min()}.."
                              f"{rows.max()}")
         pix = np.ascontiguousarray(self._inv[rows])
+        key = pix.tobytes()
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = K.restriction_plan(self.dec_meta, pix, self.max_fraction)
+            self._plans = {key: plan}  # the sample set rarely changes: keep the last one
+        n_full, n_last, sites, offsets = plan
         return K.decode_rows_kernel(self.dec_meta, self.dec_data, self._z(z), self.lo,
-                                    self._rng, pix, self._n_full)
+                                    self._rng, pix, n_full, n_last, sites, offsets)
 
     # ------------------------------------------------------------------ encoder
     def encode(self, y: Any) -> np.ndarray:

@@ -351,10 +351,9 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
         "autoencoder": {k: v for k, v in arch.items() if k != "latent_dims"},
         "training": tr, **(extra_settings or {})})
     if (man := model_is_complete(out_dir, settings)) is not None:
-        if progress:
-            err = man.get("test_error", {}).get("mean")
-            print(f"{out_dir}: up to date, skipped" +
-                  (f" (test reconstruction error {err:.3e})" if err is not None else ""))
+        err = man.get("test_error", {}).get("mean")
+        print(f"{out_dir}: up to date, skipped" +
+              (f" (test reconstruction error {err:.3e})" if err is not None else ""))
         return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     images, scaling = prepare(snap.states, restriction, arch["target"])

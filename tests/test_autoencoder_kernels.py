@@ -76,9 +76,13 @@ def test_decoder_kernels_match_keras(case: int) -> None:
         assert _rel(K.decode_kernel(meta, data, z, 0.0, 1.0, perm), y_ref) < 1e-10
         # row-restricted evaluation: the same rows of the full results
         rows = np.unique(rng.integers(0, n, size=min(n, 17)))
-        gr, Jr = K.decode_rows_kernel(meta, data, z, 0.0, 1.0, rows, meta.shape[0] - 1)
-        np.testing.assert_allclose(gr, g[rows], rtol=1e-13, atol=1e-14)
-        np.testing.assert_allclose(Jr, J[rows], rtol=1e-13, atol=1e-14)
+        for frac in (0.0, 1.0):  # last layer only / every transposed conv restricted
+            plan = K.restriction_plan(meta, rows, frac)
+            if frac == 1.0 and len(convs) > 1:
+                assert plan[0] < plan[1]  # really restricted more than the last layer
+            gr, Jr = K.decode_rows_kernel(meta, data, z, 0.0, 1.0, rows, *plan)
+            np.testing.assert_allclose(gr, g[rows], rtol=1e-13, atol=1e-14)
+            np.testing.assert_allclose(Jr, J[rows], rtol=1e-13, atol=1e-14)
 
 
 def test_jacobian_matches_central_differences() -> None:
@@ -147,3 +151,20 @@ def test_unsupported_layer_is_refused_by_name() -> None:
     x = L.Conv1DTranspose(2, 3, dilation_rate=2, name="dil")(x)
     with pytest.raises(UnsupportedLayerError, match="dilation"):
         export_network(keras.Model(z, x))
+
+
+def test_row_restriction_plan_on_a_large_image() -> None:
+    """64 x 64 output, 5 sampled pixels: every transposed conv is evaluated only near them."""
+    model = _decoder(4, (8, 8, 8), [(8, 5, 2, "same", "elu"), (4, 5, 2, "same", "elu"),
+                                    (1, 5, 2, "same", "linear")], seed=11)
+    meta, data = export_network(model)
+    rows = np.array([0, 100, 2080, 4000, 4095])
+    n_full, n_last, sites, offsets = K.restriction_plan(meta, rows, 0.5)
+    assert (n_full, n_last) == (1, 3)
+    assert offsets[-1] < 0.5 * (16 * 16 + 32 * 32)
+    z = np.random.default_rng(2).normal(size=4)
+    g, J = K.decode_jacobian_kernel(meta, data, z, 0.0, 1.0, np.arange(4096))
+    gr, Jr = K.decode_rows_kernel(meta, data, z, 0.0, 1.0, rows, n_full, n_last, sites,
+                                  offsets)
+    np.testing.assert_allclose(gr, g[rows], rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(Jr, J[rows], rtol=1e-13, atol=1e-14)
