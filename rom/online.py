@@ -7,7 +7,7 @@ Config section ``[rom]`` (all keys optional)::
     latent_dims = [3]          # default: [autoencoder] latent_dims, else [3]
     atol = 1e-12               # Gauss-Newton/Newton tolerances (rom.projection.ROMOptions)
     rtol = 1e-10
-    gtol = 1e-8
+    gtol = 1e-6
     ftol = 1e-12
     stol = 1e-10
     max_iter = 30

@@ -69,7 +69,10 @@ class ROMOptions:
     - ``||r|| <= atol + rtol * ||r_0||``;
     - LSPG only: ``||Q^T r|| <= gtol * ||r||``, i.e. the residual is orthogonal to the range
       of ``A`` up to ``gtol`` (first-order optimality of (2), scale-free). When the minimum
-      residual is not zero this, ``ftol`` or ``stol`` stops the iteration;
+      residual is not zero this, ``ftol`` or ``stol`` stops the iteration. Gauss–Newton then
+      converges linearly (on 1D Burgers about 1e-3 per iteration); at ``gtol = 1e-6`` the
+      remaining decrease of ``||r||`` is ~1e-12 relative and the latent state is accurate to
+      ~1e-6 relative, far below any ROM's error, and a step takes 2 iterations instead of 3;
     - LSPG only: an accepted step reduced ``||r||`` by at most ``ftol * ||r||`` (as scipy's
       ``least_squares``). The Godunov flux is only piecewise smooth, and at a minimizer on a
       kink Gauss–Newton bounces with a step of ~1e-9 and no decrease; this stops it;
@@ -98,7 +101,7 @@ class ROMOptions:
 
     atol: float = 1e-12
     rtol: float = 1e-10
-    gtol: float = 1e-8
+    gtol: float = 1e-6
     ftol: float = 1e-12
     stol: float = 1e-10
     max_iter: int = 30
