@@ -5,7 +5,8 @@ the trial manifold, mean Gauss–Newton/Newton iterations per step, online wall 
 and saves, with the Agg backend,
 
 - ``states.png``: the state at several times, FOM against Deep LSPG and POD-LSPG (the paper's
-  figure for 1D Burgers), one panel per test parameter, at the smallest p run by both;
+  figure for 1D Burgers), one panel per test parameter, at the smallest p run by both (else
+  the largest p of the one that was run);
 - ``errors_vs_p.png``: relative state error against p on log axes, one line per method, with
   the projection errors of the POD and decoder manifolds dashed;
 - ``report.md``: the table.
@@ -63,7 +64,8 @@ def _plot_states(rs: ResultSet, path: Path, n_times: int = 4) -> Path | None:
     deep = {r.p: r for r in rs.select("deep-lspg") if r.states is not None}
     pod = {r.p: r for r in rs.select("pod-lspg") if r.states is not None}
     common = sorted(set(deep) & set(pod))
-    p = common[0] if common else min(deep or pod, default=None)
+    # the smallest p run by both (where the manifolds differ most), else the largest run
+    p = common[0] if common else max(deep or pod, default=None)
     runs = [(name, rec) for name, rec in (("deep-lspg", deep.get(p)), ("pod-lspg", pod.get(p)))
             if rec is not None]
     n_mu = rs.mu.shape[0]
@@ -77,8 +79,9 @@ def _plot_states(rs: ResultSet, path: Path, n_times: int = 4) -> Path | None:
                     label="FOM" if j == 0 else None)
             for name, rec in runs:
                 if n < rec.steps[i]:
-                    color, marker = _STYLE[name]
-                    ax.plot(x, rec.states[i, n], color=color, ls="--", lw=1.2,
+                    color, _ = _STYLE[name]
+                    ax.plot(x, rec.states[i, n], color=color, lw=1.2,
+                            ls="--" if name.startswith("deep") else ":",
                             label=f"{_LABEL[name]} (p = {rec.p})" if j == 0 else None)
         ax.set_title(f"{_mu_label(rs, i)};  t = " + ", ".join(f"{rs.t[n]:.3g}" for n in idx))
         ax.set_xlabel("x")
