@@ -182,14 +182,22 @@ class TrainedManifold:
         z0 = self.encode(np.zeros_like(x0) if self.target == "deviation" else x0)
         return x0 - self.decode(z0), z0
 
-    def reconstruct(self, states: np.ndarray) -> np.ndarray:
-        """Autoencoder reconstruction of one trajectory (n_t, N), through the reference state
-        (what the online ROM sees): ``x_ref + g(h(y^n))``."""
+    def reconstruct(self, states: np.ndarray, through_reference: bool = False) -> np.ndarray:
+        """Autoencoder reconstruction (encode, decode) of one trajectory (n_t, N).
+
+        By default ``x0 + g(h(x^n - x0))`` for ``target = "deviation"`` and ``g(h(x^n))`` for
+        ``"raw"``. With ``through_reference`` the decoded point is placed on the ROM's trial
+        manifold instead, ``x_ref + g(h(.))`` with ``x_ref`` of :meth:`reference_state`, which
+        adds the decoder's error at the initial latent state, ``g(x^0) - (0 or x0)``, to
+        every step.
+        """
         states = np.asarray(states, dtype=np.float64)
-        x_ref, _ = self.reference_state(states[0])
-        y = states - states[0] if self.target == "deviation" else states
-        Z = self.encode_many(y)
-        return np.array([x_ref + self.decode(z) for z in Z])
+        x0 = states[0]
+        y = states - x0 if self.target == "deviation" else states
+        G = np.array([self.decode(z) for z in self.encode_many(y)])
+        if through_reference:
+            return self.reference_state(x0)[0] + G
+        return x0 + G if self.target == "deviation" else G
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:

@@ -68,6 +68,17 @@ def test_training_lowers_validation_loss_and_writes_directory(trained: Path) -> 
     assert man["p"] == 2 and man["n_dofs"] == 64 and man["target"] == "deviation"
     assert man["training_result"]["epochs_run"] == 8
     assert 0 < man["test_error"]["mean"] < 1
+    # the reported errors are the paper's trajectory measure of the encode-decode map
+    m = load_trained_manifold(trained)
+    x = read_snapshots(man["test_error"]["path"]).states[0]
+    x0 = x[0]
+    rec = np.array([x0 + m.decode(m.encode(xn - x0)) for xn in x])
+    err = np.linalg.norm(x - rec) / np.linalg.norm(x)
+    assert man["test_error"]["per_mu"][0] == pytest.approx(err, rel=1e-10)
+    x_ref, _ = m.reference_state(x0)
+    rec = np.array([x_ref + m.decode(m.encode(xn - x0)) for xn in x])
+    err = np.linalg.norm(x - rec) / np.linalg.norm(x)
+    assert man["test_error"]["per_mu_through_reference"][0] == pytest.approx(err, rel=1e-10)
     for f in ("autoencoder.keras", "exported.h5", "history.json"):
         assert (trained / f).is_file()
     assert not (trained / "checkpoint").exists()
