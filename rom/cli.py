@@ -9,6 +9,7 @@ with status 3. Imports are lazy: ``mrom snapshots`` never loads TensorFlow.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -151,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mrom``; returns the exit status."""
+    # TensorFlow's C++ start-up chatter (CPU features, oneDNN) is not for users of the CLI.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
