@@ -40,49 +40,51 @@ N_META = len(META_FIELDS)
 @njit(cache=True)
 def _activate(X, act, tangents):
     """Apply activation ``act`` in place to the values (row 0 if ``tangents``, else every row)
-    and multiply the tangent rows by its derivative."""
+    and multiply the tangent rows by its derivative at the value (forward mode)."""
     if act == 0:
         return
     B, F = X.shape
     n_val = 1 if tangents else B
+    d = np.empty(F)
     for r in range(n_val):
         for f in range(F):
             a = X[r, f]
             if act == 1:
                 if a > 0.0:
                     y = a
-                    d = 1.0
+                    d[f] = 1.0
                 else:
                     y = np.expm1(a)
-                    d = y + 1.0
+                    d[f] = y + 1.0
             elif act == 2:
                 if a > 0.0:
                     y = a
-                    d = 1.0
+                    d[f] = 1.0
                 else:
                     y = 0.0
-                    d = 0.0
+                    d[f] = 0.0
             elif act == 3:
                 y = np.tanh(a)
-                d = 1.0 - y * y
+                d[f] = 1.0 - y * y
             elif act == 4:
                 if a >= 0.0:
                     y = 1.0 / (1.0 + np.exp(-a))
                 else:
                     e = np.exp(a)
                     y = e / (1.0 + e)
-                d = y * (1.0 - y)
+                d[f] = y * (1.0 - y)
             else:
                 y = np.logaddexp(0.0, a)
                 if a >= 0.0:
-                    d = 1.0 / (1.0 + np.exp(-a))
+                    d[f] = 1.0 / (1.0 + np.exp(-a))
                 else:
                     e = np.exp(a)
-                    d = e / (1.0 + e)
+                    d[f] = e / (1.0 + e)
             X[r, f] = y
-            if tangents:
-                for b in range(1, B):
-                    X[b, f] *= d
+    if tangents:
+        for b in range(1, B):
+            for f in range(F):
+                X[b, f] *= d[f]
 
 
 @njit(cache=True)
@@ -90,8 +92,9 @@ def _add_bias(X, bias, tangents, c_out):
     B, F = X.shape
     n_val = 1 if tangents else B
     for r in range(n_val):
-        for f in range(F):
-            X[r, f] += bias[f % c_out]
+        for q in range(F // c_out):
+            for o in range(c_out):
+                X[r, q * c_out + o] += bias[o]
 
 
 @njit(cache=True)
@@ -112,22 +115,26 @@ def _layer(m, data, X, tangents):
         W = data[w_off:w_off + c_in * ncol].reshape((c_in, ncol))
         cols = np.dot(X.reshape((B * h_in * w_in, c_in)), W)
         Y = np.zeros((B, h_out * w_out * c_out))
+        # col2im: for a fixed input pixel and kernel row a, the valid kernel columns b write
+        # one contiguous run of (b, o) entries of an output row: one axpy-like loop
         for bb in range(B):
+            Yb = Y[bb]
             for i in range(h_in):
                 for a in range(kh):
                     y = i * sh + a - ph
                     if y < 0 or y >= h_out:
                         continue
                     for j in range(w_in):
-                        r = (bb * h_in + i) * w_in + j
-                        for b in range(kw):
-                            x = j * sw + b - pw
-                            if x < 0 or x >= w_out:
-                                continue
-                            o0 = (y * w_out + x) * c_out
-                            k0 = (a * kw + b) * c_out
-                            for o in range(c_out):
-                                Y[bb, o0 + o] += cols[r, k0 + o]
+                        cr = cols[(bb * h_in + i) * w_in + j]
+                        x0 = j * sw - pw
+                        b_lo = max(0, -x0)
+                        b_hi = min(kw, w_out - x0)
+                        if b_hi <= b_lo:
+                            continue
+                        y0 = (y * w_out + x0 + b_lo) * c_out
+                        k0 = (a * kw + b_lo) * c_out
+                        for t in range((b_hi - b_lo) * c_out):
+                            Yb[y0 + t] += cr[k0 + t]
         _add_bias(Y, data[b_off:b_off + c_out], tangents, c_out)
     else:  # CONV: im2col + GEMM
         nk = kh * kw * c_in

@@ -29,6 +29,7 @@ import numpy as np
 from fom.errors import InputError
 
 from . import kernels as K
+from .blas import single_threaded
 
 MANIFEST = "manifest.json"
 EXPORTED = "exported.h5"
@@ -129,13 +130,13 @@ class TrainedManifold:
     # ------------------------------------------------------------------ decoder
     def decode(self, z: Any) -> np.ndarray:
         """``g(z)``, shape (N,): decoder, unscaled and prolonged to a state vector."""
-        return K.decode_kernel(self.dec_meta, self.dec_data, self._z(z), self.lo, self._rng,
-                               self.perm)
+        return single_threaded(K.decode_kernel, self.dec_meta, self.dec_data, self._z(z), self.lo,
+                               self._rng, self.perm)
 
     def decode_with_jacobian(self, z: Any) -> tuple[np.ndarray, np.ndarray]:
         """``g(z)`` (N,) and ``J(z) = dg/dz`` (N, p) in one forward-mode pass."""
-        return K.decode_jacobian_kernel(self.dec_meta, self.dec_data, self._z(z), self.lo,
-                                        self._rng, self.perm)
+        return single_threaded(K.decode_jacobian_kernel, self.dec_meta, self.dec_data,
+                               self._z(z), self.lo, self._rng, self.perm)
 
     def decode_rows(self, z: Any, rows: Any) -> tuple[np.ndarray, np.ndarray]:
         """Entries ``rows`` of ``g(z)`` and the same rows of ``J(z)`` (hyper-reduction).
@@ -155,8 +156,9 @@ class TrainedManifold:
             plan = K.restriction_plan(self.dec_meta, pix, self.max_fraction)
             self._plans = {key: plan}  # the sample set rarely changes: keep the last one
         n_full, n_last, sites, offsets = plan
-        return K.decode_rows_kernel(self.dec_meta, self.dec_data, self._z(z), self.lo,
-                                    self._rng, pix, n_full, n_last, sites, offsets)
+        return single_threaded(K.decode_rows_kernel, self.dec_meta, self.dec_data,
+                               self._z(z), self.lo, self._rng, pix, n_full, n_last, sites,
+                               offsets)
 
     # ------------------------------------------------------------------ encoder
     def encode(self, y: Any) -> np.ndarray:
