@@ -168,3 +168,21 @@ def test_row_restriction_plan_on_a_large_image() -> None:
                                   offsets)
     np.testing.assert_allclose(gr, g[rows], rtol=1e-13, atol=1e-14)
     np.testing.assert_allclose(Jr, J[rows], rtol=1e-13, atol=1e-14)
+
+
+def test_single_threaded_blas_is_scoped() -> None:
+    from autoencoder.blas import _find_setter, single_threaded
+
+    setter = _find_setter()
+    if setter is None:
+        pytest.skip("no scipy OpenBLAS with openblas_set_num_threads_local")
+    before = setter(2)
+    try:
+        inside = single_threaded(lambda: setter(1))
+        assert inside == 1
+        assert setter(2) == 2  # restored after the call
+        with pytest.raises(ZeroDivisionError):
+            single_threaded(lambda: 1 / 0)
+        assert setter(2) == 2  # restored after an exception too
+    finally:
+        setter(before)

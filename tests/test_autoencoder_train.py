@@ -308,3 +308,15 @@ def test_broken_model_directories_are_refused(trained: Path, tmp_path: Path) -> 
     (d / "manifest.json").unlink()
     with pytest.raises(InputError, match="manifest.json: missing"):
         load_trained_manifold(d)
+
+
+def test_conv1d_variant_trains(snaps: tuple[Path, Path], tmp_path: Path) -> None:
+    path = _train(snaps, tmp_path / "1d", arch={"dims": 1, "kernel_size": 9},
+                  tr={"epochs": 3})
+    m = load_trained_manifold(path)
+    assert m.image_shape == (64, 1)
+    hist = json.loads((path / "history.json").read_text())
+    assert hist[-1]["val_loss"] < hist[0]["val_loss"]
+    x0 = np.linspace(1, 2, 64)
+    x_ref, z0 = m.reference_state(x0)
+    np.testing.assert_allclose(x_ref + m.decode(z0), x0, rtol=0, atol=1e-12)
