@@ -38,7 +38,8 @@ AUTOENCODER_SCHEMA: dict[str, Field] = {
     "padding": Field(str, "same", one_of("same", "valid"), doc="conv padding"),
     "activation": Field(str, "elu", one_of(*ACTIVATIONS), doc="hidden-layer activation"),
     "latent_activation": Field(str, "elu", one_of(*ACTIVATIONS),
-                               doc="activation of the encoder's last (dense) layer"),
+                               doc="activation of the encoder's last (dense) layer (ignored "
+                                   "when variational: mean and log-variance are linear)"),
     "output_activation": Field(str, "linear", one_of(*ACTIVATIONS),
                                doc="activation of the decoder's last layer"),
     "target": Field(str, "deviation", one_of("deviation", "raw"),
