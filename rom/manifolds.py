@@ -130,6 +130,8 @@ class AffineManifold:
     singular_values: np.ndarray | None = None
     center: str = "initial"
     kind: str = field(default="pod", init=False)
+    #: the Jacobian ``Phi`` is constant (the solvers skip curvature corrections)
+    affine: bool = field(default=True, init=False)
 
     def __post_init__(self) -> None:
         basis = np.array(self.basis, dtype=np.float64, order="C")
@@ -286,6 +288,7 @@ class DecoderManifold:
     """
 
     kind = "decoder"
+    affine = False
 
     def __init__(self, trained: Any, source: str | None = None,
                  projection: str = "encoder") -> None:

@@ -13,6 +13,7 @@ Config section ``[rom]`` (all keys optional)::
     max_iter = 30
     max_backtracks = 20
     linear_solver = "qr"       # or "normal"
+    secant = true              # superlinear corrections of Gauss-Newton / Galerkin Newton
     line_search = true
     store_states = true        # decoded ROM states and the FOM reference in the results file
     pod_center = "initial"     # POD of the deviations x^n - x0 (design.md) or "none";
@@ -66,6 +67,8 @@ ROM_SCHEMA: dict[str, Field] = {
     "max_backtracks": Field(int, _D.max_backtracks, at_least(0), doc="line-search halvings"),
     "linear_solver": Field(str, _D.linear_solver, one_of("qr", "normal"),
                            doc="Gauss-Newton step by Householder QR or normal equations"),
+    "secant": Field(bool, _D.secant, doc="secant corrections of Gauss-Newton (LSPG) and "
+                                         "of the Galerkin Newton matrix"),
     "line_search": Field(bool, _D.line_search, doc="Armijo backtracking"),
     "store_states": Field(bool, True, doc="write decoded ROM states and FOM reference"),
     "pod_center": Field(str, None, one_of("initial", "none"),
@@ -110,7 +113,8 @@ def _dir_digest(folder: Path) -> str:
 
 def _options(sec: dict[str, Any]) -> ROMOptions:
     return ROMOptions(**{k: sec[k] for k in ("atol", "rtol", "gtol", "ftol", "stol", "max_iter",
-                                            "max_backtracks", "linear_solver", "line_search")})
+                                            "max_backtracks", "linear_solver", "secant",
+                                            "line_search")})
 
 
 def _load_test(path: Path, cfg: RunConfig, kind: str) -> SnapshotSet:

@@ -90,13 +90,20 @@ class ROMOptions:
         Maximum iterations per time step; more is a :class:`fom.errors.ConvergenceError`.
     linear_solver : {"qr", "normal"}
         Householder QR of ``A`` (robust, default) or the normal equations with Cholesky.
+    secant : bool
+        Secant corrections that need no extra decoder evaluation: for LSPG the structured
+        (Dennis–Gay–Welsch) approximation of the second-order term Gauss–Newton neglects, for
+        Galerkin a Broyden correction of the neglected derivative of ``J^+``. Without them
+        both iterations converge only linearly when the residual (LSPG) or the decoder's
+        curvature (Galerkin) is large; the converged solutions are the same.
     line_search : bool
         Armijo backtracking on ``||r||^2`` (halving the step); without it full steps are taken.
     max_backtracks : int
         Halvings before the line search gives up (a convergence failure).
     armijo : float
         Sufficient-decrease constant ``c``: accept ``a`` if
-        ``||r(z + a d)||^2 <= ||r||^2 - 2 c a ||A d||^2``.
+        ``||r(z + a d)||^2 <= ||r||^2 - 2 c a pred``, ``pred = -d . A^T r`` the predicted
+        decrease (``||A d||^2`` for the Gauss–Newton step).
     """
 
     atol: float = 1e-12
@@ -106,6 +113,7 @@ class ROMOptions:
     stol: float = 1e-10
     max_iter: int = 30
     linear_solver: str = "qr"
+    secant: bool = True
     line_search: bool = True
     max_backtracks: int = 20
     armijo: float = 1e-4
@@ -359,6 +367,8 @@ class _StepBase:
     def __init__(self, problem: Problem, manifold: Any, mu: np.ndarray, x_ref: np.ndarray,
                  opts: ROMOptions, jacobian: str) -> None:
         self.manifold = manifold
+        #: the decoder is curved (its Jacobian varies); False for the affine POD manifold
+        self.curved = not bool(getattr(manifold, "affine", False))
         self.opts = opts
         self.x_ref = x_ref
         self.vel = _Velocity(problem, mu, jacobian)
@@ -389,6 +399,7 @@ class _StepBase:
         o = self.opts
         self.iterations = self.backtracks = self.calls = 0
         self.alpha0, self.bdt, self.hist, self.t = s.alpha[0], s.beta * dt, hist, t
+        self.begin_step()
         rnorm = self.evaluate()
         r0 = rnorm
         while True:
@@ -400,10 +411,10 @@ class _StepBase:
                 return True, ""
             if self.iterations >= o.max_iter:
                 return False, f"max_iter = {o.max_iter} reached"
-            step, model = self.direction()  # model = ||A d||: the linear model's decrease
+            step, pred = self.direction()  # pred: predicted decrease of ||r||^2 / 2
             if step is None:
                 return False, "singular Gauss-Newton/Newton matrix"
-            if self.stationary(model, rnorm, noise):
+            if self.stationary(rnorm, noise):
                 return True, ""
             z_old, alpha, tries = self.z, 1.0, 0
             while True:
@@ -413,7 +424,7 @@ class _StepBase:
                 if not o.line_search or (
                         math.isfinite(rtrial) and rtrial * rtrial
                         <= rnorm * rnorm + 2.0 * rnorm * noise
-                        - 2.0 * o.armijo * alpha * model * model):
+                        - 2.0 * o.armijo * alpha * pred):
                     break
                 tries += 1
                 self.backtracks += 1
@@ -450,7 +461,22 @@ class _LSPGStep(_StepBase):
         self.vel.times(self.jac, -self.bdt, self.alpha0, self.jac, self.a)
         return rn
 
+    def begin_step(self) -> None:
+        self.secant = np.zeros((self.p, self.p))
+        self.prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
     def direction(self) -> tuple[np.ndarray | None, float]:
+        """The Gauss–Newton step (sets ``measure = ||Q^T r||``), or with ``options.secant``
+        the structured quasi-Newton step ``(A^T A + S) d = -A^T r``.
+
+        ``S`` approximates the second-order term ``sum_i r_i Hess(r_i)`` that Gauss–Newton
+        neglects, by the Dennis–Gay–Welsch secant update (NL2SOL; Dennis & Schnabel 1983,
+        section 10.3) from quantities already computed (no extra decoder evaluation). Where
+        the minimum residual is large (a trajectory the manifold fits poorly) Gauss–Newton
+        converges only linearly, at a rate near 1; the correction makes it superlinear. The
+        Gauss–Newton step is used whenever ``A^T A + S`` is not positive definite or its step
+        is not a descent direction.
+        """
         if self.opts.linear_solver == "qr":
             ok = K.householder_lstsq(self.a, self.r, self.wa, self.wb, self.d) > 0.0
         else:
@@ -462,13 +488,47 @@ class _LSPGStep(_StepBase):
             if not np.all(np.isfinite(step)):
                 return None, 0.0
         np.dot(self.a, step, out=self.ad)
-        return step, float(np.linalg.norm(self.ad))
+        self.measure = float(np.linalg.norm(self.ad))
+        pred = self.measure * self.measure
+        if not self.opts.secant:
+            return step, pred
+        grad = self.a.T @ self.r[:, 0]
+        if self.prev is not None:
+            self._update_secant(grad)
+        self.prev = (self.z.copy(), self.a.copy(), grad)
+        if self.iterations == 0:
+            return step, pred
+        try:
+            qn = -np.linalg.solve(self.a.T @ self.a + self.secant, grad)
+        except np.linalg.LinAlgError:
+            return step, pred
+        qn_pred = -float(grad @ qn)
+        if not (np.all(np.isfinite(qn)) and qn_pred > 0):
+            return step, pred
+        return qn, qn_pred
 
-    def stationary(self, model: float, rnorm: float, noise: float) -> bool:
-        """Relative gradient ``||Q^T r|| / ||r||`` below ``gtol``, or ``||Q^T r||`` below
-        the residual's round-off."""
-        return model <= self.opts.gtol * rnorm or model <= noise
+    def _update_secant(self, grad: np.ndarray) -> None:
+        """Dennis–Gay–Welsch update of ``S`` with the last step ``s`` and
+        ``y = grad - grad_old``, ``y# = (A - A_old)^T r`` (secant condition ``S s = y#``)."""
+        z_old, a_old, grad_old = self.prev
+        sv = self.z - z_old
+        y = grad - grad_old
+        ys = float(y @ sv)
+        if not ys > 0:
+            return
+        ysharp = grad - a_old.T @ self.r[:, 0]
+        sm = self.secant
+        sss = float(sv @ sm @ sv)
+        if sss > 0:  # sizing (NL2SOL): keep S from overshooting the observed curvature
+            sm = sm * min(1.0, abs(float(sv @ ysharp)) / sss)
+        w = ysharp - sm @ sv
+        self.secant = (sm + (np.outer(w, y) + np.outer(y, w)) / ys
+                       - float(w @ sv) * np.outer(y, y) / (ys * ys))
 
+    def stationary(self, rnorm: float, noise: float) -> bool:
+        """Relative gradient ``||Q^T r|| / ||r||`` (of the Gauss–Newton model) below ``gtol``,
+        or ``||Q^T r||`` below the residual's round-off."""
+        return self.measure <= self.opts.gtol * rnorm or self.measure <= noise
 
     def stalled(self, r_old: float, r_new: float) -> bool:
         """The accepted step reduced ``||r||`` by at most ``ftol`` relative (scipy's ftol)."""
@@ -500,16 +560,39 @@ class _GalerkinStep(_StepBase):
         self.m[np.diag_indices(self.p)] += self.alpha0
         return rn
 
+    def begin_step(self) -> None:
+        if not hasattr(self, "correction"):  # kept from step to step: J varies smoothly
+            self.correction = np.zeros((self.p, self.p))
+        self.prev: tuple[np.ndarray, np.ndarray] | None = None
+
     def direction(self) -> tuple[np.ndarray | None, float]:
+        """Newton step with ``M = alpha_0 I - beta dt J^+ (df/dx) J (+ C)``.
+
+        With ``options.secant``, ``C`` corrects the neglected derivative of ``J^+`` by Broyden
+        updates ``C += (dr - (M + C) s) s^T / s^T s`` after each step ``s`` (the secant
+        condition with the observed change ``dr`` of the latent residual), so the iteration
+        converges superlinearly on a curved decoder instead of linearly (on the trained
+        Burgers decoder: at a rate of ~0.7 per iteration, 30 iterations not enough), without
+        extra decoder evaluations. ``C`` is carried from one time step to the next. For the
+        affine manifold ``M`` is exact and ``C = 0`` (Newton stays quadratic).
+        """
+        if self.opts.secant and self.curved and self.prev is not None:
+            sv = self.z - self.prev[0]
+            ss = float(sv @ sv)
+            if ss > 0:
+                dr = self.rhat - self.prev[1]
+                self.correction += np.outer(dr - (self.m + self.correction) @ sv, sv) / ss
+        if self.opts.secant:
+            self.prev = (self.z.copy(), self.rhat.copy())
         try:
-            step = -np.linalg.solve(self.m, self.rhat)
+            step = -np.linalg.solve(self.m + self.correction, self.rhat)
         except np.linalg.LinAlgError:
             return None, 0.0
         if not np.all(np.isfinite(step)):
             return None, 0.0
-        return step, float(np.linalg.norm(self.rhat))  # ||M d|| = ||r^||
+        return step, float(self.rhat @ self.rhat)  # Newton: ||M d||^2 = ||r^||^2
 
-    def stationary(self, model: float, rnorm: float, noise: float) -> bool:
+    def stationary(self, rnorm: float, noise: float) -> bool:
         return False
 
     def stalled(self, r_old: float, r_new: float) -> bool:

@@ -249,3 +249,25 @@ def test_input_errors(problem, pod):
         ROMOptions(linear_solver="svd")
     with pytest.raises(InputError, match="max_iter"):
         ROMOptions(max_iter=-1)
+
+
+@pytest.mark.parametrize(("method", "curvature", "max_iter"), [("galerkin", 1.0, 8),
+                                                                ("lspg", 0.5, 5)])
+def test_secant_corrections_speed_up_convergence_to_the_same_solution(problem, pod, method,
+                                                                      curvature, max_iter):
+    """On a strongly curved decoder, plain Gauss-Newton (LSPG) and the Newton iteration with
+    the J^+ derivative neglected (Galerkin) converge linearly; the secant corrections make
+    them superlinear without changing the solution."""
+    rng = np.random.default_rng(7)
+    psi = curvature * np.linalg.qr(rng.standard_normal(pod.basis.shape))[0]
+    man = DecoderManifold(QuadraticDecoder(pod.basis, psi, bias=1e-2 * rng.standard_normal(64)))
+    fast = solve_rom(problem, man, MU_TEST, method, options=ROMOptions(max_iter=max_iter))
+    with pytest.raises(ConvergenceError, match="max_iter"):
+        solve_rom(problem, man, MU_TEST, method,
+                  options=ROMOptions(max_iter=max_iter, secant=False))
+    slow = solve_rom(problem, man, MU_TEST, method,
+                     options=ROMOptions(**{**TIGHT.to_dict(), "secant": False}))
+    tight = solve_rom(problem, man, MU_TEST, method, options=TIGHT)
+    np.testing.assert_allclose(tight.states, slow.states, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(fast.states, slow.states, rtol=0, atol=1e-6)
+    assert fast.iterations.sum() < slow.iterations.sum()
