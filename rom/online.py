@@ -125,7 +125,8 @@ def _load_test(path: Path, cfg: RunConfig, kind: str) -> SnapshotSet:
 
 
 def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = True, *,
-                     load_decoder: Callable[[Path, str], Any] | None = None) -> Path:
+                     load_decoder: Callable[[Path, str], Any] | None = None,
+                     results_path: str | os.PathLike | None = None) -> Path:
     """Run the ROMs of a config at its test parameters and write ``rom_results.h5``.
 
     Parameters
@@ -133,6 +134,8 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
     config : path or RunConfig
     progress : bool
         Show a progress bar.
+    results_path : path, optional
+        Where to write the results; default ``<output_dir>/rom_results.h5``.
     load_decoder : callable, optional
         ``load_decoder(model_dir, projection) -> DecoderManifold``; default
         :meth:`DecoderManifold.load` (tests substitute analytic decoders).
@@ -169,7 +172,7 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
                              f"(run 'mrom train {cfg.path}' first)")
     train = _load_test(paths["train"], cfg, "training") if pod else None
 
-    out = cfg.output_dir / RESULTS_NAME
+    out = Path(results_path) if results_path is not None else cfg.output_dir / RESULTS_NAME
     fingerprint = json.dumps({
         "rom": sec, "test": test.checksum(), "train": train.checksum() if train else None,
         "models": {str(p): _dir_digest(model_dir(cfg, p)) for p in dims} if deep else None,
