@@ -18,12 +18,17 @@ test parameters and one time grid::
         backtracks           int64   (n_mu, n_t)         rejected line-search points per step
         steps                int64   (n_mu,)             time points computed (n_t = complete)
         wall_s               float64 (n_mu,)             online wall time per trajectory
+                                                             (absent in deterministic files)
         relative_error       float64 (n_mu,)             vs /reference (NaN: failed or none)
         projection_error     float64 (n_mu,)             of the trial manifold (NaN: none)
-    file attrs: format, format_version, version, created, plus the writer's (problem, ...)
+    file attrs: format, format_version, version, created (not in deterministic files),
+                plus the writer's (problem, ...)
 
 A trajectory that failed to converge keeps its first ``steps[i]`` time points; the entries after
-them are NaN, and so is its relative error (also NaN when there is no reference).
+them are NaN, and so is its relative error (also NaN when there is no reference). A file
+written with ``deterministic=True`` (``mrom sweep``) holds nothing that depends on when or how
+fast it was made: no ``created`` attribute, no ``wall_s`` datasets (read back as NaN, "not
+recorded"); object timestamps are never stored.
 :func:`read_results` checks all of this and raises :class:`fom.errors.InputError` naming the
 file and the dataset at fault.
 """
@@ -157,7 +162,7 @@ def write_results(path: str | os.PathLike, runs: ResultSet | Iterable[RunRecord]
                   mu: np.ndarray | None = None, t: np.ndarray | None = None,
                   param_names: Sequence[str] = (), reference: np.ndarray | None = None,
                   grid: dict[str, np.ndarray] | None = None,
-                  attrs: dict[str, Any] | None = None) -> Path:
+                  attrs: dict[str, Any] | None = None, deterministic: bool = False) -> Path:
     """Write ROM runs to ``path`` atomically in the layout of the module docstring.
 
     Parameters
@@ -170,6 +175,10 @@ def write_results(path: str | os.PathLike, runs: ResultSet | Iterable[RunRecord]
     param_names, reference, grid, attrs
         Optional: parameter names, FOM reference states (n_mu, n_t, N), grid coordinates, and
         extra file attributes (strings or JSON-serialisable values).
+    deterministic : bool
+        Leave out everything that depends on when or how fast the runs were made (the
+        ``created`` attribute and the ``wall_s`` datasets), so that the same runs always give
+        the same bytes (``mrom sweep``; its timings go to a sidecar log).
     """
     if isinstance(runs, ResultSet):
         rs = runs
@@ -196,17 +205,18 @@ def write_results(path: str | os.PathLike, runs: ResultSet | Iterable[RunRecord]
     from fom import __version__
 
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        dmu = f.create_dataset("mu", data=mu)
+        dmu = f.create_dataset("mu", data=mu, track_times=False)
         dmu.attrs["names"] = list(param_names) or [f"mu{i + 1}" for i in range(mu.shape[1])]
-        f.create_dataset("t", data=t)
+        f.create_dataset("t", data=t, track_times=False)
         if grid:
             g = f.create_group("grid")
             for k, v in grid.items():
-                g.create_dataset(k, data=np.asarray(v))
+                g.create_dataset(k, data=np.asarray(v), track_times=False)
         if reference is not None:
             ref = np.asarray(reference, dtype=np.float64)
             f.create_group("reference").create_dataset(
-                "states", data=ref, chunks=(1, *ref.shape[1:]) if ref.ndim == 3 else None)
+                "states", data=ref, chunks=(1, *ref.shape[1:]) if ref.ndim == 3 else None,
+                track_times=False)
         runs_g = f.create_group("runs")
         for r in records:
             g = runs_g.create_group(r.name)
@@ -214,15 +224,18 @@ def write_results(path: str | os.PathLike, runs: ResultSet | Iterable[RunRecord]
                             "manifold": r.manifold, "p": int(r.p), "scheme": r.scheme,
                             "dt": float(r.dt), "options": _json(r.options),
                             "info": _json(r.info), "failures": _json(list(r.failures))})
-            g.create_dataset("latent", data=r.latent)
+            g.create_dataset("latent", data=r.latent, track_times=False)
             if r.states is not None:
-                g.create_dataset("states", data=r.states, chunks=(1, *r.states.shape[1:]))
+                g.create_dataset("states", data=r.states, chunks=(1, *r.states.shape[1:]),
+                                 track_times=False)
             for key in ("iterations", "residuals", "backtracks", "steps", "wall_s",
                         "relative_error", "projection_error"):
-                g.create_dataset(key, data=getattr(r, key))
-        f.attrs.update({
-            "format": FORMAT, "format_version": FORMAT_VERSION, "version": __version__,
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")})
+                if key != "wall_s" or not deterministic:
+                    g.create_dataset(key, data=getattr(r, key), track_times=False)
+        f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION,
+                        "version": __version__})
+        if not deterministic:
+            f.attrs["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         for k, v in (attrs or {}).items():
             f.attrs[k] = v if isinstance(v, str | int | float) else _json(v)
     return Path(path)
@@ -264,8 +277,9 @@ def _check_record(r: RunRecord, name: str, n_mu: int, n_t: int, where: str,
         err = float(r.relative_error[i])
         if np.isinf(err) or (has_reference and k == n_t and not np.isfinite(err)):
             raise InputError(f"{loc}/relative_error is {err} for the complete trajectory {i}")
-    if not np.all(np.isfinite(r.wall_s)) or np.any(np.asarray(r.wall_s) < 0):
-        raise InputError(f"{loc}/wall_s contains negative, NaN or Inf values")
+    wall = np.asarray(r.wall_s, dtype=np.float64)
+    if np.any(np.isinf(wall)) or np.any(wall[~np.isnan(wall)] < 0):
+        raise InputError(f"{loc}/wall_s contains negative or Inf values (NaN: not recorded)")
     if len(r.failures) != n_mu:
         raise InputError(f"{loc}: attribute 'failures' has {len(r.failures)} entries, "
                          f"expected {n_mu}")
@@ -344,8 +358,11 @@ def read_results(path: str | os.PathLike) -> ResultSet:
         for name, g in f["runs"].items():
             if not isinstance(g, h5py.Group):
                 raise InputError(f"{loc}: /runs/{name} is not a group")
-            floats = {k: _read(g, k, loc) for k in ("latent", "residuals", "wall_s",
-                                                     "relative_error", "projection_error")}
+            floats = {k: _read(g, k, loc) for k in ("latent", "residuals", "relative_error",
+                                                     "projection_error")}
+            # a deterministic file has no wall times: NaN, "not recorded"
+            floats["wall_s"] = (_read(g, "wall_s", loc) if "wall_s" in g
+                                else np.full(n_mu, np.nan))
             ints = {k: _read(g, k, loc, "i") for k in ("iterations", "backtracks", "steps")}
             states = _read(g, "states", loc) if "states" in g else None
             rec = RunRecord(
