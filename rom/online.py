@@ -44,7 +44,7 @@ from fom.snapshots import SnapshotSet, file_checksum, read_snapshots, snapshot_p
 
 from .manifolds import AffineManifold, DecoderManifold
 from .metrics import projection_error, relative_error
-from .projection import ROMOptions, solve_rom
+from .projection import ROMOptions, ROMResult, solve_rom
 from .results import RunRecord, read_results, write_results
 
 METHODS = ("deep-lspg", "deep-galerkin", "pod-lspg", "pod-galerkin")
@@ -102,7 +102,8 @@ def model_dir(cfg: RunConfig, p: int) -> Path:
     return cfg.output_dir / "models" / f"p{p}"
 
 
-def _dir_digest(folder: Path) -> str:
+def dir_digest(folder: Path) -> str:
+    """SHA-256 over the relative names and contents of every file below ``folder``."""
     h = hashlib.sha256()
     for f in sorted(folder.rglob("*")):
         if f.is_file():
@@ -111,10 +112,81 @@ def _dir_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
-def _options(sec: dict[str, Any]) -> ROMOptions:
+def rom_options(sec: dict[str, Any]) -> ROMOptions:
+    """The solver options of a validated ``[rom]`` section."""
     return ROMOptions(**{k: sec[k] for k in ("atol", "rtol", "gtol", "ftol", "stol", "max_iter",
                                             "max_backtracks", "linear_solver", "secant",
                                             "line_search")})
+
+
+def load_model(folder: Path, projection: str) -> DecoderManifold:
+    """The default ``load_decoder``: a trained model folder as a :class:`DecoderManifold`."""
+    return DecoderManifold.load(folder, projection=projection)
+
+
+def pod_full(train: SnapshotSet, center: str) -> AffineManifold:
+    """The POD manifold of the training snapshots with every basis vector (callers truncate)."""
+    n_traj, n_t_train, n_dofs = train.states.shape
+    return AffineManifold.from_snapshots(train, min(n_traj * n_t_train, n_dofs), center=center)
+
+
+def trial_manifold(kind: str, p: int, sec: dict[str, Any], *, pod: AffineManifold | None,
+                   folder: Path, load: Callable[[Path, str], Any],
+                   where: str) -> tuple[Any, dict[str, Any]]:
+    """The trial manifold of a ``[rom]`` method kind (``"pod"`` or ``"deep"``) at ``p``.
+
+    Parameters
+    ----------
+    kind : {"pod", "deep"}
+    p : int
+    sec : dict
+        The validated ``[rom]`` section (:func:`rom_settings`).
+    pod : AffineManifold or None
+        The full POD manifold (:func:`pod_full`); needed for ``kind = "pod"``.
+    folder : Path
+        The trained model folder (:func:`model_dir`); used for ``kind = "deep"``.
+    load : callable
+        ``load(folder, projection) -> DecoderManifold``.
+    where : str
+        Config file and ``[rom]`` section, for error messages.
+
+    Returns
+    -------
+    manifold, info
+        The manifold and the ``info`` recorded with its runs.
+    """
+    if kind == "pod":
+        assert pod is not None
+        if p > pod.basis.shape[1]:
+            raise InputError(f"{where} latent_dims: p = {p} exceeds the rank "
+                             f"{pod.basis.shape[1]} of the POD basis")
+        manifold: Any = pod.truncate(p)
+        return manifold, {"pod_energy": manifold.energy(), "pod_center": sec["pod_center"]}
+    manifold = load(folder, sec["projection"])
+    if manifold.p != p:
+        raise InputError(f"model {folder} has p = {manifold.p}, expected {p}")
+    return manifold, {"model_dir": str(folder), "projection": sec["projection"]}
+
+
+def run_rom(problem: Any, manifold: Any, mu: np.ndarray, projection: str,
+            reference: np.ndarray, *, scheme: str, dt: float, t_final: float,
+            options: ROMOptions, on_failure: str = "record") -> tuple[ROMResult, float, str]:
+    """One ROM trajectory and its relative error against the FOM states ``reference``.
+
+    Returns
+    -------
+    result, error, failure
+        With ``on_failure = "record"`` a :class:`fom.errors.ConvergenceError` gives the
+        partial result, a NaN error and the error message; otherwise it is raised.
+    """
+    try:
+        res = solve_rom(problem, manifold, mu, projection, scheme=scheme, dt=dt,
+                        t_final=t_final, options=options)
+    except ConvergenceError as exc:
+        if on_failure == "raise":
+            raise
+        return exc.partial, float("nan"), str(exc)
+    return res, relative_error(reference, res.states), ""
 
 
 def _load_test(path: Path, cfg: RunConfig, kind: str) -> SnapshotSet:
@@ -156,7 +228,7 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
 
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     sec = rom_settings(cfg)
-    opts = _options(sec)
+    opts = rom_options(sec)
     paths = snapshot_paths(cfg)
     test = _load_test(paths["test"], cfg, "test")
     problem = test.problem()
@@ -175,7 +247,7 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
     out = Path(results_path) if results_path is not None else cfg.output_dir / RESULTS_NAME
     fingerprint = json.dumps({
         "rom": sec, "test": test.checksum(), "train": train.checksum() if train else None,
-        "models": {str(p): _dir_digest(model_dir(cfg, p)) for p in dims} if deep else None,
+        "models": {str(p): dir_digest(model_dir(cfg, p)) for p in dims} if deep else None,
     }, sort_keys=True)
     if out.exists():
         try:
@@ -184,13 +256,11 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
         except InputError:
             pass
 
-    load = load_decoder or (lambda d, proj: DecoderManifold.load(d, projection=proj))
-    pod_full = None
+    load = load_decoder or load_model
+    pod_all = None
     if pod:
         assert train is not None
-        n_traj, n_t_train, n_dofs = train.states.shape
-        pod_full = AffineManifold.from_snapshots(train, min(n_traj * n_t_train, n_dofs),
-                                                 center=sec["pod_center"])
+        pod_all = pod_full(train, sec["pod_center"])
     n_mu = test.n_mu
     records: list[RunRecord] = []
     bar = tqdm(total=len(methods) * len(dims) * n_mu, desc="ROMs", unit="traj",
@@ -199,39 +269,24 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
     for method in methods:
         kind, projection = method.split("-", 1)
         for p in dims:
-            if kind == "pod":
-                assert pod_full is not None
-                if p > pod_full.basis.shape[1]:
-                    raise InputError(f"{cfg.where('rom')} latent_dims: p = {p} exceeds the "
-                                     f"rank {pod_full.basis.shape[1]} of the POD basis")
-                manifold: Any = pod_full.truncate(p)
-                info = {"pod_energy": manifold.energy(), "pod_center": sec["pod_center"]}
-            else:
-                manifold = load(model_dir(cfg, p), sec["projection"])
-                if manifold.p != p:
-                    raise InputError(f"model {model_dir(cfg, p)} has p = {manifold.p}, "
-                                     f"expected {p}")
-                info = {"model_dir": str(model_dir(cfg, p)), "projection": sec["projection"]}
+            manifold, info = trial_manifold(kind, p, sec, pod=pod_all,
+                                            folder=model_dir(cfg, p), load=load,
+                                            where=cfg.where("rom"))
             if (kind, p) not in proj_cache:
                 proj_cache[(kind, p)] = [projection_error(manifold, test.states[i])
                                          for i in range(n_mu)]
             results, errors, failures = [], [], []
             for i in range(n_mu):
                 bar.set_postfix_str(f"{method} p={p} mu={i + 1}/{n_mu}")
-                try:
-                    res = solve_rom(problem, manifold, test.mu[i], projection, scheme=scheme,
-                                    dt=dt, t_final=float(test.t[-1]), options=opts)
-                    errors.append(relative_error(test.states[i], res.states))
-                    failures.append("")
-                except ConvergenceError as exc:
-                    if sec["on_failure"] == "raise":
-                        raise
-                    res = exc.partial
-                    errors.append(float("nan"))
-                    failures.append(str(exc))
-                    if progress:
-                        tqdm.write(f"warning: {exc}")
+                res, err, failure = run_rom(problem, manifold, test.mu[i], projection,
+                                            test.states[i], scheme=scheme, dt=dt,
+                                            t_final=float(test.t[-1]), options=opts,
+                                            on_failure=sec["on_failure"])
+                if failure and progress:
+                    tqdm.write(f"warning: {failure}")
                 results.append(res)
+                errors.append(err)
+                failures.append(failure)
                 bar.update()
             records.append(RunRecord.from_rom_results(
                 method, results, test.t.size, relative_error=errors,
