@@ -119,6 +119,14 @@ def rom_options(sec: dict[str, Any]) -> ROMOptions:
                                             "line_search")})
 
 
+def require_models(cfg: RunConfig, dims: list[int]) -> None:
+    """Raise :class:`InputError` unless a trained model folder exists for every ``p``."""
+    missing = [str(model_dir(cfg, p)) for p in dims if not model_dir(cfg, p).is_dir()]
+    if missing:
+        raise InputError(f"trained model folder(s) {', '.join(missing)} do not exist "
+                         f"(run 'mrom train {cfg.path}' first)")
+
+
 def load_model(folder: Path, projection: str) -> DecoderManifold:
     """The default ``load_decoder``: a trained model folder as a :class:`DecoderManifold`."""
     return DecoderManifold.load(folder, projection=projection)
@@ -238,10 +246,7 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
     deep = any(m.startswith("deep") for m in methods)
     pod = any(m.startswith("pod") for m in methods)
     if deep:
-        missing = [str(model_dir(cfg, p)) for p in dims if not model_dir(cfg, p).is_dir()]
-        if missing:
-            raise InputError(f"trained model folder(s) {', '.join(missing)} do not exist "
-                             f"(run 'mrom train {cfg.path}' first)")
+        require_models(cfg, dims)
     train = _load_test(paths["train"], cfg, "training") if pod else None
 
     out = Path(results_path) if results_path is not None else cfg.output_dir / RESULTS_NAME

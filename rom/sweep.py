@@ -1,7 +1,12 @@
 """Parameter sweeps for HPC batch jobs: ``mrom sweep CONFIG.toml``, serial or under MPI.
 
-A sweep runs the full-order model at every parameter of a list and writes one result file in
-the snapshot layout of design.md (readable by :func:`fom.snapshots.read_snapshots`).
+A sweep runs, at every parameter of a list, the full-order model (``kind = "fom"``; one result
+file in the snapshot layout of design.md, readable by :func:`fom.snapshots.read_snapshots`) or
+the full-order model and the ROMs of the config's ``[rom]`` section with their relative errors
+against it (``kind = "rom"``; one result file in the :mod:`rom.results` layout, so
+``mrom report`` reads it). A ROM sweep builds its trial manifolds as
+:func:`rom.online.roms_from_config` does (POD of the training snapshot file, decoders from
+``<output_dir>/models/p<p>``), once per rank.
 
 * **MPI** (``mpiexec -n K mrom sweep CONFIG``): rank 0 hands out parameter indices one at a
   time to the ranks that ask for work (dynamic load balancing) and, when ``K <= 4``, computes
@@ -12,16 +17,17 @@ the snapshot layout of design.md (readable by :func:`fom.snapshots.read_snapshot
   times, no HDF5 object timestamps, fixed chunking, trajectories in parameter order written by
   one rank), so the serial run, any MPI run and any resumed run give identical bytes. Timings
   go to the sidecar log ``<output stem>.log.json``.
-* **Checkpoint/resume**: finished trajectories live in ``<output>.ckpt/`` (one HDF5 file each,
+* **Checkpoint/resume**: finished parameters live in ``<output>.ckpt/`` (one HDF5 file each,
   written to a temporary name and renamed, so a file there is complete or absent; the folder's
-  ``manifest.json`` pins the problem, the solver and the parameter list). Started again with the
+  ``manifest.json`` pins the problem, the solver and the parameter list, and for a ROM sweep the
+  ``[rom]`` settings and the checksums of the training file and the models). Started again with the
   same command after a kill, a sweep computes only the missing trajectories. The final file is
   written to a temporary file and renamed; the checkpoint folder is removed afterwards.
 
 The ``[sweep]`` section of a run config (see :data:`SWEEP_SCHEMA`)::
 
     [sweep]
-    kind = "fom"
+    kind = "fom"                   # or "rom" (FOM + the [rom] section's ROMs and their errors)
     output = "sweep.h5"            # relative to output_dir
     scheme = "backward_euler"
     check_bounds = true
@@ -37,7 +43,9 @@ import datetime as _dt
 import json
 import os
 import sys
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,11 +65,26 @@ from fom.snapshots import (
     parameter_list,
     problem_from_config,
     read_snapshots,
+    snapshot_paths,
     write_snapshots,
 )
 from fom.solve import FOMResult, solve, time_grid
 
 from . import mpi_utils
+from .metrics import projection_error
+from .online import (
+    _load_test,
+    dir_digest,
+    load_model,
+    model_dir,
+    pod_full,
+    require_models,
+    rom_options,
+    rom_settings,
+    run_rom,
+    trial_manifold,
+)
+from .results import RunRecord, read_results, write_results
 
 #: Version of the sweep layout (the ``sweep`` file attribute records it).
 SWEEP_FORMAT = 1
@@ -80,8 +103,9 @@ def _non_empty(v: str) -> str | None:
 
 
 SWEEP_SCHEMA: dict[str, Field] = {
-    "kind": Field(str, "fom", one_of("fom"),
-                  doc="what runs at each parameter: 'fom' (full-order trajectories)"),
+    "kind": Field(str, "fom", one_of("fom", "rom"),
+                  doc="what runs at each parameter: 'fom' (full-order trajectories) or 'rom' "
+                      "(the FOM and the [rom] section's ROMs, with their errors)"),
     "params": Field((str, list, dict), doc="named grid ('paper-train', 'paper-test'), list of "
                     "parameter vectors, or a product grid {name = [values] or "
                     "{start, stop, num}}"),
@@ -115,6 +139,10 @@ class SweepPlan:
         Folder created on rank 0 before writing (the config's ``output_dir``).
     where : str
         Config file and section, for error messages.
+    rom : dict or None
+        ``kind = "rom"`` only: the validated ``[rom]`` section (``settings``), the training
+        snapshot file (``train``, None without POD methods) and its SHA-256, the model folders
+        by ``p`` (``models``) and their digests, and the ``[rom]`` location (``where``).
     """
 
     problem: Problem
@@ -126,6 +154,7 @@ class SweepPlan:
     kind: str = "fom"
     output_dir: Path | None = None
     where: str = "[sweep]"
+    rom: dict[str, Any] | None = None
 
     @property
     def options(self) -> NewtonOptions:
@@ -143,8 +172,20 @@ class SweepPlan:
         return json.dumps({"kind": self.kind, "format": SWEEP_FORMAT}, sort_keys=True)
 
     def checkpoint(self) -> Checkpoint:
-        return Checkpoint(self.output, self.problem, self.mus, self.solver,
-                          extra={"sweep": json.loads(self.sweep_attr)})
+        extra: dict[str, Any] = {"sweep": json.loads(self.sweep_attr)}
+        if self.rom is not None:  # a checkpoint of other ROM settings, data or models is refused
+            extra["rom"] = {k: v for k, v in self.rom.items() if k != "where"}
+        return Checkpoint(self.output, self.problem, self.mus, self.solver, extra=extra)
+
+    def fingerprint(self) -> str:
+        """Everything the result depends on (JSON); a ROM sweep file records it."""
+        return json.dumps(self.checkpoint().manifest, sort_keys=True)
+
+    def run_names(self) -> list[str]:
+        """ROM sweep: the runs at each parameter, ``<method>-p<p>``, in file order."""
+        assert self.rom is not None
+        sec = self.rom["settings"]
+        return [f"{m}-p{p}" for m in sec["methods"] for p in sec["latent_dims"]]
 
     def log_path(self) -> Path:
         """Sidecar JSON log with the timings (kept out of the result file)."""
@@ -153,7 +194,8 @@ class SweepPlan:
     def to_json(self) -> dict[str, Any]:
         return {"problem": self.problem.name, "problem_config": self.problem.config(),
                 "mus": self.mus.tolist(), "scheme": self.scheme, "dt": self.dt,
-                "n_steps": self.n_steps, "output": str(self.output), "kind": self.kind}
+                "n_steps": self.n_steps, "output": str(self.output), "kind": self.kind,
+                "rom": self.rom}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> SweepPlan:
@@ -162,7 +204,7 @@ class SweepPlan:
             cfg["image_shape"] = tuple(cfg["image_shape"])
         return cls(get_problem(d["problem"], **cfg), np.array(d["mus"], dtype=np.float64),
                    d["scheme"], float(d["dt"]), int(d["n_steps"]), Path(d["output"]),
-                   d["kind"])
+                   d["kind"], rom=d.get("rom"))
 
 
 def product_grid(spec: dict[str, Any], problem: Problem, where: str) -> np.ndarray:
@@ -249,33 +291,175 @@ def sweep_plan(config: str | os.PathLike | RunConfig) -> SweepPlan:
     out = Path(sec["output"])
     if not out.is_absolute():
         out = cfg.output_dir / out
+    rom = rom_inputs(cfg, problem) if sec["kind"] == "rom" else None
     return SweepPlan(problem, mus, sec["scheme"], dt, n_steps, out, sec["kind"],
-                     cfg.output_dir, where)
+                     cfg.output_dir, where, rom)
+
+
+def rom_inputs(cfg: RunConfig, problem: Problem) -> dict[str, Any]:
+    """The ``[rom]`` section and the files a ROM sweep reads, validated (``SweepPlan.rom``).
+
+    Raises
+    ------
+    InputError
+        Bad ``[rom]`` section, missing training snapshot file (POD methods) or model folders
+        (deep methods), or a training file of another state size.
+    """
+    sec = rom_settings(cfg)
+    methods, dims = sec["methods"], sec["latent_dims"]
+    train_path: str | None = None
+    train_sha: str | None = None
+    if any(m.startswith("pod") for m in methods):
+        path = snapshot_paths(cfg)["train"]
+        train = _load_test(path, cfg, "training")
+        if train.n_dofs != problem.n_dofs:
+            raise InputError(f"{path}: states have N = {train.n_dofs} entries but the "
+                             f"{cfg.where('problem')} has N = {problem.n_dofs}")
+        train_path, train_sha = str(path), train.checksum()
+    models: dict[str, str] = {}
+    digests: dict[str, str] = {}
+    if any(m.startswith("deep") for m in methods):
+        require_models(cfg, dims)
+        models = {str(p): str(model_dir(cfg, p)) for p in dims}
+        digests = {str(p): dir_digest(model_dir(cfg, p)) for p in dims}
+    return {"settings": sec, "train": train_path, "train_sha256": train_sha,
+            "models": models, "models_sha256": digests, "where": cfg.where("rom")}
 
 
 # ----------------------------------------------------------------------------- one trajectory
 
 
-def run_one(plan: SweepPlan, ckpt: Checkpoint, i: int) -> FOMResult:
-    """Compute trajectory ``i`` and commit it atomically to the checkpoint folder."""
+class RomSuite:
+    """The trial manifolds of a ROM sweep, built once per rank and reused at every parameter.
+
+    Parameters
+    ----------
+    plan : SweepPlan
+        A plan with ``kind = "rom"``.
+    load_decoder : callable, optional
+        ``load_decoder(model_dir, projection) -> DecoderManifold``; default
+        :func:`rom.online.load_model` (tests substitute analytic decoders).
+    """
+
+    def __init__(self, plan: SweepPlan,
+                 load_decoder: Callable[[Path, str], Any] | None = None) -> None:
+        if plan.rom is None:
+            raise InputError("a ROM suite needs a plan of kind 'rom'")
+        self.plan = plan
+        self.sec: dict[str, Any] = plan.rom["settings"]
+        self.load = load_decoder or load_model
+        self._manifolds: dict[tuple[str, int], tuple[Any, dict[str, Any]]] | None = None
+
+    def manifolds(self) -> dict[tuple[str, int], tuple[Any, dict[str, Any]]]:
+        """``{(kind, p): (manifold, info)}`` for kind "pod"/"deep", built on the first call."""
+        if self._manifolds is None:
+            rom = self.plan.rom
+            assert rom is not None
+            pod = (pod_full(read_snapshots(rom["train"]), self.sec["pod_center"])
+                   if rom["train"] is not None else None)
+            out: dict[tuple[str, int], tuple[Any, dict[str, Any]]] = {}
+            for method in self.sec["methods"]:
+                kind = method.split("-", 1)[0]
+                for p in self.sec["latent_dims"]:
+                    if (kind, p) not in out:
+                        out[(kind, p)] = trial_manifold(
+                            kind, p, self.sec, pod=pod,
+                            folder=Path(rom["models"].get(str(p), ".")), load=self.load,
+                            where=rom["where"])
+            self._manifolds = out
+        return self._manifolds
+
+    def run(self, i: int, ref: FOMResult) -> list[RunRecord]:
+        """Every configured ROM at parameter ``i``, with its errors against ``ref``.
+
+        Returns one :class:`rom.results.RunRecord` per run (a leading axis of length 1).
+
+        Raises
+        ------
+        ConvergenceError
+            Only with ``[rom] on_failure = "raise"``; the message names the run.
+        """
+        plan, sec = self.plan, self.sec
+        mu, n_t = plan.mus[i], ref.t.size
+        opts = rom_options(sec)
+        manifolds = self.manifolds()
+        proj: dict[tuple[str, int], float] = {}
+        records = []
+        for method in sec["methods"]:
+            kind, projection = method.split("-", 1)
+            for p in sec["latent_dims"]:
+                manifold, info = manifolds[(kind, p)]
+                if (kind, p) not in proj:
+                    proj[(kind, p)] = projection_error(manifold, ref.states)
+                try:
+                    res, err, failure = run_rom(
+                        plan.problem, manifold, mu, projection, ref.states, scheme=plan.scheme,
+                        dt=plan.dt, t_final=plan.n_steps * plan.dt, options=opts,
+                        on_failure=sec["on_failure"])
+                except ConvergenceError as exc:
+                    raise ConvergenceError(f"{method}-p{p}: {exc}", step=exc.step,
+                                           time=exc.time, residual=exc.residual,
+                                           partial=exc.partial) from None
+                records.append(RunRecord.from_rom_results(
+                    method, [res], n_t, relative_error=[err],
+                    projection_error=[proj[(kind, p)]], failures=[failure],
+                    store_states=sec["store_states"], info=info))
+        return records
+
+
+def run_one(plan: SweepPlan, ckpt: Checkpoint, i: int, suite: RomSuite | None = None) -> float:
+    """Compute parameter ``i`` and commit it atomically to the checkpoint folder.
+
+    For a FOM sweep the part is the trajectory (:meth:`fom.snapshots.Checkpoint.commit`); for
+    a ROM sweep it is a one-parameter :mod:`rom.results` file with the FOM reference (if
+    ``store_states``), every run of ``suite`` and the FOM's timings as attributes.
+
+    Returns
+    -------
+    float
+        Wall time (s) of the whole parameter.
+    """
+    start = time.perf_counter()
     res = solve(plan.problem, plan.mus[i], dt=plan.dt, t_final=plan.n_steps * plan.dt,
                 scheme=plan.scheme, options=plan.options)
-    ckpt.commit(i, res)
+    if plan.kind == "rom":
+        suite = suite or RomSuite(plan)
+        records = suite.run(i, res)
+        store = bool(suite.sec["store_states"])
+        write_results(ckpt.part(i), records, mu=res.mu[None, :], t=res.t,
+                      param_names=plan.problem.param_names,
+                      reference=res.states[None] if store else None,
+                      attrs={"fom_wall_s": float(res.wall_s),
+                             "fom_newton_iterations": int(np.sum(res.iterations))})
+    else:
+        ckpt.commit(i, res)
+    wall = time.perf_counter() - start
     debug_pause("commit")
-    return res
+    return wall
 
 
 def _part_ok(plan: SweepPlan, ckpt: Checkpoint, i: int) -> bool:
-    """True if checkpoint part ``i`` exists and holds a trajectory of the right shape and mu."""
+    """True if checkpoint part ``i`` exists and holds a result of the right shape and mu."""
     path = ckpt.part(i)
     if not path.exists():
         return False
+    n_t = plan.n_steps + 1
     try:
-        with h5py.File(path, "r") as f:
-            ok = (f["states"].shape == (plan.n_steps + 1, plan.problem.n_dofs)
-                  and f["t"].shape == (plan.n_steps + 1,)
-                  and np.array_equal(f["mu"][()], plan.mus[i]))
-    except (OSError, KeyError, ValueError):
+        if plan.kind == "rom":
+            assert plan.rom is not None
+            rs = read_results(path)
+            ok = (rs.mu.shape == (1, plan.mus.shape[1])
+                  and np.array_equal(rs.mu[0], plan.mus[i]) and rs.t.shape == (n_t,)
+                  and sorted(rs.runs) == sorted(plan.run_names())
+                  and (rs.reference is not None) == bool(plan.rom["settings"]["store_states"])
+                  and (rs.reference is None
+                       or rs.reference.shape == (1, n_t, plan.problem.n_dofs)))
+        else:
+            with h5py.File(path, "r") as f:
+                ok = (f["states"].shape == (n_t, plan.problem.n_dofs)
+                      and f["t"].shape == (n_t,)
+                      and np.array_equal(f["mu"][()], plan.mus[i]))
+    except (InputError, OSError, KeyError, ValueError):
         ok = False
     if not ok:  # damaged (e.g. by a node crash): recompute it
         path.unlink(missing_ok=True)
@@ -308,6 +492,14 @@ def _output_complete(plan: SweepPlan) -> bool:
     """True if the result file exists, is valid and holds exactly this sweep."""
     if not plan.output.is_file():
         return False
+    if plan.kind == "rom":
+        try:
+            rs = read_results(plan.output)
+        except InputError:
+            return False
+        return (rs.attrs.get("sweep") == plan.sweep_attr
+                and rs.attrs.get("fingerprint") == plan.fingerprint()
+                and rs.mu.shape == plan.mus.shape and bool(np.array_equal(rs.mu, plan.mus)))
     try:
         snap = read_snapshots(plan.output)
     except InputError:
@@ -338,13 +530,20 @@ def _remove_stale_temporaries(output: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _prepare(plan: SweepPlan, progress: _Progress) -> tuple[Checkpoint, list[int]] | None:
-    """Rank 0: open the checkpoint and list what is left to do; None if already complete."""
+def _prepare(plan: SweepPlan, progress: _Progress,
+             suite: RomSuite | None = None) -> tuple[Checkpoint, list[int]] | None:
+    """Rank 0: open the checkpoint and list what is left to do; None if already complete.
+
+    A ROM sweep's manifolds are built here (before anything is written), so that a bad model
+    or latent dimension is reported as an input error.
+    """
     ckpt = plan.checkpoint()
     if _output_complete(plan):
         _remove_stale_checkpoint(ckpt)
         progress.note(f"{plan.output} is already complete")
         return None
+    if suite is not None:
+        suite.manifolds()
     where = plan.where.removesuffix(" [sweep]")
     if plan.output_dir is not None and plan.output.parent == plan.output_dir:
         if plan.output_dir.exists() and not plan.output_dir.is_dir():
@@ -372,6 +571,8 @@ def _prepare(plan: SweepPlan, progress: _Progress) -> tuple[Checkpoint, list[int
 
 def _assemble(plan: SweepPlan, ckpt: Checkpoint, run_log: dict[str, Any]) -> Path:
     """Rank 0: write the result file (temporary file + rename) and the sidecar log."""
+    if plan.kind == "rom":
+        return _assemble_rom(plan, ckpt, run_log)
     results = [ckpt.load(i) for i in range(len(plan.mus))]
     attrs = {"sweep": plan.sweep_attr}
     with atomic_path(plan.output) as tmp:
@@ -381,6 +582,53 @@ def _assemble(plan: SweepPlan, ckpt: Checkpoint, run_log: dict[str, Any]) -> Pat
     run_log["trajectories"] = [
         {"index": i, "mu": r.mu.tolist(), "wall_s": r.wall_s,
          "newton_iterations": int(np.sum(r.iterations))} for i, r in enumerate(results)]
+    write_text_atomic(plan.log_path(), json.dumps(run_log, indent=1) + "\n")
+    debug_pause("cleanup")
+    ckpt.remove()
+    return plan.output
+
+
+def _assemble_rom(plan: SweepPlan, ckpt: Checkpoint, run_log: dict[str, Any]) -> Path:
+    """Rank 0, ROM sweep: stack the one-parameter parts into one :mod:`rom.results` file."""
+    assert plan.rom is not None
+    parts = [read_results(ckpt.part(i)) for i in range(len(plan.mus))]
+    records = []
+    for name in plan.run_names():
+        recs = [rs.runs[name] for rs in parts]
+        first = recs[0]
+
+        def cat(key: str, recs: list[RunRecord] = recs) -> np.ndarray:
+            return np.concatenate([getattr(r, key) for r in recs])
+
+        records.append(RunRecord(
+            method=first.method, p=first.p, latent=cat("latent"),
+            iterations=cat("iterations"), residuals=cat("residuals"),
+            backtracks=cat("backtracks"), steps=cat("steps"), wall_s=cat("wall_s"),
+            relative_error=cat("relative_error"), projection_error=cat("projection_error"),
+            states=cat("states") if first.states is not None else None, scheme=first.scheme,
+            dt=first.dt, options=first.options, info=first.info,
+            failures=[f for r in recs for f in r.failures]))
+    store = bool(plan.rom["settings"]["store_states"])
+    reference = np.concatenate([rs.reference for rs in parts]) if store else None
+    attrs = {"problem": plan.problem.name,
+             "problem_config": json.dumps(plan.problem.config(), sort_keys=True),
+             "solver": json.dumps(plan.solver, sort_keys=True), "sweep": plan.sweep_attr,
+             "fingerprint": plan.fingerprint(),
+             "rom_config": json.dumps(plan.rom["settings"], sort_keys=True)}
+    with atomic_path(plan.output) as tmp:
+        write_results(tmp, records, mu=plan.mus, t=parts[0].t,
+                      param_names=plan.problem.param_names, reference=reference,
+                      grid=plan.problem.grid, attrs=attrs, deterministic=True)
+        debug_pause("assemble")
+    run_log["finished"] = _now()
+    run_log["trajectories"] = [
+        {"index": i, "mu": plan.mus[i].tolist(), "fom_wall_s": rs.attrs["fom_wall_s"],
+         "fom_newton_iterations": int(rs.attrs["fom_newton_iterations"]),
+         "roms": {name: {"wall_s": float(rec.wall_s[0]),
+                         "iterations": int(np.sum(rec.iterations[0])),
+                         "relative_error": float(rec.relative_error[0])}
+                  for name, rec in rs.runs.items()}}
+        for i, rs in enumerate(parts)]
     write_text_atomic(plan.log_path(), json.dumps(run_log, indent=1) + "\n")
     debug_pause("cleanup")
     ckpt.remove()
@@ -406,8 +654,8 @@ def _failure(i: int, exc: ConvergenceError) -> dict[str, Any]:
             "residual": exc.residual}
 
 
-def _sweep_serial(plan: SweepPlan, progress: _Progress) -> Path:
-    prepared = _prepare(plan, progress)
+def _sweep_serial(plan: SweepPlan, progress: _Progress, suite: RomSuite | None = None) -> Path:
+    prepared = _prepare(plan, progress, suite)
     if prepared is None:
         return plan.output
     ckpt, todo = prepared
@@ -417,19 +665,19 @@ def _sweep_serial(plan: SweepPlan, progress: _Progress) -> Path:
     failures = []
     for i in todo:
         try:
-            res = run_one(plan, ckpt, i)
+            wall = run_one(plan, ckpt, i, suite)
         except ConvergenceError as exc:
             failures.append(_failure(i, exc))
             progress.note(f"mu = {plan.mus[i].tolist()} failed: {exc}")
             continue
-        progress.done(i, plan.mus[i], 0, res.wall_s)
+        progress.done(i, plan.mus[i], 0, wall)
     if failures:
         raise _failure_error(failures, plan, ckpt)
     return _assemble(plan, ckpt, run_log)
 
 
 def _sweep_root(comm: Any, plan_or_error: SweepPlan | Exception,
-                progress: _Progress) -> Path:
+                progress: _Progress, suite: RomSuite | None = None) -> Path:
     """Rank 0 under MPI: validate, hand out work (and compute), assemble."""
     size = comm.Get_size()
     if isinstance(plan_or_error, Exception):
@@ -438,7 +686,7 @@ def _sweep_root(comm: Any, plan_or_error: SweepPlan | Exception,
         raise plan_or_error
     plan = plan_or_error
     try:
-        prepared = _prepare(plan, progress)
+        prepared = _prepare(plan, progress, suite)
     except BaseException:
         for r in range(1, size):
             mpi_utils.send_json(comm, {"ok": False}, r, TAG_PLAN)
@@ -481,14 +729,14 @@ def _sweep_root(comm: Any, plan_or_error: SweepPlan | Exception,
         elif root_computes and queue and fatal is None:
             i = queue.popleft()
             try:
-                res = run_one(plan, ckpt, i)
+                wall = run_one(plan, ckpt, i, suite)
             except ConvergenceError as exc:
                 failures.append(_failure(i, exc))
                 progress.note(f"mu = {plan.mus[i].tolist()} failed: {exc}")
             except BaseException as exc:  # stop the workers cleanly, then re-raise
                 fatal = exc
             else:
-                progress.done(i, plan.mus[i], 0, res.wall_s)
+                progress.done(i, plan.mus[i], 0, wall)
             poll.reset()
         else:
             poll.sleep()
@@ -509,6 +757,7 @@ def _sweep_worker(comm: Any) -> None:
         return
     plan = SweepPlan.from_json(msg["plan"])
     ckpt = plan.checkpoint()
+    suite = RomSuite(plan) if plan.kind == "rom" else None  # manifolds built at first use
     report: dict[str, Any] = {"status": "ready"}
     while True:
         mpi_utils.send_json(comm, report, 0, TAG_RESULT)
@@ -517,17 +766,18 @@ def _sweep_worker(comm: Any) -> None:
         if i < 0:
             return
         try:
-            res = run_one(plan, ckpt, i)
+            wall = run_one(plan, ckpt, i, suite)
         except ConvergenceError as exc:
             report = {"status": "failed", "failure": _failure(i, exc)}
         except Exception as exc:
             report = {"status": "fatal", "message": f"{type(exc).__name__}: {exc}"}
         else:
-            report = {"status": "done", "index": i, "wall_s": res.wall_s}
+            report = {"status": "done", "index": i, "wall_s": wall}
 
 
 def sweep(config: str | os.PathLike | RunConfig, progress: bool = True,
-          comm: Any = "auto") -> Path | None:
+          comm: Any = "auto", *,
+          load_decoder: Callable[[Path, str], Any] | None = None) -> Path | None:
     """Run the ``[sweep]`` of a run config, serially or under MPI (``mrom sweep CONFIG``).
 
     Parameters
@@ -539,6 +789,10 @@ def sweep(config: str | os.PathLike | RunConfig, progress: bool = True,
     comm : mpi4py communicator, None or "auto"
         ``"auto"`` uses ``MPI.COMM_WORLD`` when started by an MPI launcher with more than one
         rank (see :func:`rom.mpi_utils.get_comm`); ``None`` forces a serial run.
+    load_decoder : callable, optional
+        ROM sweeps, serial runs only: ``load_decoder(model_dir, projection) ->
+        DecoderManifold`` instead of :func:`rom.online.load_model` (tests substitute analytic
+        decoders; other ranks could not share it).
 
     Returns
     -------
@@ -550,14 +804,17 @@ def sweep(config: str | os.PathLike | RunConfig, progress: bool = True,
     InputError
         For a bad config (raised on rank 0 only; the other ranks return None).
     ConvergenceError
-        If the FOM fails at some parameters (all others are computed and kept in the
-        checkpoint folder).
+        If the FOM fails at some parameters, or a ROM with ``[rom] on_failure = "raise"``
+        (all others are computed and kept in the checkpoint folder).
     """
     if comm == "auto":
         comm = mpi_utils.get_comm()
     if comm is None:
         plan = sweep_plan(config)
-        return _sweep_serial(plan, _Progress(len(plan.mus), progress))
+        suite = RomSuite(plan, load_decoder) if plan.kind == "rom" else None
+        return _sweep_serial(plan, _Progress(len(plan.mus), progress), suite)
+    if load_decoder is not None:
+        raise InputError("load_decoder is only supported by serial sweeps")
     if comm.Get_rank() != 0:
         _sweep_worker(comm)
         return None
@@ -566,8 +823,10 @@ def sweep(config: str | os.PathLike | RunConfig, progress: bool = True,
     except Exception as exc:  # tell the other ranks to stop before raising
         plan_or_error = exc
     n = len(plan_or_error.mus) if isinstance(plan_or_error, SweepPlan) else 0
-    return _sweep_root(comm, plan_or_error, _Progress(n, progress))
+    suite = (RomSuite(plan_or_error) if isinstance(plan_or_error, SweepPlan)
+             and plan_or_error.kind == "rom" else None)
+    return _sweep_root(comm, plan_or_error, _Progress(n, progress), suite)
 
 
-__all__ = ["SWEEP_SCHEMA", "SweepPlan", "product_grid", "run_one", "sweep", "sweep_parameters",
-           "sweep_plan"]
+__all__ = ["SWEEP_SCHEMA", "RomSuite", "SweepPlan", "product_grid", "rom_inputs", "run_one",
+           "sweep", "sweep_parameters", "sweep_plan"]
