@@ -364,3 +364,17 @@ def test_rom_sweep_killed_during_assembly_resumes_to_the_same_file(inputs, refer
     assert "done on rank" not in res.stderr
     assert filecmp.cmp(reference, out / "rom_sweep.h5", shallow=False)
     assert leftovers(out) == []
+
+
+def test_example_rom_sweep_config_is_valid():
+    from fom.config import load_config
+    from rom.online import rom_settings
+    from rom.sweep import SWEEP_SCHEMA, sweep_parameters
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "examples" /
+                      "burgers1d_rom_sweep.toml")
+    sec = cfg.section("sweep", SWEEP_SCHEMA)
+    assert sec["kind"] == "rom"
+    problem = fom.get_problem("burgers1d")
+    assert sweep_parameters(sec["params"], problem, "x").shape == (6, 2)
+    assert rom_settings(cfg)["methods"] == ["pod-lspg", "pod-galerkin"]
