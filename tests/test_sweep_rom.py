@@ -378,3 +378,18 @@ def test_example_rom_sweep_config_is_valid():
     problem = fom.get_problem("burgers1d")
     assert sweep_parameters(sec["params"], problem, "x").shape == (6, 2)
     assert rom_settings(cfg)["methods"] == ["pod-lspg", "pod-galerkin"]
+
+
+def test_rom_sweep_without_states_keeps_the_errors(inputs, tmp_path, monkeypatch):
+    """``store_states = false``: no states in the file, the same errors."""
+    rom = 'methods = ["pod-lspg"]\nlatent_dims = [2]'
+    d = workdir(inputs, tmp_path, rom)
+    monkeypatch.chdir(d)
+    full = read_results(sweep("run.toml", progress=False, comm=None))
+    write_config(d, rom + "\nstore_states = false", output="lean.h5")
+    lean = read_results(sweep("run.toml", progress=False, comm=None))
+    assert lean.reference is None and lean.runs["pod-lspg-p2"].states is None
+    np.testing.assert_array_equal(lean.runs["pod-lspg-p2"].relative_error,
+                                  full.runs["pod-lspg-p2"].relative_error)
+    np.testing.assert_array_equal(lean.runs["pod-lspg-p2"].latent,
+                                  full.runs["pod-lspg-p2"].latent)
