@@ -33,6 +33,11 @@ def _fmt(v: float) -> str:
     return "—" if not math.isfinite(v) else f"{v:.3e}"
 
 
+def _wall(v: float) -> str:
+    """Wall time in seconds; NaN (not recorded, e.g. in a sweep file) prints as a dash."""
+    return "—" if not math.isfinite(v) else f"{v:.3f}"
+
+
 def _mu_label(rs: ResultSet, i: int) -> str:
     names = rs.param_names or tuple(f"mu{k + 1}" for k in range(rs.mu.shape[1]))
     return ", ".join(f"{n} = {v:g}" for n, v in zip(names, rs.mu[i], strict=True))
@@ -52,7 +57,7 @@ def error_table(rs: ResultSet) -> str:
             lines.append(
                 f"| {_LABEL.get(rec.method, rec.method)} | {rec.p} | ({_mu_label(rs, i)}) | "
                 f"{_fmt(rec.relative_error[i])} | {_fmt(rec.projection_error[i])} | "
-                f"{its[i]:.2f} | {rec.wall_s[i]:.3f} | {status} |")
+                f"{its[i]:.2f} | {_wall(rec.wall_s[i])} | {status} |")
     return "\n".join(lines)
 
 

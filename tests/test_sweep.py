@@ -267,5 +267,5 @@ def test_mpi_bad_config_gives_one_error_line(tmp_path):
     res = run_cli(["sweep", str(cfg)], tmp_path, n_ranks=2)
     assert res.returncode == 2
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert lines == [f"mrom: error: {cfg} [sweep] kind: must be one of fom, got 'banana'"]
+    assert lines == [f"mrom: error: {cfg} [sweep] kind: must be one of fom, rom, got 'banana'"]
     assert not (tmp_path / "out").exists()
