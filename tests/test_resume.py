@@ -9,18 +9,12 @@ state on disk at the kill, so a kill that came too late fails the test instead o
 from __future__ import annotations
 
 import filecmp
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from cli_processes import leftovers, n_parts, run, run_and_kill
 
 SWEEP_CFG = """\
 output_dir = "out"
@@ -54,66 +48,6 @@ test = [[4.3, 0.021], [5.15, 0.0285]]
 """
 
 N_SWEEP = 6
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PMI_", "OMPI_", "PMIX_", "MROM_"))}
-    env.update(extra)
-    return env
-
-
-def command(args: list[str], n_ranks: int = 0) -> list[str]:
-    cmd = [sys.executable, "-m", "rom.cli", *args]
-    if n_ranks:
-        try:
-            import mpi4py  # noqa: F401
-        except ImportError:
-            pytest.skip("mpi4py not installed (pip install '.[mpi]')")
-        exe = Path(sys.executable).parent / "mpiexec"
-        exe = str(exe) if exe.exists() else shutil.which("mpiexec")
-        if exe is None:
-            pytest.skip("mpiexec not found")
-        cmd = [exe, "-n", str(n_ranks), *cmd]
-    return cmd
-
-
-def run(args: list[str], cwd: Path, n_ranks: int = 0) -> subprocess.CompletedProcess:
-    res = subprocess.run(command(args, n_ranks), cwd=cwd, env=clean_env(), capture_output=True,
-                         text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    return res
-
-
-def run_and_kill(args: list[str], cwd: Path, pause: str, ready: Callable[[], bool],
-                 n_ranks: int = 0, timeout: float = 120) -> None:
-    """Start the command with ``MROM_TEST_PAUSE=pause``; SIGKILL its whole process group as
-    soon as ``ready()`` holds (like a batch system enforcing a wall-time limit)."""
-    proc = subprocess.Popen(command(args, n_ranks), cwd=cwd, env=clean_env(MROM_TEST_PAUSE=pause),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    deadline = time.monotonic() + timeout
-    try:
-        while not ready():
-            if proc.poll() is not None:
-                pytest.fail(f"run ended (status {proc.returncode}) before the kill point: "
-                            f"{proc.stderr.read().decode()}")
-            if time.monotonic() > deadline:
-                pytest.fail("kill point not reached in time")
-            time.sleep(0.005)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
-
-
-def n_parts(ckpt: Path) -> int:
-    return len(list(ckpt.glob("traj_*.h5")))
-
-
-def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if ".tmp-" in p.name or ".ckpt" in p.name)
 
 
 # ----------------------------------------------------------------------------- mrom sweep

@@ -13,6 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from cli_processes import mpiexec
 
 import fom
 from fom.errors import ConvergenceError, InputError
@@ -47,16 +48,6 @@ def small_config(folder: Path, extra: str = "") -> Path:
     path = folder / "sweep.toml"
     path.write_text(SMALL.format(extra=extra))
     return path
-
-
-def mpiexec() -> str | None:
-    """The mpiexec of the venv (the ``mpich`` wheel) or of the system, if mpi4py works."""
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        return None
-    cand = Path(sys.executable).parent / "mpiexec"
-    return str(cand) if cand.exists() else shutil.which("mpiexec")
 
 
 def clean_env(**extra: str) -> dict[str, str]:

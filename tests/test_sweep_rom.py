@@ -12,16 +12,14 @@ import filecmp
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from cli_processes import clean_env, command, leftovers, n_parts, run, run_and_kill
 
 import fom
 from fom.errors import ConvergenceError, InputError
@@ -78,66 +76,6 @@ def write_config(folder: Path, rom: str = CLI_ROM, sweep_extra: str = "",
     path = folder / name
     path.write_text(BASE.format(rom=rom, sweep=sweep_extra, params=params, output=output))
     return path
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PMI_", "OMPI_", "PMIX_", "MROM_"))}
-    env.update(extra)
-    return env
-
-
-def command(args: list[str], n_ranks: int = 0) -> list[str]:
-    cmd = [sys.executable, "-m", "rom.cli", *args]
-    if n_ranks:
-        try:
-            import mpi4py  # noqa: F401
-        except ImportError:
-            pytest.skip("mpi4py not installed (pip install '.[mpi]')")
-        exe = Path(sys.executable).parent / "mpiexec"
-        exe = str(exe) if exe.exists() else shutil.which("mpiexec")
-        if exe is None:
-            pytest.skip("mpiexec not found")
-        cmd = [exe, "-n", str(n_ranks), *cmd]
-    return cmd
-
-
-def run(args: list[str], cwd: Path, n_ranks: int = 0) -> subprocess.CompletedProcess:
-    res = subprocess.run(command(args, n_ranks), cwd=cwd, env=clean_env(), capture_output=True,
-                         text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    return res
-
-
-def run_and_kill(args: list[str], cwd: Path, pause: str, ready: Callable[[], bool],
-                 timeout: float = 120) -> None:
-    """Start the command with ``MROM_TEST_PAUSE=pause`` and SIGKILL its process group as soon
-    as ``ready()`` holds."""
-    proc = subprocess.Popen(command(args), cwd=cwd, env=clean_env(MROM_TEST_PAUSE=pause),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    deadline = time.monotonic() + timeout
-    try:
-        while not ready():
-            if proc.poll() is not None:
-                pytest.fail(f"run ended (status {proc.returncode}) before the kill point: "
-                            f"{proc.stderr.read().decode()}")
-            if time.monotonic() > deadline:
-                pytest.fail("kill point not reached in time")
-            time.sleep(0.005)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
-
-
-def n_parts(ckpt: Path) -> int:
-    return len(list(ckpt.glob("traj_*.h5")))
-
-
-def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if ".tmp-" in p.name or ".ckpt" in p.name)
 
 
 def analytic_loader(train_states: np.ndarray) -> Callable[[Path, str], DecoderManifold]:
