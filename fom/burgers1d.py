@@ -51,10 +51,12 @@ def godunov_flux(ul: float, ur: float) -> tuple[float, float, float]:
 
 
 @njit(cache=True)
-def burgers_velocity_jacobian(w, mu1, source, dx, f, jl, jd, ju):
-    """Velocity (3) into ``f`` and the three diagonals of ``df/dw`` into ``jl, jd, ju``.
+def burgers_velocity_jacobian_at(w, mu1, source, dx, f, out, il, idg, iu):
+    """Velocity (3) into ``f`` and the Jacobian's nonzeros into ``out`` at given positions.
 
-    ``jl[i] = df_{i+1}/dw_i``, ``jd[i] = df_i/dw_i``, ``ju[i] = df_i/dw_{i+1}``.
+    ``out[idg[i]] = df_i/dw_i``, ``out[iu[i]] = df_i/dw_{i+1}``, ``out[il[i]] = df_{i+1}/dw_i``.
+    The index maps choose the layout: the three diagonals one after the other
+    (:func:`diagonal_layout`) or the ``data`` array of the CSR matrix (:func:`csr_layout`).
     """
     n = w.shape[0]
     inv = 1.0 / dx
@@ -67,12 +69,30 @@ def burgers_velocity_jacobian(w, mu1, source, dx, f, jl, jd, ju):
             drl += drr
             drr = 0.0
         f[i] = -(fr - fl) * inv + source[i]
-        jd[i] = (dlr - drl) * inv
+        out[idg[i]] = (dlr - drl) * inv
         if i < n - 1:
-            ju[i] = -drr * inv
-            jl[i] = drl * inv  # d f_{i+1} / d w_i through the face i+1/2
+            out[iu[i]] = -drr * inv
+            out[il[i]] = drl * inv  # d f_{i+1} / d w_i through the face i+1/2
         fl = fr
         dlr = drr  # derivative of face i+1/2 w.r.t. its right state w_{i+1}
+
+
+def diagonal_layout(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Index maps of :func:`burgers_velocity_jacobian_at` for ``[sub | main | super]``."""
+    return np.arange(n - 1), n - 1 + np.arange(n), 2 * n - 1 + np.arange(n - 1)
+
+
+def csr_layout(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """CSR structure of the tridiagonal Jacobian and the index maps into its ``data``.
+
+    Returns ``(indptr, indices, il, idg, iu)``; row ``i`` holds columns ``i-1, i, i+1``.
+    """
+    start = np.maximum(3 * np.arange(n) - 1, 0)
+    indptr = np.append(start, 3 * n - 2)
+    cols = np.arange(n)[:, None] + np.array([-1, 0, 1])
+    indices = cols[(cols >= 0) & (cols < n)]
+    idg = start + (np.arange(n) > 0)
+    return indptr, indices, start[1:], idg, idg[:-1] + 1
 
 
 @njit(cache=True)
@@ -125,9 +145,11 @@ def burgers_integrate(w0, mu1, source, dx, dt, n_steps, bdf2, atol, rtol, stol, 
     """
     n = w0.shape[0]
     f = np.empty(n)
-    jl = np.empty(n - 1)
-    jd = np.empty(n)
-    ju = np.empty(n - 1)
+    jbuf = np.empty(3 * n - 2)
+    jl, jd, ju = jbuf[:n - 1], jbuf[n - 1:2 * n - 1], jbuf[2 * n - 1:]
+    il = np.arange(n - 1)
+    idg = n - 1 + np.arange(n)
+    iu = 2 * n - 1 + np.arange(n - 1)
     r = np.empty(n)
     states[0, :] = w0
     for step in range(1, n_steps + 1):
@@ -143,7 +165,7 @@ def burgers_integrate(w0, mu1, source, dx, dt, n_steps, bdf2, atol, rtol, stol, 
         converged = False
         k = 0
         while True:
-            burgers_velocity_jacobian(w, mu1, source, dx, f, jl, jd, ju)
+            burgers_velocity_jacobian_at(w, mu1, source, dx, f, jbuf, il, idg, iu)
             norm = 0.0
             for i in range(n):
                 hist = a1 * states[step - 1, i]
@@ -253,7 +275,7 @@ class Burgers1D(Problem):
                 f"expected n_cells = {self.n_cells}"
             )
         self.image_shape = shape
-        self._tri = (np.arange(self.n_cells - 1) + 1, np.arange(self.n_cells - 1))
+        self._csr = csr_layout(self.n_cells)
 
     def config(self) -> dict[str, Any]:
         return {"n_cells": self.n_cells, "length": self.length, "dt": self.dt,
@@ -275,19 +297,31 @@ class Burgers1D(Problem):
                          self.dx, f)
         return f
 
-    def jacobian_diagonals(self, x: np.ndarray, mu: np.ndarray):
-        """Velocity and the (sub, main, super) diagonals of its Jacobian."""
-        mu = self.check_mu(mu)
-        n = self.n_cells
-        f, jd = np.empty(n), np.empty(n)
-        jl, ju = np.empty(n - 1), np.empty(n - 1)
-        burgers_velocity_jacobian(np.ascontiguousarray(x, dtype=np.float64), mu[0],
-                                  self.source(mu), self.dx, f, jl, jd, ju)
-        return f, jl, jd, ju
+    def jacobian_structure(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """CSR structure of the (tridiagonal) Jacobian: ``(indptr, indices)``.
+
+        None for a subclass that redefines :meth:`velocity` or :meth:`jacobian`: the fused
+        kernel computes this class's model and must not stand in for another one.
+        """
+        cls = type(self)
+        if cls.velocity is not Burgers1D.velocity or cls.jacobian is not Burgers1D.jacobian:
+            return None
+        return self._csr[0], self._csr[1]
+
+    def velocity_jacobian_into(self, x: np.ndarray, t: float, mu: np.ndarray, f: np.ndarray,
+                               data: np.ndarray) -> None:
+        """Velocity into ``f`` and the Jacobian's CSR values into ``data``, one numba call
+        (this class's model, equations (3)-(4), whatever a subclass overrides)."""
+        _, _, il, idg, iu = self._csr
+        burgers_velocity_jacobian_at(x, mu[0], self.source(mu), self.dx, f, data, il, idg, iu)
 
     def jacobian(self, x: np.ndarray, t: float, mu: np.ndarray) -> sp.csr_matrix:
-        _, jl, jd, ju = self.jacobian_diagonals(x, mu)
-        return sp.diags([jl, jd, ju], [-1, 0, 1], format="csr")
+        mu = self.check_mu(mu)
+        n = self.n_cells
+        f, data = np.empty(n), np.empty(3 * n - 2)
+        self.velocity_jacobian_into(np.ascontiguousarray(x, dtype=np.float64), t, mu, f, data)
+        indptr, indices = self._csr[0], self._csr[1]
+        return sp.csr_matrix((data, indices.copy(), indptr.copy()), shape=(n, n))
 
     def stencil(self, rows: np.ndarray) -> np.ndarray:
         rows = self.check_rows(rows)

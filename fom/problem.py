@@ -118,6 +118,22 @@ class Problem(ABC):
     def jacobian(self, x: np.ndarray, t: float, mu: np.ndarray) -> sp.csr_matrix:
         """Analytic Jacobian ``df/dx`` as a CSR matrix of shape (N, N)."""
 
+    # ---------------------------------------------------------------- fused evaluation
+    def jacobian_structure(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """CSR structure ``(indptr, indices)`` that holds ``df/dx`` at every state, or None.
+
+        A problem that returns a structure also implements :meth:`velocity_jacobian_into`,
+        which the online ROM solvers call once per Gauss-Newton iterate without building a
+        sparse matrix object.
+        """
+        return None
+
+    def velocity_jacobian_into(self, x: np.ndarray, t: float, mu: np.ndarray, f: np.ndarray,
+                               data: np.ndarray) -> None:
+        """``f[:] = f(x, t; mu)`` and ``data[:]`` = the values of ``df/dx`` on
+        :meth:`jacobian_structure` (only for problems that declare a structure)."""
+        raise NotImplementedError(f"problem {self.name} has no fused velocity/Jacobian kernel")
+
     # ---------------------------------------------------------------- hyper-reduction
     @abstractmethod
     def stencil(self, rows: np.ndarray) -> np.ndarray:

@@ -11,9 +11,8 @@ where ``h = sum_j alpha_j x^{n-j}`` is the history term. On the trial manifold
 
     A = (dr^n/dx) J = alpha_0 J - beta dt (df/dx) J                                        (2)
 
-(Lee & Carlberg 2020, section 3.3, manifold LSPG). ``df/dx`` comes as CSR arrays (any problem) or as
-three diagonals (tridiagonal problems such as 1D Burgers, which expose
-``jacobian_diagonals``).
+(Lee & Carlberg 2020, section 3.3, manifold LSPG). ``df/dx`` comes as CSR arrays, from the
+problem's fused kernel (:meth:`fom.Problem.velocity_jacobian_into`) or its CSR ``jacobian``.
 """
 
 from __future__ import annotations
@@ -62,24 +61,6 @@ def csr_matmat_into(indptr, indices, data, b, scale, shift, shift_b, out):
             j = indices[q]
             for c in range(k):
                 out[i, c] += a * b[j, c]
-
-
-@njit(cache=True)
-def tridiag_matmat_into(jl, jd, ju, b, scale, shift, shift_b, out):
-    """As :func:`csr_matmat_into` for a tridiagonal ``M`` given by its three diagonals.
-
-    ``jl[i] = M[i+1, i]``, ``jd[i] = M[i, i]``, ``ju[i] = M[i, i+1]`` (the layout of
-    :meth:`fom.Burgers1D.jacobian_diagonals`).
-    """
-    n, k = out.shape
-    for i in range(n):
-        for c in range(k):
-            v = jd[i] * b[i, c]
-            if i > 0:
-                v += jl[i - 1] * b[i - 1, c]
-            if i < n - 1:
-                v += ju[i] * b[i + 1, c]
-            out[i, c] = shift * shift_b[i, c] + scale * v
 
 
 @njit(cache=True)

@@ -44,7 +44,6 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from fom.burgers1d import Burgers1D, burgers_velocity_jacobian
 from fom.errors import ConvergenceError, InputError
 from fom.problem import Problem
 from fom.solve import time_grid
@@ -207,54 +206,45 @@ class ROMResult:
 class _Velocity:
     """``f(x)`` and products ``shift * B0 + scale * (df/dx) B`` at the last evaluated state.
 
-    Uses the problem's tridiagonal kernel when it has one (:class:`fom.Burgers1D`: velocity and
-    Jacobian diagonals in one numba call), else ``problem.velocity`` and the CSR
-    ``problem.jacobian`` with a numba CSR x dense product. Both give the same numbers as
-    :func:`fom.steppers.time_residual` / :func:`fom.steppers.time_jacobian` (tested).
+    Uses the problem's fused kernel when it declares a Jacobian structure
+    (:meth:`fom.Problem.jacobian_structure`: velocity and CSR values in one call into reused
+    buffers, e.g. :class:`fom.Burgers1D`), else ``problem.velocity`` and the CSR
+    ``problem.jacobian``. Either way a numba CSR x dense product applies ``df/dx``; both give
+    the numbers of :func:`fom.steppers.time_residual` / :func:`fom.steppers.time_jacobian`
+    (tested).
     """
 
     def __init__(self, problem: Problem, mu: np.ndarray, jacobian: str = "auto") -> None:
-        if jacobian not in ("auto", "csr", "tridiagonal"):
-            raise InputError(f"jacobian must be auto, csr or tridiagonal, got {jacobian!r}")
+        if jacobian not in ("auto", "csr", "fused"):
+            raise InputError(f"jacobian must be auto, csr or fused, got {jacobian!r}")
         self.problem = problem
         self.mu = mu
-        # the fused kernel only stands in for Burgers1D's own velocity and Jacobian (a
-        # subclass that overrides either gets the generic path)
-        cls = type(problem)
-        tri = (isinstance(problem, Burgers1D) and cls.velocity is Burgers1D.velocity
-               and cls.jacobian is Burgers1D.jacobian)
-        if jacobian == "tridiagonal" and not tri:
-            raise InputError(f"problem {problem.name} has no tridiagonal Jacobian kernel")
-        self.tridiagonal = tri and jacobian != "csr"
+        structure = problem.jacobian_structure() if jacobian != "csr" else None
+        if jacobian == "fused" and structure is None:
+            raise InputError(f"problem {problem.name} has no fused velocity/Jacobian kernel")
+        self.fused = structure is not None
         self.f = np.empty(problem.n_dofs)
-        if self.tridiagonal:
-            n = problem.n_dofs
-            self._source = problem.source(mu)
-            self.jl, self.jd, self.ju = np.empty(n - 1), np.empty(n), np.empty(n - 1)
-        self.jac: sp.csr_matrix | None = None
+        if structure is not None:
+            self.indptr, self.indices = structure
+            self.data = np.empty(self.indices.shape[0])
 
     def evaluate(self, x: np.ndarray, t: float) -> np.ndarray:
         """Evaluate ``f`` and ``df/dx`` at ``x``; returns ``f`` (a reused buffer)."""
-        if self.tridiagonal:
-            burgers_velocity_jacobian(x, self.mu[0], self._source, self.problem.dx, self.f,
-                                      self.jl, self.jd, self.ju)
+        if self.fused:
+            self.problem.velocity_jacobian_into(x, t, self.mu, self.f, self.data)
         else:
             self.f[:] = self.problem.velocity(x, t, self.mu)
             jac = self.problem.jacobian(x, t, self.mu)
             if not sp.isspmatrix_csr(jac) and not isinstance(jac, sp.csr_array):
                 jac = sp.csr_matrix(jac)
-            self.jac = jac
+            self.indptr, self.indices = jac.indptr, jac.indices
+            self.data = np.asarray(jac.data, dtype=np.float64)
         return self.f
 
     def times(self, b: np.ndarray, scale: float, shift: float, b0: np.ndarray,
               out: np.ndarray) -> None:
         """``out = shift * b0 + scale * (df/dx) b``."""
-        if self.tridiagonal:
-            K.tridiag_matmat_into(self.jl, self.jd, self.ju, b, scale, shift, b0, out)
-        else:
-            jac = self.jac
-            K.csr_matmat_into(jac.indptr, jac.indices, np.asarray(jac.data, dtype=np.float64),
-                              b, scale, shift, b0, out)
+        K.csr_matmat_into(self.indptr, self.indices, self.data, b, scale, shift, b0, out)
 
 
 # ----------------------------------------------------------------------------- driver
@@ -294,7 +284,7 @@ def solve_rom(problem: Problem, manifold: Any, mu: Any, method: str = "lspg", *,
     dt, t_final : float, optional
         Default to the problem's.
     options : ROMOptions, optional
-    jacobian : {"auto", "csr", "tridiagonal"}
+    jacobian : {"auto", "csr", "fused"}
         How ``df/dx`` is applied (see :class:`_Velocity`); all give the same result.
 
     Returns

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import scipy.linalg as sla
+import scipy.sparse as sp
 
 import fom
 from fom.burgers1d import godunov_flux
@@ -204,3 +205,19 @@ def test_bad_parameters_and_states():
         fom.Burgers1D(n_cells=16, image_shape=(3, 3, 1))
     with pytest.raises(fom.InputError, match="unknown problem"):
         fom.get_problem("heat3d")
+
+
+def test_fused_velocity_jacobian_fills_the_declared_csr_structure():
+    rng = np.random.default_rng(3)
+    prob = fom.Burgers1D(n_cells=20)
+    w = rng.uniform(-2, 5, 20)
+    indptr, indices = prob.jacobian_structure()
+    f, data = np.empty(20), np.empty(indices.size)
+    prob.velocity_jacobian_into(w, 0.0, MU, f, data)
+    assert np.array_equal(f, prob.velocity(w, 0.0, MU))
+    fused = sp.csr_matrix((data, indices, indptr), shape=(20, 20)).toarray()
+    expected = Burgers1DNumPy(n_cells=20).jacobian(w, 0.0, MU).toarray()
+    assert np.allclose(fused, expected, rtol=0, atol=1e-13)
+    assert np.count_nonzero(fused) > 20 and np.abs(fused).max() > 0.1
+    # a subclass that redefines the model does not inherit the fused kernel
+    assert Burgers1DNumPy().jacobian_structure() is None

@@ -137,7 +137,7 @@ def test_galerkin_decoder_satisfies_its_ode(problem, decoder):
 
 
 @pytest.mark.parametrize("scheme", [BACKWARD_EULER, BDF2])
-@pytest.mark.parametrize("jacobian", ["csr", "tridiagonal"])
+@pytest.mark.parametrize("jacobian", ["csr", "fused"])
 @pytest.mark.parametrize("kind", ["pod", "decoder"])
 def test_gauss_newton_jacobian_matches_finite_differences(problem, pod, decoder, train, scheme,
                                                           jacobian, kind):
