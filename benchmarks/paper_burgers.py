@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
         pod_cfg = with_dims(base, POD_EXTRA, ["pod-lspg", "pod-galerkin"])
         files.append(roms_from_config(pod_cfg, progress=True,
                                       results_path=args.out / "pod_large_p.h5"))
-    report(files[0], out_dir=args.out, quiet=True)
+    report(files[0], out_dir=args.out, quiet=True, state_p=3 if 3 in args.dims else None)
 
     rows, err = [], {}
     for path in files:

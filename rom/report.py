@@ -61,7 +61,8 @@ def error_table(rs: ResultSet) -> str:
     return "\n".join(lines)
 
 
-def _plot_states(rs: ResultSet, path: Path, n_times: int = 4) -> Path | None:
+def _plot_states(rs: ResultSet, path: Path, n_times: int = 4,
+                 p: int | None = None) -> Path | None:
     import matplotlib.pyplot as plt
 
     if rs.reference is None:
@@ -69,8 +70,9 @@ def _plot_states(rs: ResultSet, path: Path, n_times: int = 4) -> Path | None:
     deep = {r.p: r for r in rs.select("deep-lspg") if r.states is not None}
     pod = {r.p: r for r in rs.select("pod-lspg") if r.states is not None}
     common = sorted(set(deep) & set(pod))
-    # the smallest p run by both (where the manifolds differ most), else the largest run
-    p = common[0] if common else max(deep or pod, default=None)
+    if p is None:
+        # the smallest p run by both (where the manifolds differ most), else the largest run
+        p = common[0] if common else max(deep or pod, default=None)
     runs = [(name, rec) for name, rec in (("deep-lspg", deep.get(p)), ("pod-lspg", pod.get(p)))
             if rec is not None]
     n_mu = rs.mu.shape[0]
@@ -133,7 +135,7 @@ def _plot_errors(rs: ResultSet, path: Path) -> Path:
 
 
 def report(results_path: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
-           quiet: bool = False) -> Path:
+           quiet: bool = False, state_p: int | None = None) -> Path:
     """Print the error table and save the figures (``mrom report RESULTS``).
 
     Parameters
@@ -145,6 +147,9 @@ def report(results_path: str | os.PathLike, out_dir: str | os.PathLike | None = 
         beside the results file.
     quiet : bool
         Do not print the table.
+    state_p : int, optional
+        Latent dimension of the ROMs in ``states.png``; default: the smallest one run by both
+        Deep LSPG and POD-LSPG.
 
     Returns
     -------
@@ -163,6 +168,6 @@ def report(results_path: str | os.PathLike, out_dir: str | os.PathLike | None = 
     if not quiet:
         print(table)
     write_text_atomic(out / "report.md", f"# ROM results: {results_path}\n\n{table}\n")
-    _plot_states(rs, out / "states.png")
+    _plot_states(rs, out / "states.png", p=state_p)
     _plot_errors(rs, out / "errors_vs_p.png")
     return out
