@@ -25,7 +25,10 @@ stored flat in Keras's row-major ``(H, W, C)`` order.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 #: Layer kinds (``meta[:, 0]``).
 DENSE, CONV_T, CONV, ACTIVATION = 0, 1, 2, 3
@@ -162,6 +165,193 @@ def _layer(m, data, X, tangents):
     return Y
 
 
+@intrinsic
+def _dgemm(typingctx, transa, transb, m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off,
+           ldc):
+    """BLAS ``C = op(A) op(B) + beta C`` (column-major, float64) on offsets into flat arrays."""
+    from numba.np.linalg import ensure_blas
+    ensure_blas()
+    sig = types.void(transa, transb, m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc)
+
+    def codegen(context, builder, sig, args):
+        (ta, tb, m_, n_, k_, a_, ao, lda_, b_, bo, ldb_, beta_, c_, co, ldc_) = args
+        ll_char = ir.IntType(8)
+        ll_void_p = ll_char.as_pointer()
+        intp_t = cgutils.intp_t
+        fnty = ir.FunctionType(ir.IntType(32), [ll_char, ll_char, ll_char, intp_t, intp_t,
+                                                intp_t, ll_void_p, ll_void_p, intp_t,
+                                                ll_void_p, intp_t, ll_void_p, ll_void_p,
+                                                intp_t])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+        f64 = context.get_value_type(types.float64)
+
+        def ptr(arr_val, arr_ty, off, off_ty):
+            ary = context.make_array(arr_ty)(context, builder, arr_val)
+            p = builder.gep(ary.data, [context.cast(builder, off, off_ty, types.intp)])
+            return builder.bitcast(p, ll_void_p)
+
+        def cast(v, ty):
+            return context.cast(builder, v, ty, types.intp)
+
+        alpha = cgutils.alloca_once_value(builder, ir.Constant(f64, 1.0))
+        betap = cgutils.alloca_once_value(builder, context.cast(builder, beta_, sig.args[11],
+                                                                 types.float64))
+        builder.call(fn, (ir.Constant(ll_char, ord('d')),
+                          builder.trunc(cast(ta, sig.args[0]), ll_char),
+                          builder.trunc(cast(tb, sig.args[1]), ll_char),
+                          cast(m_, sig.args[2]), cast(n_, sig.args[3]), cast(k_, sig.args[4]),
+                          builder.bitcast(alpha, ll_void_p),
+                          ptr(a_, sig.args[5], ao, sig.args[6]), cast(lda_, sig.args[7]),
+                          ptr(b_, sig.args[8], bo, sig.args[9]), cast(ldb_, sig.args[10]),
+                          builder.bitcast(betap, ll_void_p),
+                          ptr(c_, sig.args[12], co, sig.args[13]), cast(ldc_, sig.args[14])))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True, inline="always")
+def _act1(a, act):
+    """Activation ``act`` at ``a`` and its derivative there."""
+    if act == 1:
+        if a > 0.0:
+            return a, 1.0
+        y = np.expm1(a)
+        return y, y + 1.0
+    if act == 2:
+        if a > 0.0:
+            return a, 1.0
+        return 0.0, 0.0
+    if act == 3:
+        y = np.tanh(a)
+        return y, 1.0 - y * y
+    if act == 4:
+        if a >= 0.0:
+            y = 1.0 / (1.0 + np.exp(-a))
+        else:
+            e = np.exp(a)
+            y = e / (1.0 + e)
+        return y, y * (1.0 - y)
+    if act == 5:
+        if a >= 0.0:
+            d = 1.0 / (1.0 + np.exp(-a))
+        else:
+            e = np.exp(a)
+            d = e / (1.0 + e)
+        return np.logaddexp(0.0, a), d
+    return a, 1.0
+
+
+@njit(cache=True)
+def _bias_activate_t(Y, bias, act, c_out, P, B):
+    """Channel-major batch ``Y`` (see :func:`_conv_t_t`): add ``bias`` to the values, apply
+    ``act`` to them and scale the tangents by its derivative."""
+    for o in range(c_out):
+        bo = bias[o] if bias.size else 0.0
+        for q in range(P):
+            base = (o * P + q) * B
+            y, d = _act1(Y[base] + bo, act)
+            Y[base] = y
+            if d != 1.0:
+                for t in range(np.uint64(1), np.uint64(B)):
+                    Y[np.uint64(base) + t] *= d
+
+
+@njit(cache=True, inline="always")
+def _axpy1(y, y0, x, x0, n):
+    """``y[y0:y0 + n] += x[x0:x0 + n]`` (unsigned indices: no wraparound checks, so that the
+    loop vectorizes)."""
+    for t in range(np.uint64(n)):
+        y[np.uint64(y0) + t] += x[np.uint64(x0) + t]
+
+
+@njit(cache=True)
+def _conv_t_t(m, data, X, B):
+    """Transposed convolution ``m`` (bias and activation included) on a channel-major batch:
+    ``X[(c * pixels + q) * B + b]`` is channel ``c`` of pixel ``q`` in batch row ``b`` (row 0
+    the value, rows 1.. the tangents); returns the output in the same layout.
+
+    One GEMM per kernel row ``a``, restricted to the input rows ``i`` whose outputs ``i * sh +
+    a - ph`` lie inside the image (no products that col2im would discard), writes
+    ``cols[l, (a, b, o)]`` (column-major, ``l = q * B + b``); the scatter then adds runs of
+    ``B`` (or ``w * B`` for unit stride) contiguous entries.
+    """
+    h_in, w_in, c_in, h_out, w_out, c_out = m[2], m[3], m[4], m[5], m[6], m[7]
+    kh, kw, sh, sw, ph, pw, w_off, b_off = m[8], m[9], m[10], m[11], m[12], m[13], m[14], m[15]
+    ncol = kh * kw * c_out
+    L = h_in * w_in * B
+    P_out = h_out * w_out
+    cols = np.empty(L * ncol)
+    i_lo = np.empty(kh, dtype=np.int64)
+    i_hi = np.empty(kh, dtype=np.int64)
+    for a in range(kh):
+        lo = max(0, -((a - ph) // sh))  # ceil((ph - a) / sh)
+        hi = min(h_in, (h_out - 1 + ph - a) // sh + 1)
+        i_lo[a] = lo
+        i_hi[a] = max(lo, hi)
+        if i_hi[a] > lo:
+            l0 = lo * w_in * B
+            _dgemm(ord('n'), ord('t'), (i_hi[a] - lo) * w_in * B, kw * c_out, c_in, X, l0, L,
+                   data, w_off + a * kw * c_out, ncol, 0.0, cols, l0 + L * a * kw * c_out, L)
+    # scatter into x-parity-split rows (pixel (y, x) at y * w_out + (x % sw) * wq + x // sw)
+    # so that the input pixels j of a kernel tap land on a contiguous run; the bias and
+    # activation pass below restores Keras's order
+    split = w_out % sw == 0
+    wq = w_out // sw if split else w_out
+    Y = np.zeros(c_out * P_out * B)
+    for a in range(kh):
+        for b in range(kw):
+            j_lo = max(0, -((b - pw) // sw))
+            j_hi = min(w_in, (w_out - 1 + pw - b) // sw + 1)
+            if j_hi <= j_lo:
+                continue
+            x0 = j_lo * sw + b - pw
+            for o in range(c_out):
+                s_col = L * ((a * kw + b) * c_out + o)
+                for i in range(i_lo[a], i_hi[a]):
+                    y = i * sh + a - ph
+                    src = s_col + (i * w_in + j_lo) * B
+                    if split:
+                        dst = (o * P_out + y * w_out + (x0 % sw) * wq + x0 // sw) * B
+                        _axpy1(Y, dst, cols, src, (j_hi - j_lo) * B)
+                    else:
+                        dst = (o * P_out + y * w_out + x0) * B
+                        for j in range(j_hi - j_lo):
+                            _axpy1(Y, dst + j * sw * B, cols, src + j * B, B)
+    if not split or sw == 1:
+        _bias_activate_t(Y, data[b_off:b_off + c_out], m[1], c_out, P_out, B)
+        return Y
+    act = m[1]
+    Z = np.empty(c_out * P_out * B)
+    for o in range(c_out):
+        bo = data[b_off + o]
+        for y in range(h_out):
+            for x in range(w_out):
+                s = (o * P_out + y * w_out + (x % sw) * wq + x // sw) * B
+                d = (o * P_out + y * w_out + x) * B
+                v, dv = _act1(Y[s] + bo, act)
+                Z[d] = v
+                for t in range(np.uint64(1), np.uint64(B)):
+                    Z[np.uint64(d) + t] = Y[np.uint64(s) + t] * dv
+    return Z
+
+
+@njit(cache=True)
+def _channel_major_ok(meta):
+    """Whether the decoder is dense/activation layers, then transposed convolutions and
+    activations only (the layers :func:`_conv_t_t` handles)."""
+    seen = False
+    for l in range(meta.shape[0]):
+        k = meta[l, 0]
+        if k == CONV:
+            return False
+        if k == CONV_T:
+            seen = True
+        elif k == DENSE and seen:
+            return False
+    return seen
+
+
 @njit(cache=True)
 def forward(meta, data, X, n_layers, tangents):
     """Evaluate layers ``0 .. n_layers-1`` on the batch ``X`` (B, n_in)."""
@@ -195,15 +385,44 @@ def decode_kernel(meta, data, z, lo, rng, perm):
 def decode_jacobian_kernel(meta, data, z, lo, rng, perm):
     """``g(z)`` (N,) and ``J = dg/dz`` (N, p) in one forward-mode pass."""
     p = z.size
-    X = forward(meta, data, _seed(z), meta.shape[0], True)
+    B = p + 1
     n = perm.size
     g = np.empty(n)
     J = np.empty((n, p))
-    for k in range(n):
-        r = perm[k]
-        g[r] = lo + rng * X[0, k]
-        for j in range(p):
-            J[r, j] = rng * X[j + 1, k]
+    if not _channel_major_ok(meta):
+        X = forward(meta, data, _seed(z), meta.shape[0], True)
+        for k in range(n):
+            r = perm[k]
+            g[r] = lo + rng * X[0, k]
+            for j in range(p):
+                J[r, j] = rng * X[j + 1, k]
+        return g, J
+    l = 0
+    while meta[l, 0] != CONV_T:
+        l += 1
+    Xr = forward(meta, data, _seed(z), l, True)  # (B, features), Keras (H, W, C) order
+    c = meta[l, 4]
+    P = meta[l, 2] * meta[l, 3]
+    X = np.empty(c * P * B)
+    for q in range(P):
+        for ch in range(c):
+            for bb in range(B):
+                X[(ch * P + q) * B + bb] = Xr[bb, q * c + ch]
+    for t in range(l, meta.shape[0]):
+        m = meta[t]
+        if m[0] == CONV_T:
+            X = _conv_t_t(m, data, X, B)
+            c = m[7]
+            P = m[5] * m[6]
+        else:  # ACTIVATION
+            _bias_activate_t(X, data[:0], m[1], c, P, B)
+    for q in range(P):
+        for ch in range(c):
+            base = (ch * P + q) * B
+            r = perm[q * c + ch]
+            g[r] = lo + rng * X[base]
+            for j in range(p):
+                J[r, j] = rng * X[base + 1 + j]
     return g, J
 
 
