@@ -10,7 +10,10 @@ A network is exported to two arrays: ``meta`` (one row of integers per layer, se
   need). Dense layers and the channel contraction of every (transposed) convolution are GEMMs
   (``np.dot``, i.e. BLAS); a transposed convolution is a GEMM ``(pixels * (p+1), Cin) @ (Cin,
   k*k*Cout)`` followed by a scatter-add (col2im); activations scale the tangents by their
-  derivative at the value;
+  derivative at the value. For the usual decoder (dense layers, then transposed convolutions)
+  :func:`decode_jacobian_kernel` runs the transposed convolutions on a channel-major batch
+  (:func:`_conv_t_t`): per kernel row one BLAS GEMM restricted to the input rows that stay
+  inside the image, whose result is scattered at once, in contiguous vectorized runs;
 * only some output entries of ``g`` and ``J`` (hyper-reduction): the last weight layer is
   evaluated only at the requested outputs, and the transposed convolutions before it only at
   the pixels those outputs depend on, as long as that is a small part of the layer
@@ -271,28 +274,18 @@ def _conv_t_t(m, data, X, B):
     ``X[(c * pixels + q) * B + b]`` is channel ``c`` of pixel ``q`` in batch row ``b`` (row 0
     the value, rows 1.. the tangents); returns the output in the same layout.
 
-    One GEMM per kernel row ``a``, restricted to the input rows ``i`` whose outputs ``i * sh +
-    a - ph`` lie inside the image (no products that col2im would discard), writes
-    ``cols[l, (a, b, o)]`` (column-major, ``l = q * B + b``); the scatter then adds runs of
-    ``B`` (or ``w * B`` for unit stride) contiguous entries.
+    For each kernel row ``a``: one GEMM, restricted to the input rows ``i`` whose outputs ``i
+    * sh + a - ph`` lie inside the image (no products that col2im would discard), writes
+    ``cols[l, (b, o)]`` (column-major, ``l = q * B + b``), which the scatter (col2im) then
+    adds to the output in runs of ``w * B`` (or ``B``) contiguous entries.
     """
     h_in, w_in, c_in, h_out, w_out, c_out = m[2], m[3], m[4], m[5], m[6], m[7]
     kh, kw, sh, sw, ph, pw, w_off, b_off = m[8], m[9], m[10], m[11], m[12], m[13], m[14], m[15]
     ncol = kh * kw * c_out
+    nb = kw * c_out  # columns of one kernel row
     L = h_in * w_in * B
     P_out = h_out * w_out
-    cols = np.empty(L * ncol)
-    i_lo = np.empty(kh, dtype=np.int64)
-    i_hi = np.empty(kh, dtype=np.int64)
-    for a in range(kh):
-        lo = max(0, -((a - ph) // sh))  # ceil((ph - a) / sh)
-        hi = min(h_in, (h_out - 1 + ph - a) // sh + 1)
-        i_lo[a] = lo
-        i_hi[a] = max(lo, hi)
-        if i_hi[a] > lo:
-            l0 = lo * w_in * B
-            _dgemm(ord('n'), ord('t'), (i_hi[a] - lo) * w_in * B, kw * c_out, c_in, X, l0, L,
-                   data, w_off + a * kw * c_out, ncol, 0.0, cols, l0 + L * a * kw * c_out, L)
+    cols = np.empty(L * nb)  # one kernel row at a time: stays in cache for the scatter
     # scatter into x-parity-split rows (pixel (y, x) at y * w_out + (x % sw) * wq + x // sw)
     # so that the input pixels j of a kernel tap land on a contiguous run; the bias and
     # activation pass below restores Keras's order
@@ -300,6 +293,13 @@ def _conv_t_t(m, data, X, B):
     wq = w_out // sw if split else w_out
     Y = np.zeros(c_out * P_out * B)
     for a in range(kh):
+        i_lo = max(0, -((a - ph) // sh))  # ceil((ph - a) / sh)
+        i_hi = min(h_in, (h_out - 1 + ph - a) // sh + 1)
+        if i_hi <= i_lo:
+            continue
+        l0 = i_lo * w_in * B
+        _dgemm(ord('n'), ord('t'), (i_hi - i_lo) * w_in * B, nb, c_in, X, l0, L,
+               data, w_off + a * nb, ncol, 0.0, cols, l0, L)
         for b in range(kw):
             j_lo = max(0, -((b - pw) // sw))
             j_hi = min(w_in, (w_out - 1 + pw - b) // sw + 1)
@@ -307,8 +307,8 @@ def _conv_t_t(m, data, X, B):
                 continue
             x0 = j_lo * sw + b - pw
             for o in range(c_out):
-                s_col = L * ((a * kw + b) * c_out + o)
-                for i in range(i_lo[a], i_hi[a]):
+                s_col = L * (b * c_out + o)
+                for i in range(i_lo, i_hi):
                     y = i * sh + a - ph
                     src = s_col + (i * w_in + j_lo) * B
                     if split:
