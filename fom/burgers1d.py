@@ -50,6 +50,20 @@ def godunov_flux(ul: float, ur: float) -> tuple[float, float, float]:
     return 0.5 * ur * ur, 0.0, ur
 
 
+@njit(cache=True, inline="always")
+def right_face_flux(w: np.ndarray, i: int) -> tuple[float, float, float]:
+    """Flux (4) through face ``i + 1/2`` and its derivatives w.r.t. ``w_i`` and ``w_{i+1}``.
+
+    At the outflow face the ghost state equals ``w_{N-1}`` (zero gradient), so the whole
+    derivative is with respect to ``w_{N-1}`` and the second one is 0.
+    """
+    n = w.shape[0]
+    if i < n - 1:
+        return godunov_flux(w[i], w[i + 1])
+    fr, drl, drr = godunov_flux(w[i], w[i])
+    return fr, drl + drr, 0.0
+
+
 @njit(cache=True)
 def burgers_velocity_jacobian_at(w, mu1, source, dx, f, out, il, idg, iu):
     """Velocity (3) into ``f`` and the Jacobian's nonzeros into ``out`` at given positions.
@@ -62,12 +76,7 @@ def burgers_velocity_jacobian_at(w, mu1, source, dx, f, out, il, idg, iu):
     inv = 1.0 / dx
     fl, _, dlr = godunov_flux(mu1, w[0])
     for i in range(n):
-        if i < n - 1:
-            fr, drl, drr = godunov_flux(w[i], w[i + 1])
-        else:
-            fr, drl, drr = godunov_flux(w[i], w[i])
-            drl += drr
-            drr = 0.0
+        fr, drl, drr = right_face_flux(w, i)
         f[i] = -(fr - fl) * inv + source[i]
         out[idg[i]] = (dlr - drl) * inv
         if i < n - 1:
@@ -115,18 +124,12 @@ def burgers_rows(w, mu1, source, dx, rows, f, jvals):
     ``jvals[k] = (df_i/dw_{i-1}, df_i/dw_i, df_i/dw_{i+1})`` for ``i = rows[k]`` (entries
     outside the grid are 0). Bitwise equal to the corresponding rows of the full kernels.
     """
-    n = w.shape[0]
     inv = 1.0 / dx
     for k in range(rows.shape[0]):
         i = rows[k]
         ul = mu1 if i == 0 else w[i - 1]
         fl, dll, dlr = godunov_flux(ul, w[i])
-        if i < n - 1:
-            fr, drl, drr = godunov_flux(w[i], w[i + 1])
-        else:
-            fr, drl, drr = godunov_flux(w[i], w[i])
-            drl += drr
-            drr = 0.0
+        fr, drl, drr = right_face_flux(w, i)
         f[k] = -(fr - fl) * inv + source[i]
         jvals[k, 0] = dll * inv if i > 0 else 0.0
         jvals[k, 1] = (dlr - drl) * inv
