@@ -33,6 +33,7 @@ import numpy as np
 from .atomic import atomic_path, check_writable_dir, write_text_atomic
 from .config import Field, RunConfig, load_config, one_of
 from .errors import InputError
+from .hdf5 import open_for_reading
 from .newton import NewtonOptions
 from .problem import Problem
 from .registry import get_problem
@@ -164,13 +165,7 @@ def read_snapshots(path: str | os.PathLike) -> SnapshotSet:
         Naming the file and the dataset or attribute at fault.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"snapshot file {path} does not exist")
-    try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise InputError(f"{path} is not a readable HDF5 file (truncated or corrupt?)") from None
-    with f:
+    with open_for_reading(path, "snapshot file") as f:
         try:
             for key in ("problem", "problem_config", "solver"):
                 if key not in f.attrs:

@@ -48,6 +48,7 @@ import numpy as np
 
 from fom.atomic import atomic_path
 from fom.errors import InputError
+from fom.hdf5 import open_for_reading
 
 FORMAT = "manifold-rom results"
 FORMAT_VERSION = 1
@@ -323,13 +324,7 @@ def read_results(path: str | os.PathLike) -> ResultSet:
     """
     path = Path(path)
     loc = str(path)
-    if not path.exists():
-        raise InputError(f"results file {path} does not exist")
-    try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise InputError(f"{path} is not a readable HDF5 file (truncated or corrupt?)") from None
-    with f:
+    with open_for_reading(path, "results file") as f:
         if str(f.attrs.get("format", "")) != FORMAT:
             raise InputError(f"{path} is not a manifold-rom results file (attribute 'format')")
         mu = _read(f, "mu", loc)
