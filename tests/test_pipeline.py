@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from tiny_configs import tiny_config
 
 from fom.config import load_config
 from fom.snapshots import read_snapshots
@@ -9,32 +10,11 @@ from rom.cli import main
 from rom.pipeline import demo_config_text
 from rom.results import read_results
 
-TINY = """
-output_dir = "{out}"
-[problem]
-name = "burgers1d"
-n_cells = 64
-t_final = 3.5
-[snapshots]
-train = [[4.25, 0.015], [5.5, 0.03], [4.8, 0.022]]
-test = [[4.3, 0.021]]
-[autoencoder]
-latent_dims = [2]
-filters = [4, 8]
-strides = [2, 2]
-[training]
-batch_size = 32
-learning_rate = 2e-3
-epochs = 2
-[rom]
-methods = ["deep-lspg", "pod-lspg"]
-"""
-
 
 def test_run_whole_pipeline_then_skip_everything(tmp_path, capsys):
     cfg = tmp_path / "tiny.toml"
     out = tmp_path / "out"
-    cfg.write_text(TINY.format(out=out.as_posix()))
+    cfg.write_text(tiny_config(out.as_posix()))
     assert main(["run", "-q", str(cfg)]) == 0
     table = capsys.readouterr().out
     assert "Deep LSPG" in table and "POD-LSPG" in table

@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 import pytest
 from cli_processes import clean_env, command, leftovers, n_parts, run, run_and_kill
+from tiny_configs import tiny_config
 
 import fom
 from fom.errors import ConvergenceError, InputError
@@ -33,31 +34,7 @@ from rom.results import read_results
 from rom.sweep import sweep, sweep_plan
 from rom.testing import QuadraticDecoder
 
-BASE = """\
-output_dir = "out"
-
-[problem]
-name = "burgers1d"
-n_cells = 64
-t_final = 3.5
-
-[snapshots]
-train = [[4.25, 0.015], [5.5, 0.03], [4.8, 0.022]]
-test = [[4.3, 0.021]]
-
-[autoencoder]
-latent_dims = [2]
-filters = [4, 8]
-strides = [2, 2]
-
-[training]
-batch_size = 32
-learning_rate = 2e-3
-epochs = 2
-
-[rom]
-{rom}
-
+SWEEP = """
 [sweep]
 kind = "rom"
 output = "{output}"
@@ -74,7 +51,8 @@ def write_config(folder: Path, rom: str = CLI_ROM, sweep_extra: str = "",
                  name: str = "run.toml", params: str = PARAMS,
                  output: str = "rom_sweep.h5") -> Path:
     path = folder / name
-    path.write_text(BASE.format(rom=rom, sweep=sweep_extra, params=params, output=output))
+    path.write_text(tiny_config("out", rom, SWEEP.format(output=output, params=params,
+                                                        sweep=sweep_extra)))
     return path
 
 
