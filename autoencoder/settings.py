@@ -64,6 +64,9 @@ TRAINING_SCHEMA: dict[str, Field] = {
     "checkpoint_every": Field(int, 5, at_least(1), doc="epochs between checkpoints"),
     "max_wall_s": Field(float, 0.0, non_negative,
                         doc="wall-time budget per model in seconds (0 = none)"),
+    "initial_state_weight": Field(float, 0.0, non_negative,
+                                  doc="weight of the initial states' reconstruction error "
+                                      "(the anchor of x_ref, section 5.3) in the loss"),
 }
 
 
