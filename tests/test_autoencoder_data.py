@@ -82,13 +82,18 @@ def test_config_errors_name_file_section_and_key(tmp_path: Path, section: str, t
         settings_from_config(load_config(cfg))
 
 
-@pytest.mark.parametrize("name", ["burgers1d.toml", "burgers1d_paper.toml"])
+@pytest.mark.parametrize("name", ["burgers1d.toml", "burgers1d_paper.toml",
+                                  "burgers1d_conv1d.toml"])
 def test_example_configs_validate(name: str) -> None:
     from autoencoder.train import settings_from_config
 
     ae, tr = settings_from_config(load_config(ROOT / "examples" / name))
     assert set(ae) == set(AUTOENCODER_SCHEMA) and set(tr) == set(TRAINING_SCHEMA)
-    assert ae["filters"] == [8, 16, 32, 64] and ae["strides"] == [1, 2, 2, 2]
+    assert ae["filters"] == [8, 16, 32, 64]
+    if name == "burgers1d_conv1d.toml":  # design.md: the 1D variant
+        assert (ae["dims"], ae["kernel_size"], ae["strides"]) == (1, [25] * 4, [2, 4, 4, 4])
+    else:  # the paper's architecture
+        assert (ae["dims"], ae["kernel_size"], ae["strides"]) == (2, [5] * 4, [1, 2, 2, 2])
     if name == "burgers1d_paper.toml":
         assert (tr["batch_size"], tr["learning_rate"], tr["epochs"], tr["patience"]) == \
             (20, 1e-4, 1000, 100)
