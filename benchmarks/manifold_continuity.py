@@ -1,0 +1,79 @@
+"""Can a ROM follow the FOM trajectory along a trained decoder manifold? A diagnostic.
+
+For one model and one test parameter, prints per time step (or every ``--every`` steps):
+
+* ``encoder``: the error of the best fit on the manifold started from the encoder,
+  ``x_ref + g(z*)`` with ``z* = argmin |x_ref + g(z) - x^n|`` from ``z = h(x^n - x0)``;
+* ``continued``: the same best fit, but started from the previous step's fitted latent state,
+  i.e. the manifold point a continuation method (such as the ROM's Gauss–Newton, which starts
+  each step from the last one) reaches when it tracks the trajectory exactly;
+* ``deep-lspg``: the Deep LSPG state (:func:`rom.solve_rom`).
+
+All are relative errors ``|x - x_FOM| / |x_FOM|`` at that step. Where ``continued`` leaves
+``encoder``, the decoder folds: the trajectory's states lie on two sheets of the manifold
+with no descent path between them, and no continuation method follows it, however small the
+projection error. On 1D Burgers at p = 3 that happens where the shock leaves the domain
+(README, "Results").
+
+    python benchmarks/manifold_continuity.py output/burgers1d/models/p3 \
+        --snapshots output/burgers1d/test.h5 --index 1 --start 340 --stop 400
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fom.snapshots import read_snapshots  # noqa: E402
+from rom.manifolds import DecoderManifold, fit_latent  # noqa: E402
+from rom.projection import solve_rom  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="trained model directory")
+    parser.add_argument("--snapshots", type=Path, default=Path("output/burgers1d/test.h5"),
+                        help="FOM trajectories (snapshot file)")
+    parser.add_argument("--index", type=int, default=1, help="which trajectory of the file")
+    parser.add_argument("--start", type=int, default=0, help="first step printed")
+    parser.add_argument("--stop", type=int, default=None, help="last step printed")
+    parser.add_argument("--every", type=int, default=1, help="print every n-th step")
+    args = parser.parse_args(argv)
+
+    snap = read_snapshots(args.snapshots)
+    if not 0 <= args.index < snap.n_mu:
+        parser.error(f"--index must lie in [0, {snap.n_mu - 1}] for {args.snapshots}")
+    problem, mu, states = snap.problem(), snap.mu[args.index], snap.states[args.index]
+    manifold = DecoderManifold.load(args.model)
+    rom = solve_rom(problem, manifold, mu, "lspg")
+    x_ref = rom.x_ref
+    codes = manifold.trained.encode_many(manifold.encoder_input(states, x_ref))
+    stop = states.shape[0] - 1 if args.stop is None else min(args.stop, states.shape[0] - 1)
+
+    def err(z: np.ndarray, k: int) -> float:
+        return float(np.linalg.norm(x_ref + manifold.decode(z) - states[k])
+                     / np.linalg.norm(states[k]))
+
+    print(f"{args.model}, mu = {mu.tolist()}: relative error per step")
+    print(f"{'step':>5} {'t':>7} {'encoder':>9} {'continued':>10} {'deep-lspg':>10}")
+    z_cont = fit_latent(manifold, states[0] - x_ref, codes[0])
+    for k in range(0, stop + 1):
+        if k > 0:
+            z_cont = fit_latent(manifold, states[k] - x_ref, z_cont, max_iter=200)
+        if k < args.start or (k - args.start) % args.every:
+            continue
+        z_enc = fit_latent(manifold, states[k] - x_ref, codes[k])
+        e_rom = np.linalg.norm(rom.states[k] - states[k]) / np.linalg.norm(states[k])
+        print(f"{k:>5} {snap.t[k]:>7.2f} {100 * err(z_enc, k):>8.2f}% "
+              f"{100 * err(z_cont, k):>9.2f}% {100 * e_rom:>9.2f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
