@@ -43,6 +43,38 @@ META_FIELDS = ("kind", "act", "h_in", "w_in", "c_in", "h_out", "w_out", "c_out",
 N_META = len(META_FIELDS)
 
 
+@njit(cache=True, inline="always")
+def _act1(a, act):
+    """Activation ``act`` at ``a`` and its derivative there."""
+    if act == 1:
+        if a > 0.0:
+            return a, 1.0
+        y = np.expm1(a)
+        return y, y + 1.0
+    if act == 2:
+        if a > 0.0:
+            return a, 1.0
+        return 0.0, 0.0
+    if act == 3:
+        y = np.tanh(a)
+        return y, 1.0 - y * y
+    if act == 4:
+        if a >= 0.0:
+            y = 1.0 / (1.0 + np.exp(-a))
+        else:
+            e = np.exp(a)
+            y = e / (1.0 + e)
+        return y, y * (1.0 - y)
+    if act == 5:
+        if a >= 0.0:
+            d = 1.0 / (1.0 + np.exp(-a))
+        else:
+            e = np.exp(a)
+            d = e / (1.0 + e)
+        return np.logaddexp(0.0, a), d
+    return a, 1.0
+
+
 @njit(cache=True)
 def _activate(X, act, tangents):
     """Apply activation ``act`` in place to the values (row 0 if ``tangents``, else every row)
@@ -54,39 +86,7 @@ def _activate(X, act, tangents):
     d = np.empty(F)
     for r in range(n_val):
         for f in range(F):
-            a = X[r, f]
-            if act == 1:
-                if a > 0.0:
-                    y = a
-                    d[f] = 1.0
-                else:
-                    y = np.expm1(a)
-                    d[f] = y + 1.0
-            elif act == 2:
-                if a > 0.0:
-                    y = a
-                    d[f] = 1.0
-                else:
-                    y = 0.0
-                    d[f] = 0.0
-            elif act == 3:
-                y = np.tanh(a)
-                d[f] = 1.0 - y * y
-            elif act == 4:
-                if a >= 0.0:
-                    y = 1.0 / (1.0 + np.exp(-a))
-                else:
-                    e = np.exp(a)
-                    y = e / (1.0 + e)
-                d[f] = y * (1.0 - y)
-            else:
-                y = np.logaddexp(0.0, a)
-                if a >= 0.0:
-                    d[f] = 1.0 / (1.0 + np.exp(-a))
-                else:
-                    e = np.exp(a)
-                    d[f] = e / (1.0 + e)
-            X[r, f] = y
+            X[r, f], d[f] = _act1(X[r, f], act)
     if tangents:
         for b in range(1, B):
             for f in range(F):
@@ -211,38 +211,6 @@ def _dgemm(typingctx, transa, transb, m, n, k, a, a_off, lda, b, b_off, ldb, bet
         return context.get_dummy_value()
 
     return sig, codegen
-
-
-@njit(cache=True, inline="always")
-def _act1(a, act):
-    """Activation ``act`` at ``a`` and its derivative there."""
-    if act == 1:
-        if a > 0.0:
-            return a, 1.0
-        y = np.expm1(a)
-        return y, y + 1.0
-    if act == 2:
-        if a > 0.0:
-            return a, 1.0
-        return 0.0, 0.0
-    if act == 3:
-        y = np.tanh(a)
-        return y, 1.0 - y * y
-    if act == 4:
-        if a >= 0.0:
-            y = 1.0 / (1.0 + np.exp(-a))
-        else:
-            e = np.exp(a)
-            y = e / (1.0 + e)
-        return y, y * (1.0 - y)
-    if act == 5:
-        if a >= 0.0:
-            d = 1.0 / (1.0 + np.exp(-a))
-        else:
-            e = np.exp(a)
-            d = e / (1.0 + e)
-        return np.logaddexp(0.0, a), d
-    return a, 1.0
 
 
 @njit(cache=True)
