@@ -12,7 +12,8 @@ The reference state ``x_ref = x0 - g(h(x0 - x0))`` of section 5.3 makes the ROM 
 at ``x0``, but it also adds ``-g(h(0))`` to every later ROM state; an initial state is one
 snapshot in 501 of a trajectory, so without the weight the decoder fits it loosely (on 1D
 Burgers ``|g(h(0))|`` reaches 0.1-0.2 at the inflow cells, the corner of the 16 x 16 image),
-and that rough offset dominates the LSPG residual (1). With ``w = 100`` it drops to ~5e-3.
+and that rough offset dominates the LSPG residual (1). With ``w = 10`` (as in
+``examples/burgers1d.toml``) it drops to ~1e-3.
 
 With ``variational = true`` the loss is the negative ELBO of TensorFlow's CVAE tutorial,
 ``MSE(x, g(z)) + beta * KL(N(mean, exp(log_var)) || N(0, I))`` with ``z = mean + exp(log_var /
@@ -127,8 +128,7 @@ class _Trainer:
             "best_epoch": 0, "wait": 0, "lr": tr["learning_rate"], "plateau_wait": 0,
             "plateau_best": math.inf, "elapsed_s": 0.0, "stopped_by": None}
         self.best_weights = [v.numpy() for v in self.ae.weights]
-        self.anchors = (np.zeros((0, *images.shape[1:]), dtype=images.dtype)
-                        if anchors is None else np.ascontiguousarray(anchors))
+        self.anchors = anchors
         self._build_steps()
 
     # -------------------------------------------------------------- steps
@@ -138,11 +138,12 @@ class _Trainer:
         variational = self.arch["variational"]
         vars_, opt = self.vars, self.opt
         weight = float(self.tr["initial_state_weight"])
-        anchors = tf.constant(self.anchors) if weight > 0 and len(self.anchors) else None
+        anchors = (tf.constant(self.anchors)
+                   if weight > 0 and self.anchors is not None and len(self.anchors) else None)
 
         def anchor_loss() -> Any:
             """Mean squared error of the initial states (section 5.3: the reference state
-            ``x_ref = x0 - g(h(x0))`` carries this error into every ROM state)."""
+            ``x_ref = x0 - g(h(x0 - x0))`` carries this error into every ROM state)."""
             if anchors is None:
                 return 0.0
             code = enc(anchors, training=True)
