@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -180,10 +179,17 @@ def prepare(states: np.ndarray, restriction: Restriction, target: str,
     return restriction.restrict(scaling.scale(d)).astype(np.float32), scaling
 
 
-def make_dataset(images: np.ndarray, batch_size: int, order: np.ndarray | None = None) -> Any:
-    """A ``tf.data`` pipeline over ``images`` (in ``order`` if given), batched and prefetched."""
-    import tensorflow as tf
+def hard_example_weights(errors: np.ndarray, exponent: float, max_weight: float) -> np.ndarray:
+    """Per-sample loss weights that favour the samples the model fits worst.
 
-    data = images if order is None else images[order]
-    return (tf.data.Dataset.from_tensor_slices(data).batch(batch_size)
-            .prefetch(tf.data.AUTOTUNE))
+    ``w_i = clip((m_i / mean(m))^q, 1/w_max, w_max)`` with ``m_i`` the current mean squared
+    error of sample ``i``, ``q = exponent`` and ``w_max = max_weight``, then normalized to mean
+    1 (float32). ``q = 0`` gives equal weights. With this weighting, a region of the manifold
+    that few snapshots sample (on 1D Burgers the few steps in which the shock leaves the
+    domain, against the many identical steady states after it) is fitted as well as the rest.
+    """
+    m = np.asarray(errors, dtype=np.float64)
+    if exponent == 0 or m.size == 0:
+        return np.ones(m.size, dtype=np.float32)
+    w = np.clip((m / max(float(np.mean(m)), 1e-300)) ** exponent, 1.0 / max_weight, max_weight)
+    return (w / np.mean(w)).astype(np.float32)

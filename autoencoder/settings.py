@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fom.config import Field, at_least, fraction, list_of, non_negative, one_of, positive
+from fom.config import (
+    Field,
+    at_least,
+    fraction,
+    list_of,
+    non_negative,
+    one_of,
+    parse_section,
+    positive,
+)
 from fom.errors import InputError
 
 ACTIVATIONS = ("elu", "relu", "tanh", "sigmoid", "softplus", "linear")
@@ -67,7 +76,51 @@ TRAINING_SCHEMA: dict[str, Field] = {
     "initial_state_weight": Field(float, 0.0, non_negative,
                                   doc="weight of the initial states' reconstruction error "
                                       "(the anchor of x_ref, section 5.3) in the loss"),
+    "residual_weight": Field(float, 0.0, non_negative,
+                             doc="weight of the linearized time-discrete residual of the "
+                                 "reconstructed training trajectories in the loss "
+                                 "(autoencoder/residual.py)"),
+    "hard_example_exponent": Field(float, 0.0, non_negative,
+                                   doc="q of the hard-example weights (m_i / mean m)^q of the "
+                                       "samples, m_i their current error (0 = equal weights)"),
+    "hard_example_max_weight": Field(float, 50.0, at_least(1.0),
+                                     doc="clip of the hard-example weights to [1/w, w]"),
+    "keep_best": Field(bool, True, doc="end with the weights of the best validation loss "
+                                       "(else the last epoch's)"),
+    "finetune": Field(list, [], lambda v: list_of(dict, min_len=0)(v),
+                      doc="further training stages ([[training.finetune]] tables), each "
+                          "starting from the previous stage's weights (training_stages)"),
 }
+
+#: Keys a ``[[training.finetune]]`` stage may set besides the ``[training]`` keys.
+STAGE_ONLY_SCHEMA: dict[str, Field] = {
+    "latent_dims": Field(list, [], list_of(int, at_least(1), min_len=0),
+                         doc="latent dimensions the stage applies to (empty = all)"),
+}
+
+
+def training_stages(tr: dict[str, Any], where: str) -> list[tuple[dict[str, Any], list[int]]]:
+    """The training stages of a validated ``[training]`` section.
+
+    Stage 0 is ``[training]`` itself; each ``[[training.finetune]]`` table is one more stage
+    that inherits every ``[training]`` key it does not set (a fresh Adam, its own epochs,
+    schedule and loss terms) and continues from the previous stage's weights. Returns
+    ``(settings, latent_dims)`` per stage; an empty ``latent_dims`` means all.
+    """
+    base = {k: v for k, v in tr.items() if k != "finetune"}
+    schema = {k: f for k, f in TRAINING_SCHEMA.items() if k != "finetune"}
+    stages: list[tuple[dict[str, Any], list[int]]] = [(base, [])]
+    for i, entry in enumerate(tr["finetune"]):
+        here = f"{where} finetune[{i}]"
+        own = parse_section({k: v for k, v in entry.items() if k in STAGE_ONLY_SCHEMA},
+                            STAGE_ONLY_SCHEMA, here)
+        rest = {k: v for k, v in entry.items() if k not in STAGE_ONLY_SCHEMA}
+        unknown = sorted(set(rest) - set(schema))
+        if unknown:
+            raise InputError(f"{here}: unknown key '{unknown[0]}' (known: "
+                             f"{', '.join([*schema, *STAGE_ONLY_SCHEMA])})")
+        stages.append((parse_section({**base, **rest}, schema, here), own["latent_dims"]))
+    return stages
 
 
 def check_architecture(ae: dict[str, Any], where: str) -> dict[str, Any]:

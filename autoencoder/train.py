@@ -47,7 +47,14 @@ from fom.snapshots import (
     snapshots_from_config,
 )
 
-from .data import Restriction, Scaling, epoch_order, make_dataset, prepare, split_indices
+from .data import (
+    Restriction,
+    Scaling,
+    epoch_order,
+    hard_example_weights,
+    prepare,
+    split_indices,
+)
 from .manifold import (
     EXPORTED,
     FORMAT_VERSION,
@@ -57,13 +64,35 @@ from .manifold import (
     TrainedManifold,
     load_trained_manifold,
 )
-from .settings import AUTOENCODER_SCHEMA, TRAINING_SCHEMA, check_architecture
+from .residual import TrajectoryResidual, trajectory_residual
+from .settings import (
+    AUTOENCODER_SCHEMA,
+    TRAINING_SCHEMA,
+    check_architecture,
+    training_stages,
+)
 
 CHECKPOINT_DIR = "checkpoint"
 
 
 def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
+
+
+def same_settings(stored: Any, settings: dict[str, Any]) -> bool:
+    """Whether a model or checkpoint recorded with ``stored`` settings was trained with
+    ``settings``. A ``[training]`` key that ``stored`` lacks counts as equal at its default
+    (a model trained before the key existed is not stale)."""
+    new = _jsonable(settings)
+    if stored == new:
+        return True
+    if not isinstance(stored, dict) or not isinstance(stored.get("training"), dict):
+        return False
+    old_tr, new_tr = stored["training"], new.get("training", {})
+    trimmed = {k: v for k, v in new_tr.items()
+               if k in old_tr or k not in TRAINING_SCHEMA
+               or v != _jsonable(TRAINING_SCHEMA[k].default)}
+    return stored == {**new, "training": trimmed}
 
 
 def settings_from_config(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -104,7 +133,8 @@ class _Trainer:
     def __init__(self, images: np.ndarray, image_shape: tuple[int, ...], p: int,
                  arch: dict[str, Any], tr: dict[str, Any], out_dir: Path,
                  settings: dict[str, Any], progress: bool,
-                 anchors: np.ndarray | None = None) -> None:
+                 anchors: np.ndarray | None = None,
+                 residual: TrajectoryResidual | None = None) -> None:
         import keras
         import tensorflow as tf
 
@@ -120,9 +150,11 @@ class _Trainer:
         self.vars = self.ae.trainable_variables
         self.opt = keras.optimizers.Adam(learning_rate=tr["learning_rate"])
         self.opt.build(self.vars)
-        itrain, ival = split_indices(images.shape[0], tr["validation_fraction"], tr["seed"])
-        self.x_train = images[itrain]
-        self.x_val = images[ival] if ival.size else images[itrain]
+        # with the residual term a sample is a step n >= 1 with its history (residual.py)
+        self.images, self.residual = images, residual
+        n_samples = images.shape[0] if residual is None else residual.n_samples
+        itrain, ival = split_indices(n_samples, tr["validation_fraction"], tr["seed"])
+        self.i_train, self.i_val = itrain, ival if ival.size else itrain
         self.state: dict[str, Any] = {
             "settings": settings, "epoch": 0, "history": [], "best_val": math.inf,
             "best_epoch": 0, "wait": 0, "lr": tr["learning_rate"], "plateau_wait": 0,
@@ -150,40 +182,110 @@ class _Trainer:
             rec = dec(code[0] if variational else code, training=True)
             return weight * tf.reduce_mean(tf.square(rec - anchors))
 
-        def losses(x: Any, seed: Any, sample: bool) -> Any:
+        def reconstruct(x: Any, seed: Any, sample: bool) -> tuple[Any, Any]:
+            """The reconstruction of ``x`` and the KL term (0 unless variational)."""
             if not variational:
-                return tf.reduce_mean(tf.square(ae(x, training=True) - x)) + anchor_loss()
+                return ae(x, training=True), 0.0
             mean, log_var = enc(x, training=True)
             z = mean
             if sample:
                 eps = tf.random.stateless_normal(tf.shape(mean), seed=seed, dtype=mean.dtype)
                 z = mean + tf.exp(0.5 * log_var) * eps
-            rec = tf.reduce_mean(tf.square(dec(z, training=True) - x))
             kl = -0.5 * tf.reduce_mean(tf.reduce_sum(
                 1.0 + log_var - tf.square(mean) - tf.exp(log_var), axis=1))
-            return rec + beta * kl + anchor_loss()
+            return dec(z, training=True), kl
+
+        def weighted_mse(err: Any, w: Any) -> Any:
+            """Mean over samples of ``w`` times each sample's mean squared error."""
+            per = tf.reduce_mean(tf.reshape(tf.square(err), (tf.shape(err)[0], -1)), axis=1)
+            return tf.reduce_mean(w * per)
+
+        def losses(seed: Any, sample: bool, w: Any, x: Any) -> Any:
+            rec, kl = reconstruct(x, seed, sample)
+            return weighted_mse(rec - x, w) + beta * kl + anchor_loss()
+
+        res = self.residual
+        if res is not None:
+            rows, cols = tf.constant(res.rows), tf.constant(res.cols)
+            n_dofs, rw = int(np.prod(self.images.shape[1:])), float(self.tr["residual_weight"])
+
+        def residual_losses(seed: Any, sample: bool, w: Any, x: Any, xh: Any, values: Any,
+                            alpha: Any) -> Any:
+            """Reconstruction loss of ``x`` and its history ``xh`` plus ``residual_weight``
+            times the mean square of the linearized residual (2) of ``residual.py``."""
+            b = tf.shape(x)[0]
+            both = tf.concat([x, tf.reshape(xh, tf.concat([[-1], tf.shape(x)[1:]], 0))], 0)
+            rec, kl = reconstruct(both, seed, sample)
+            err = tf.reshape(rec - both, (-1, n_dofs))
+            e_now, e_hist = err[:b], tf.reshape(err[b:], (b, -1, n_dofs))
+            jac_e = tf.transpose(tf.math.unsorted_segment_sum(
+                tf.transpose(tf.gather(e_now, cols, axis=1) * values), rows, n_dofs))
+            r = jac_e + tf.einsum("bk,bkn->bn", alpha, e_hist)
+            w_all = tf.concat([w, tf.repeat(w, tf.shape(xh)[1])], 0)
+            return (weighted_mse(err, w_all) + beta * kl + anchor_loss()
+                    + rw * weighted_mse(r, w))
+
+        loss_fn = losses if res is None else residual_losses
 
         @tf.function(reduce_retracing=True)
-        def train_step(x: Any, seed: Any) -> Any:
+        def train_step(seed: Any, w: Any, *batch: Any) -> Any:
             with tf.GradientTape() as tape:
-                loss = losses(x, seed, True)
+                loss = loss_fn(seed, True, w, *batch)
             grads = tape.gradient(loss, vars_)
             opt.apply_gradients(zip(grads, vars_, strict=True))
             return loss
 
         @tf.function(reduce_retracing=True)
-        def eval_step(x: Any) -> Any:
-            return losses(x, tf.constant([0, 0], dtype=tf.int32), False)
+        def eval_step(*batch: Any) -> Any:
+            return loss_fn(tf.constant([0, 0], dtype=tf.int32), False,
+                           tf.ones(tf.shape(batch[0])[:1]), *batch)
 
-        self.train_step, self.eval_step = train_step, eval_step
+        @tf.function(reduce_retracing=True)
+        def errors(x: Any) -> Any:
+            rec = ae(x, training=False)
+            return tf.reduce_mean(tf.reshape(tf.square(rec - x), (tf.shape(x)[0], -1)), axis=1)
 
-    def _evaluate(self, x: np.ndarray) -> float:
-        total, n = 0.0, 0
-        for i in range(0, x.shape[0], 4096):
-            xb = x[i:i + 4096]
-            total += float(self.eval_step(xb)) * xb.shape[0]
-            n += xb.shape[0]
-        return total / n
+        self.train_step, self.eval_step, self.errors = train_step, eval_step, errors
+
+    def _sample_weights(self) -> np.ndarray:
+        """Hard-example weights of the training samples for the coming epoch.
+
+        :func:`autoencoder.data.hard_example_weights` of the current errors, with
+        ``q = hard_example_exponent``; with the residual term a step's error is that of its
+        worst image (``x^n`` or its history).
+        """
+        q, w_max = self.tr["hard_example_exponent"], self.tr["hard_example_max_weight"]
+        if q == 0:
+            return np.ones(self.i_train.size, dtype=np.float32)
+        m = np.concatenate([self.errors(self.images[i:i + 4096]).numpy()
+                            for i in range(0, self.images.shape[0], 4096)])
+        res = self.residual
+        if res is not None:
+            m = np.maximum(m[res.current], np.max(m[res.history], axis=1))
+        return hard_example_weights(m[self.i_train], q, w_max)
+
+    def _batch(self, idx: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The loss's arguments for the samples ``idx``."""
+        res = self.residual
+        if res is None:
+            return (self.images[idx],)
+        return (self.images[res.current[idx]], self.images[res.history[idx]],
+                res.values[idx], res.alpha[idx])
+
+    def _evaluate(self, idx: np.ndarray) -> float:
+        total = 0.0
+        for i in range(0, idx.size, 4096):
+            ib = idx[i:i + 4096]
+            total += float(self.eval_step(*self._batch(ib))) * ib.size
+        return total / idx.size
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        """Start from given weights (those of the previous training stage)."""
+        if len(weights) != len(self.ae.weights):
+            raise InputError("the previous training stage's model does not fit this one")
+        for v, w in zip(self.ae.weights, weights, strict=True):
+            v.assign(w)
+        self.best_weights = [np.array(w) for w in weights]
 
     # -------------------------------------------------------------- checkpoints
     def _write_weights(self, path: Path, weights: list[np.ndarray],
@@ -208,7 +310,7 @@ class _Trainer:
             return False
         try:
             state = json.loads(sf.read_text())
-            if state.get("settings") != _jsonable(self.settings):
+            if not same_settings(state.get("settings"), self.settings):
                 print(f"{self.ckpt}: checkpoint of different settings, starting afresh")
                 return False
             with h5py.File(self.ckpt / "current.h5", "r") as f:
@@ -244,19 +346,22 @@ class _Trainer:
     # -------------------------------------------------------------- loop
     def fit(self, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> None:
         tr, st = self.tr, self.state
-        n, bs = self.x_train.shape[0], tr["batch_size"]
+        n, bs = self.i_train.size, tr["batch_size"]
         while st["epoch"] < tr["epochs"] and st["stopped_by"] is None:
             epoch = st["epoch"]
             t0 = time.perf_counter()
             lr = self._learning_rate(epoch)
             self.opt.learning_rate.assign(lr)
-            order = epoch_order(n, tr["seed"], epoch)
+            pos = epoch_order(n, tr["seed"], epoch)
+            order, weights = self.i_train[pos], self._sample_weights()[pos]
             total = 0.0
-            for b, xb in enumerate(make_dataset(self.x_train, bs, order)):
+            for b, start in enumerate(range(0, n, bs)):
+                ib = order[start:start + bs]
                 seed = self.tf.constant([tr["seed"], epoch * 1_000_003 + b], dtype="int32")
-                total += float(self.train_step(xb, seed)) * int(xb.shape[0])
+                total += float(self.train_step(seed, weights[start:start + bs],
+                                               *self._batch(ib))) * ib.size
             loss = total / n
-            val = self._evaluate(self.x_val)
+            val = self._evaluate(self.i_val)
             dt = time.perf_counter() - t0
             st["epoch"] = epoch + 1
             st["elapsed_s"] += dt
@@ -289,8 +394,9 @@ class _Trainer:
                 self.save_checkpoint()
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, st["history"][-1])
-        for v, w in zip(self.ae.weights, self.best_weights, strict=True):
-            v.assign(w)
+        if tr["keep_best"]:
+            for v, w in zip(self.ae.weights, self.best_weights, strict=True):
+                v.assign(w)
 
 
 # ----------------------------------------------------------------------------- output
@@ -336,6 +442,21 @@ def write_exported(path: Path, encoder: Any, decoder: Any, restriction: Restrict
         f.attrs["scaling_hi"] = scaling.hi
 
 
+def _checkpoint_settings(ckpt: Path) -> Any:
+    """The settings recorded in a checkpoint folder (None if there is none or it is unreadable)."""
+    try:
+        return json.loads((ckpt / "state.json").read_text()).get("settings")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _keras_weights(path: Path) -> list[np.ndarray]:
+    """The weights of a saved Keras autoencoder (the start of the next training stage)."""
+    import keras
+
+    return [w.numpy() for w in keras.models.load_model(path, compile=False).weights]
+
+
 def model_is_complete(out_dir: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
     """The manifest of a complete model in ``out_dir`` trained with ``settings``, else None."""
     try:
@@ -343,7 +464,7 @@ def model_is_complete(out_dir: Path, settings: dict[str, Any]) -> dict[str, Any]
         man = json.loads((out_dir / MANIFEST).read_text())
     except (InputError, OSError, ValueError):
         return None
-    if not (out_dir / KERAS_FILE).is_file() or man.get("settings") != _jsonable(settings):
+    if not (out_dir / KERAS_FILE).is_file() or not same_settings(man.get("settings"), settings):
         return None
     return man
 
@@ -381,10 +502,20 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
     check_fits(restriction.n_dofs, snap)
     if test is not None:
         check_fits(restriction.n_dofs, test)
-    settings = _jsonable({
-        "p": p, "snapshot_sha256": snap.checksum(), "image_shape": restriction.image_shape,
-        "autoencoder": {k: v for k, v in arch.items() if k != "latent_dims"},
-        "training": tr, **(extra_settings or {})})
+    # the stages that apply to this p (a stage may name its latent dimensions)
+    applies = [not dims or p in dims for _, dims in training_stages(tr, "[training]")]
+    stages = [st for st, ok in zip(training_stages(tr, "[training]"), applies, strict=True)
+              if ok]
+    finetune = [e for e, ok in zip(tr["finetune"], applies[1:], strict=True) if ok]
+
+    def settings_upto(j: int) -> dict[str, Any]:
+        """The settings of the model after stages 0..j."""
+        return _jsonable({
+            "p": p, "snapshot_sha256": snap.checksum(), "image_shape": restriction.image_shape,
+            "autoencoder": {k: v for k, v in arch.items() if k != "latent_dims"},
+            "training": {**tr, "finetune": finetune[:j]}, **(extra_settings or {})})
+
+    settings = settings_upto(len(stages) - 1)
     if (man := model_is_complete(out_dir, settings)) is not None:
         err = man.get("test_error", {}).get("mean")
         print(f"{out_dir}: up to date, skipped" +
@@ -392,11 +523,54 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
         return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     images, scaling = prepare(snap.states, restriction, arch["target"])
-    trainer = _Trainer(images, restriction.image_shape, p, arch, tr, out_dir, settings,
-                       progress, initial_images(images, snap.n_mu))
-    if trainer.load_checkpoint() and progress:
-        print(f"{out_dir}: resuming after epoch {trainer.state['epoch']}")
-    trainer.fit(on_epoch_end)
+    # where to start: a checkpoint of a stage, else a complete model of the first stages
+    start, weights = 0, None
+    ckpt_settings = _checkpoint_settings(out_dir / CHECKPOINT_DIR)
+    done = [j for j in range(len(stages)) if same_settings(ckpt_settings, settings_upto(j))]
+    if done:
+        start = done[-1]
+    else:
+        for j in range(len(stages) - 2, -1, -1):
+            if (old := model_is_complete(out_dir, settings_upto(j))) is not None:
+                start, weights = j + 1, _keras_weights(out_dir / KERAS_FILE)
+                prior = old.get("training_result", {})
+                earlier = prior.get("stages", [{"stage": 0, **prior}])
+                try:
+                    earlier_history = json.loads((out_dir / HISTORY).read_text())
+                except (OSError, ValueError):
+                    earlier_history = []
+                if progress:
+                    print(f"{out_dir}: stages 0..{j} done, continuing with stage {j + 1}")
+                break
+    history = [{"stage": 0, **h} for h in earlier_history] if weights is not None else []
+    results = list(earlier) if weights is not None else []
+    for j in range(start, len(stages)):
+        tr_j = stages[j][0]
+        residual = (trajectory_residual(snap, restriction) if tr_j["residual_weight"] > 0
+                    else None)
+        trainer = _Trainer(images, restriction.image_shape, p, arch, tr_j, out_dir,
+                           settings_upto(j), progress, initial_images(images, snap.n_mu),
+                           residual)
+        if j == start and trainer.load_checkpoint():
+            history = trainer.state.get("earlier_history", history)
+            results = trainer.state.get("earlier_results", results)
+            if progress:
+                print(f"{out_dir}: resuming stage {j} after epoch {trainer.state['epoch']}")
+        else:
+            # the record of the earlier stages travels with this stage's checkpoint
+            trainer.state["earlier_history"], trainer.state["earlier_results"] = (
+                history, results)
+            if weights is not None:
+                trainer.set_weights(weights)
+                trainer.save_checkpoint()
+        trainer.fit(on_epoch_end)
+        weights = [v.numpy() for v in trainer.ae.weights]
+        history += [{**h, "stage": j} for h in trainer.state["history"]]
+        results.append({"stage": j, "epochs_run": trainer.state["epoch"],
+                        "best_epoch": trainer.state["best_epoch"],
+                        "best_val_loss": trainer.state["best_val"],
+                        "stopped_by": trainer.state["stopped_by"],
+                        "train_time_s": trainer.state["elapsed_s"]})
     st = trainer.state
 
     import keras
@@ -405,7 +579,7 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
     _save_keras_atomic(trainer.ae, out_dir / KERAS_FILE)
     write_exported(out_dir / EXPORTED, trainer.enc, trainer.dec, restriction, scaling,
                    arch["variational"])
-    write_text_atomic(out_dir / HISTORY, json.dumps(st["history"]))
+    write_text_atomic(out_dir / HISTORY, json.dumps(history))
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "p": p, "n_dofs": restriction.n_dofs, "image_shape": list(restriction.image_shape),
@@ -416,9 +590,7 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
         "snapshots": {"path": str(snap.path), "sha256": settings["snapshot_sha256"],
                       "n_mu": snap.n_mu, "n_t": int(snap.t.size),
                       "problem": snap.problem_name},
-        "training_result": {"epochs_run": st["epoch"], "best_epoch": st["best_epoch"],
-                            "best_val_loss": st["best_val"], "stopped_by": st["stopped_by"],
-                            "train_time_s": st["elapsed_s"]},
+        "training_result": {**results[-1], "stages": results},
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }

@@ -1,0 +1,139 @@
+"""The time-discrete residual of the reconstructed training trajectories (a training loss term).
+
+Manifold LSPG (Lee & Carlberg 2019, section 3.3) picks, at every step, the manifold point that
+minimizes the FOM's time-discrete residual
+
+    r^n(x) = alpha_0 x + sum_{j=1..k} alpha_j x^{n-j} - beta dt f(x, t^n; mu)          (1)
+
+(``fom/steppers.py``), with the *ROM's* previous states in the history. The FOM trajectory
+satisfies ``r^n(x^n) = 0``. Its reconstruction ``x~^n = x^n + e^n`` (``e^n`` the autoencoder's
+error) does not, and to first order in the errors
+
+    r^n(x~^n; x~^{n-1}, ..) = (dr^n/dx)(x^n) e^n + sum_{j=1..k} alpha_j e^{n-j}          (2)
+
+with ``dr^n/dx = alpha_0 I - beta dt df/dx`` (equation (2) of ``fom/steppers.py``). A small
+reconstruction error is not enough for LSPG: an error that changes from one snapshot to the
+next, or is rough in space where ``df/dx`` is large (at a shock), leaves a residual (2) of
+the size of the error itself, and LSPG then trades state error for residual, which on 1D
+Burgers showed up as a shock that lags the FOM's. ``[training] residual_weight = w > 0`` adds
+``w`` times the mean square of (2) over the training trajectories to the loss, so that the
+trained manifold keeps the FOM trajectory close to a zero of the residual LSPG minimizes.
+
+This module builds the linear operators of (2), in the autoencoder's image order, from the
+snapshot file's problem, scheme and states (numpy/scipy only); ``autoencoder/train.py``
+applies them to the errors inside the TensorFlow loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fom.errors import InputError
+from fom.snapshots import SnapshotSet
+from fom.steppers import get_scheme, scheme_at_step, time_jacobian
+
+from .data import Restriction
+
+#: Refuse to hold more operator values than this in memory (float32 bytes).
+MAX_OPERATOR_BYTES = 2 * 1024**3
+
+
+@dataclass(frozen=True)
+class TrajectoryResidual:
+    """The linearized residuals (2) of every training step ``n >= 1`` of every trajectory.
+
+    Sample indices refer to the images array of :func:`autoencoder.data.prepare`, trajectory
+    after trajectory (``index = i * n_t + n``). Row and column indices are image-order
+    positions (``image.ravel()[q] = x[perm[q]]``).
+
+    Attributes
+    ----------
+    current : ndarray of int64, shape (m,)
+        Sample index of ``x^n``.
+    history : ndarray of int64, shape (m, k)
+        Sample indices of ``x^{n-1}, .., x^{n-k}`` (the current index where a step uses
+        fewer, with a zero coefficient).
+    alpha : ndarray of float32, shape (m, k)
+        The coefficients ``alpha_1..alpha_k`` of (1) at that step.
+    rows, cols : ndarray of int32, shape (nnz,)
+        The common sparsity pattern of ``dr^n/dx``.
+    values : ndarray of float32, shape (m, nnz)
+        The entries of ``dr^n/dx`` at ``x^n`` on that pattern.
+    """
+
+    current: np.ndarray
+    history: np.ndarray
+    alpha: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    values: np.ndarray
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.current.size)
+
+
+def trajectory_residual(snap: SnapshotSet, restriction: Restriction) -> TrajectoryResidual:
+    """Operators of the linearized residual (2) for every step ``n >= 1`` of ``snap``.
+
+    The scheme and time step are the ones the snapshot file records (``/solver``); multistep
+    schemes start with backward Euler as the FOM did (:func:`fom.steppers.scheme_at_step`).
+
+    Raises
+    ------
+    InputError
+        If the file records no scheme or time step, the problem's Jacobian changes its
+        sparsity pattern along the trajectories, or the operators would not fit in memory.
+    """
+    where = f"{snap.path}"
+    try:
+        scheme = get_scheme(snap.solver["scheme"])
+        dt = float(snap.solver["dt"])
+    except KeyError as exc:
+        raise InputError(f"{where}: /solver records no {exc.args[0]!r}; residual_weight needs "
+                         "the scheme and time step that produced the snapshots") from None
+    problem = snap.problem()
+    n_mu, n_t, n = snap.states.shape
+    m = n_mu * (n_t - 1)
+    k = scheme.n_history
+    inv = np.empty(n, dtype=np.int64)
+    inv[restriction.perm] = np.arange(n)
+
+    # the common pattern: the first step's Jacobian (checked against every other step)
+    first = time_jacobian(problem, scheme_at_step(scheme, 1), snap.states[0, 1], snap.t[1],
+                          dt, snap.mu[0]).tocoo()
+    keys = np.unique(first.row.astype(np.int64) * n + first.col)
+    need = m * keys.size * 4
+    if need > MAX_OPERATOR_BYTES:
+        raise InputError(f"{where}: residual_weight needs {need / 1024**3:.1f} GiB of operator "
+                         f"values ({m} steps x {keys.size} Jacobian entries); use fewer "
+                         "training snapshots or residual_weight = 0")
+    values = np.zeros((m, keys.size), dtype=np.float32)
+    current = np.empty(m, dtype=np.int64)
+    history = np.empty((m, k), dtype=np.int64)
+    alpha = np.zeros((m, k), dtype=np.float32)
+    s = 0
+    for i in range(n_mu):
+        for step in range(1, n_t):
+            sch = scheme_at_step(scheme, step)
+            jac = time_jacobian(problem, sch, snap.states[i, step], snap.t[step], dt,
+                                snap.mu[i]).tocoo()
+            key = jac.row.astype(np.int64) * n + jac.col
+            pos = np.minimum(np.searchsorted(keys, key), keys.size - 1)
+            if not np.array_equal(keys[pos], key):
+                raise InputError(f"{where}: the Jacobian of problem {snap.problem_name} at "
+                                 f"trajectory {i}, step {step} has entries outside the "
+                                 "pattern of the first step; residual_weight needs a fixed "
+                                 "sparsity pattern")
+            np.add.at(values[s], pos, jac.data)
+            current[s] = i * n_t + step
+            hist = [i * n_t + step - j for j in range(1, sch.n_history + 1)]
+            history[s] = hist + [current[s]] * (k - len(hist))
+            alpha[s, :sch.n_history] = sch.alpha[1:]
+            s += 1
+    rows, cols = np.divmod(keys, n)
+    return TrajectoryResidual(current=current, history=history, alpha=alpha,
+                              rows=inv[rows].astype(np.int32), cols=inv[cols].astype(np.int32),
+                              values=values)

@@ -1,0 +1,197 @@
+"""The residual term, hard-example weights and fine-tuning stages of the training (issue 4).
+
+Tiny Burgers snapshot sets (64 cells, 10 steps) and tiny nets trained for a few epochs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fom
+from autoencoder.data import Restriction, hard_example_weights, prepare
+from autoencoder.residual import trajectory_residual
+from autoencoder.settings import (
+    AUTOENCODER_SCHEMA,
+    TRAINING_SCHEMA,
+    check_architecture,
+    training_stages,
+)
+from fom.config import parse_section
+from fom.errors import InputError
+from fom.snapshots import generate_snapshots, read_snapshots
+from fom.steppers import get_scheme, history_term, scheme_at_step, time_residual
+
+MUS = [[4.3, 0.02], [5.4, 0.016], [4.7, 0.029]]
+ARCH = {"filters": [4, 8], "strides": [2, 2], "kernel_size": 3, "latent_dims": [2]}
+TRAIN = {"batch_size": 8, "learning_rate": 3e-3, "epochs": 3, "patience": 50,
+         "checkpoint_every": 1}
+
+
+@pytest.fixture(scope="module", params=["backward_euler", "bdf2"])
+def snap(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    d = tmp_path_factory.mktemp(request.param)
+    prob = fom.Burgers1D(n_cells=64, t_final=0.7)
+    return read_snapshots(generate_snapshots(prob, MUS, d / "train.h5", scheme=request.param,
+                                             progress=False))
+
+
+def _shuffled_restriction(n: int) -> Restriction:
+    """An 8 x 8 image with a scrambled cell order, so that the test sees the permutation."""
+    return Restriction((8, 8, 1), np.random.default_rng(3).permutation(n).astype(np.int64))
+
+
+def test_linearized_residual_is_the_derivative_of_the_time_discrete_residual(snap) -> None:
+    """Equation (2) of autoencoder/residual.py applied to errors ``e`` equals the directional
+    derivative of the FOM residual (1) at the snapshots, by central differences."""
+    problem, scheme = snap.problem(), get_scheme(snap.solver["scheme"])
+    dt, n_t = snap.solver["dt"], snap.t.size
+    r = _shuffled_restriction(snap.n_dofs)
+    res = trajectory_residual(snap, r)
+    assert res.n_samples == snap.n_mu * (n_t - 1)
+    rng = np.random.default_rng(0)
+    e = rng.standard_normal(snap.states.shape)            # one error per snapshot, state order
+    e_img = e.reshape(-1, snap.n_dofs)[:, r.perm]         # the same errors, image order
+    for s in [0, 1, 5, res.n_samples - 1]:                # first steps (BE start) and later
+        i, n = divmod(int(res.current[s]), n_t)
+        sch = scheme_at_step(scheme, n)
+        hist = [snap.states[i, n - j] for j in range(1, sch.n_history + 1)]
+        dhist = [e[i, n - j] for j in range(1, sch.n_history + 1)]
+
+        def resid(eps: float, i=i, n=n, sch=sch, hist=hist, dhist=dhist) -> np.ndarray:
+            h = history_term(sch, [x + eps * d for x, d in zip(hist, dhist, strict=True)])
+            return time_residual(problem, sch, snap.states[i, n] + eps * e[i, n], h,
+                                 snap.t[n], dt, snap.mu[i])
+
+        eps = 1e-6
+        fd = ((resid(eps) - resid(-eps)) / (2 * eps))[r.perm]
+        lin = np.zeros(snap.n_dofs)
+        np.add.at(lin, res.rows, res.values[s] * e_img[res.current[s]][res.cols])
+        lin += np.einsum("k,kn->n", res.alpha[s], e_img[res.history[s]])
+        np.testing.assert_allclose(lin, fd, rtol=1e-5, atol=1e-5 * np.abs(fd).max())
+
+
+def test_snapshot_file_without_a_scheme_is_refused(snap) -> None:
+    from dataclasses import replace
+
+    bad = replace(snap, solver={"dt": 0.07})
+    with pytest.raises(InputError, match="records no 'scheme'"):
+        trajectory_residual(bad, _shuffled_restriction(snap.n_dofs))
+
+
+def test_hard_example_weights_follow_the_errors_and_are_clipped() -> None:
+    m = np.array([1.0, 1.0, 2.0, 4.0, 0.01, 8.0])          # mean 2.67
+    np.testing.assert_array_equal(hard_example_weights(m, 0.0, 50.0), np.ones(6))
+    w = hard_example_weights(m, 2.0, 4.0)
+    assert w.dtype == np.float32 and w.mean() == pytest.approx(1.0, rel=1e-6)
+    assert w[3] / w[2] == pytest.approx(4.0, rel=1e-6)      # (4/2)^2, both inside the clip
+    assert w[5] / w[4] == pytest.approx(16.0, rel=1e-5)     # both clipped: to [1/4, 4]
+
+
+def _settings(tr: dict | None = None) -> tuple[dict, dict]:
+    a = check_architecture(parse_section(ARCH, AUTOENCODER_SCHEMA, "t"), "t")
+    return a, parse_section({**TRAIN, **(tr or {})}, TRAINING_SCHEMA, "t")
+
+
+def test_residual_loss_is_the_mean_square_of_the_linearized_residual(snap) -> None:
+    """The trainer's loss with ``residual_weight`` equals, computed with numpy from the
+    model's reconstructions, MSE(x^n and history) + w * mean |(2)|^2 + the anchor term."""
+    from autoencoder.train import _Trainer, initial_images
+
+    a, tr = _settings({"residual_weight": 7.0, "initial_state_weight": 3.0})
+    r = Restriction.from_image_shape(snap.problem().image_shape, 2)
+    images, _ = prepare(snap.states, r, "deviation")
+    res = trajectory_residual(snap, r)
+    anchors = initial_images(images, snap.n_mu)
+    trainer = _Trainer(images, r.image_shape, 2, a, tr, Path("/nonexistent"), {}, False,
+                       anchors, res)
+    idx = np.arange(0, res.n_samples, 3)
+    got = float(trainer.eval_step(*trainer._batch(idx)))
+    err = np.asarray(trainer.ae(images, training=False)) - images
+    err = err.reshape(err.shape[0], -1).astype(np.float64)
+    lin = np.zeros((idx.size, err.shape[1]))
+    for b, s in enumerate(idx):
+        np.add.at(lin[b], res.rows, res.values[s] * err[res.current[s]][res.cols])
+        lin[b] += np.einsum("k,kn->n", res.alpha[s], err[res.history[s]])
+    rec = np.concatenate([err[res.current[idx]], err[res.history[idx]].reshape(-1, err.shape[1])])
+    anchor = np.asarray(trainer.ae(anchors, training=False)) - anchors
+    expect = np.mean(rec**2) + 7.0 * np.mean(lin**2) + 3.0 * np.mean(anchor**2)
+    assert got == pytest.approx(expect, rel=1e-4)
+
+
+def test_finetune_stages_are_validated() -> None:
+    tr = parse_section({"epochs": 5, "finetune": [{"epochs": 2, "residual_weight": 1.0,
+                                                   "latent_dims": [3]}]}, TRAINING_SCHEMA, "c")
+    (base, all_dims), (stage, dims) = training_stages(tr, "c [training]")
+    assert base["epochs"] == 5 and base["residual_weight"] == 0 and all_dims == []
+    assert stage["epochs"] == 2 and stage["residual_weight"] == 1.0 and dims == [3]
+    assert stage["batch_size"] == base["batch_size"]       # inherited
+    bad = parse_section({"finetune": [{"epoch": 2}]}, TRAINING_SCHEMA, "c")
+    with pytest.raises(InputError, match=r"c \[training\] finetune\[0\]: unknown key 'epoch'"):
+        training_stages(bad, "c [training]")
+    bad = parse_section({"finetune": [{"residual_weight": -1.0}]}, TRAINING_SCHEMA, "c")
+    with pytest.raises(InputError, match=r"finetune\[0\] residual_weight: must be >= 0"):
+        training_stages(bad, "c [training]")
+
+
+def _train(snap, out: Path, tr: dict | None = None, **kw) -> Path:
+    from autoencoder.train import train_model
+
+    a, t = _settings(tr)
+    r = Restriction.from_image_shape(snap.problem().image_shape, a["dims"])
+    return train_model(snap, r, 2, a, t, out, progress=False, **kw)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_finetune_stage_continues_from_the_trained_model_and_resumes(snap,
+                                                                      tmp_path: Path) -> None:
+    """Adding a stage trains only that stage, from the existing model's weights; a stage
+    killed mid-way resumes from its checkpoint; stages for other p leave the model alone."""
+    out = _train(snap, tmp_path / "p2")
+    base_hist = json.loads((out / "history.json").read_text())
+    epochs: list[int] = []
+    stage = {"epochs": 4, "residual_weight": 5.0, "hard_example_exponent": 2.0,
+             "learning_rate": 1e-3, "keep_best": False}
+
+    def kill_at_2(epoch: int, _h: dict) -> None:
+        epochs.append(epoch)
+        if epoch == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        _train(snap, out, {"finetune": [stage]}, on_epoch_end=kill_at_2)
+    assert epochs == [1, 2]                                # stage 0 was not re-run
+    _train(snap, out, {"finetune": [stage]}, on_epoch_end=lambda e, h: epochs.append(e))
+    assert epochs == [1, 2, 3, 4]                          # resumed after the checkpoint
+    man = json.loads((out / "manifest.json").read_text())
+    assert [s["stage"] for s in man["training_result"]["stages"]] == [0, 1]
+    assert man["training_result"]["stages"][0]["epochs_run"] == TRAIN["epochs"]
+    assert man["settings"]["training"]["finetune"] == [stage]
+    hist = json.loads((out / "history.json").read_text())
+    assert [h["val_loss"] for h in hist[:3]] == [h["val_loss"] for h in base_hist]
+    assert [h["stage"] for h in hist] == [0] * 3 + [1] * 4
+    # a stage for other latent dimensions does not make this p = 2 model stale
+    _train(snap, out, {"finetune": [stage, {**stage, "latent_dims": [3]}]},
+           on_epoch_end=lambda e, h: epochs.append(e))
+    assert epochs == [1, 2, 3, 4]
+
+
+def test_models_trained_before_a_training_key_existed_stay_up_to_date(snap,
+                                                                       tmp_path: Path) -> None:
+    out = _train(snap, tmp_path / "p2")
+    man = json.loads((out / "manifest.json").read_text())
+    for key in ("residual_weight", "hard_example_exponent", "hard_example_max_weight",
+                "keep_best", "finetune"):
+        del man["settings"]["training"][key]
+    (out / "manifest.json").write_text(json.dumps(man))
+    epochs: list[int] = []
+    _train(snap, out, on_epoch_end=lambda e, h: epochs.append(e))
+    assert epochs == []                                    # skipped: nothing to retrain
+    _train(snap, out, {"residual_weight": 1.0}, on_epoch_end=lambda e, h: epochs.append(e))
+    assert epochs == [1, 2, 3]                             # a non-default value retrains
