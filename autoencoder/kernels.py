@@ -44,6 +44,15 @@ N_META = len(META_FIELDS)
 
 
 @njit(cache=True, inline="always")
+def _sigmoid(a):
+    """The logistic function, without overflow for either sign of ``a``."""
+    if a >= 0.0:
+        return 1.0 / (1.0 + np.exp(-a))
+    e = np.exp(a)
+    return e / (1.0 + e)
+
+
+@njit(cache=True, inline="always")
 def _act1(a, act):
     """Activation ``act`` at ``a`` and its derivative there."""
     if act == 1:
@@ -59,19 +68,10 @@ def _act1(a, act):
         y = np.tanh(a)
         return y, 1.0 - y * y
     if act == 4:
-        if a >= 0.0:
-            y = 1.0 / (1.0 + np.exp(-a))
-        else:
-            e = np.exp(a)
-            y = e / (1.0 + e)
+        y = _sigmoid(a)
         return y, y * (1.0 - y)
     if act == 5:
-        if a >= 0.0:
-            d = 1.0 / (1.0 + np.exp(-a))
-        else:
-            e = np.exp(a)
-            d = e / (1.0 + e)
-        return np.logaddexp(0.0, a), d
+        return np.logaddexp(0.0, a), _sigmoid(a)   # softplus' = sigmoid
     return a, 1.0
 
 
