@@ -503,17 +503,17 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
     if test is not None:
         check_fits(restriction.n_dofs, test)
     # the stages that apply to this p (a stage may name its latent dimensions)
-    applies = [not dims or p in dims for _, dims in training_stages(tr, "[training]")]
-    stages = [st for st, ok in zip(training_stages(tr, "[training]"), applies, strict=True)
-              if ok]
+    all_stages = training_stages(tr, "[training]")
+    applies = [not dims or p in dims for _, dims in all_stages]
+    stages = [st for (st, _), ok in zip(all_stages, applies, strict=True) if ok]
     finetune = [e for e, ok in zip(tr["finetune"], applies[1:], strict=True) if ok]
+    fixed = {"p": p, "snapshot_sha256": snap.checksum(), "image_shape": restriction.image_shape,
+             "autoencoder": {k: v for k, v in arch.items() if k != "latent_dims"},
+             **(extra_settings or {})}
 
     def settings_upto(j: int) -> dict[str, Any]:
         """The settings of the model after stages 0..j."""
-        return _jsonable({
-            "p": p, "snapshot_sha256": snap.checksum(), "image_shape": restriction.image_shape,
-            "autoencoder": {k: v for k, v in arch.items() if k != "latent_dims"},
-            "training": {**tr, "finetune": finetune[:j]}, **(extra_settings or {})})
+        return _jsonable({**fixed, "training": {**tr, "finetune": finetune[:j]}})
 
     settings = settings_upto(len(stages) - 1)
     if (man := model_is_complete(out_dir, settings)) is not None:
@@ -525,6 +525,8 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
     images, scaling = prepare(snap.states, restriction, arch["target"])
     # where to start: a checkpoint of a stage, else a complete model of the first stages
     start, weights = 0, None
+    history: list[dict[str, Any]] = []     # of all stages so far
+    results: list[dict[str, Any]] = []
     ckpt_settings = _checkpoint_settings(out_dir / CHECKPOINT_DIR)
     done = [j for j in range(len(stages)) if same_settings(ckpt_settings, settings_upto(j))]
     if done:
@@ -534,23 +536,23 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
             if (old := model_is_complete(out_dir, settings_upto(j))) is not None:
                 start, weights = j + 1, _keras_weights(out_dir / KERAS_FILE)
                 prior = old.get("training_result", {})
-                earlier = prior.get("stages", [{"stage": 0, **prior}])
+                results = list(prior.get("stages", [{"stage": 0, **prior}]))
                 try:
-                    earlier_history = json.loads((out_dir / HISTORY).read_text())
+                    history = [{"stage": 0, **h}
+                               for h in json.loads((out_dir / HISTORY).read_text())]
                 except (OSError, ValueError):
-                    earlier_history = []
+                    history = []
                 if progress:
                     print(f"{out_dir}: stages 0..{j} done, continuing with stage {j + 1}")
                 break
-    history = [{"stage": 0, **h} for h in earlier_history] if weights is not None else []
-    results = list(earlier) if weights is not None else []
+    residual: TrajectoryResidual | None = None   # built once, for the first stage using it
     for j in range(start, len(stages)):
-        tr_j = stages[j][0]
-        residual = (trajectory_residual(snap, restriction) if tr_j["residual_weight"] > 0
-                    else None)
+        tr_j = stages[j]
+        if tr_j["residual_weight"] > 0 and residual is None:
+            residual = trajectory_residual(snap, restriction)
         trainer = _Trainer(images, restriction.image_shape, p, arch, tr_j, out_dir,
                            settings_upto(j), progress, initial_images(images, snap.n_mu),
-                           residual)
+                           residual if tr_j["residual_weight"] > 0 else None)
         if j == start and trainer.load_checkpoint():
             history = trainer.state.get("earlier_history", history)
             results = trainer.state.get("earlier_results", results)
@@ -565,12 +567,12 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
                 trainer.save_checkpoint()
         trainer.fit(on_epoch_end)
         weights = [v.numpy() for v in trainer.ae.weights]
-        history += [{**h, "stage": j} for h in trainer.state["history"]]
-        results.append({"stage": j, "epochs_run": trainer.state["epoch"],
-                        "best_epoch": trainer.state["best_epoch"],
-                        "best_val_loss": trainer.state["best_val"],
-                        "stopped_by": trainer.state["stopped_by"],
-                        "train_time_s": trainer.state["elapsed_s"]})
+        history = history + [{**h, "stage": j} for h in trainer.state["history"]]
+        results = results + [{"stage": j, "epochs_run": trainer.state["epoch"],
+                              "best_epoch": trainer.state["best_epoch"],
+                              "best_val_loss": trainer.state["best_val"],
+                              "stopped_by": trainer.state["stopped_by"],
+                              "train_time_s": trainer.state["elapsed_s"]}]
     st = trainer.state
 
     import keras
