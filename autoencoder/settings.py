@@ -83,6 +83,10 @@ TRAINING_SCHEMA: dict[str, Field] = {
     "hard_example_exponent": Field(float, 0.0, non_negative,
                                    doc="q of the hard-example weights (m_i / mean m)^q of the "
                                        "samples, m_i their current error (0 = equal weights)"),
+    "hard_example_measure": Field(str, "error", one_of("error", "residual"),
+                                  doc="what m_i of the hard-example weights measures: the "
+                                      "sample's reconstruction error, or (with "
+                                      "residual_weight > 0) its step's linearized residual"),
     "hard_example_max_weight": Field(float, 50.0, at_least(1.0),
                                      doc="clip of the hard-example weights to [1/w, w]"),
     "keep_best": Field(bool, True, doc="end with the weights of the best validation loss "
@@ -120,6 +124,11 @@ def training_stages(tr: dict[str, Any], where: str) -> list[tuple[dict[str, Any]
             raise InputError(f"{here}: unknown key '{unknown[0]}' (known: "
                              f"{', '.join([*schema, *STAGE_ONLY_SCHEMA])})")
         stages.append((parse_section({**base, **rest}, schema, here), own["latent_dims"]))
+    for i, (st, _) in enumerate(stages):
+        if st["hard_example_measure"] == "residual" and st["residual_weight"] == 0:
+            here = where if i == 0 else f"{where} finetune[{i - 1}]"
+            raise InputError(f"{here} hard_example_measure: 'residual' needs "
+                             "residual_weight > 0 (the residual term's operators)")
     return stages
 
 

@@ -209,21 +209,38 @@ class _Trainer:
             rows, cols = tf.constant(res.rows), tf.constant(res.cols)
             n_dofs, rw = int(np.prod(self.images.shape[1:])), float(self.tr["residual_weight"])
 
+        def with_history(x: Any, xh: Any) -> Any:
+            """``x`` and its history ``xh`` as one batch of images."""
+            return tf.concat([x, tf.reshape(xh, tf.concat([[-1], tf.shape(x)[1:]], 0))], 0)
+
+        def linearized_residual(b: Any, err: Any, values: Any, alpha: Any) -> Any:
+            """The residual (2) of ``residual.py`` of the errors ``err`` of ``b`` current
+            images followed by their histories."""
+            e_now, e_hist = err[:b], tf.reshape(err[b:], (b, -1, n_dofs))
+            jac_e = tf.transpose(tf.math.unsorted_segment_sum(
+                tf.transpose(tf.gather(e_now, cols, axis=1) * values), rows, n_dofs))
+            return jac_e + tf.einsum("bk,bkn->bn", alpha, e_hist)
+
         def residual_losses(seed: Any, sample: bool, w: Any, x: Any, xh: Any, values: Any,
                             alpha: Any) -> Any:
             """Reconstruction loss of ``x`` and its history ``xh`` plus ``residual_weight``
             times the mean square of the linearized residual (2) of ``residual.py``."""
             b = tf.shape(x)[0]
-            both = tf.concat([x, tf.reshape(xh, tf.concat([[-1], tf.shape(x)[1:]], 0))], 0)
+            both = with_history(x, xh)
             rec, kl = reconstruct(both, seed, sample)
             err = tf.reshape(rec - both, (-1, n_dofs))
-            e_now, e_hist = err[:b], tf.reshape(err[b:], (b, -1, n_dofs))
-            jac_e = tf.transpose(tf.math.unsorted_segment_sum(
-                tf.transpose(tf.gather(e_now, cols, axis=1) * values), rows, n_dofs))
-            r = jac_e + tf.einsum("bk,bkn->bn", alpha, e_hist)
+            r = linearized_residual(b, err, values, alpha)
             w_all = tf.concat([w, tf.repeat(w, tf.shape(xh)[1])], 0)
             return (weighted_mse(err, w_all) + beta * kl + anchor_loss()
                     + rw * weighted_mse(r, w))
+
+        @tf.function(reduce_retracing=True)
+        def step_residuals(x: Any, xh: Any, values: Any, alpha: Any) -> Any:
+            """Mean square of the linearized residual (2) of each step (no training)."""
+            both = with_history(x, xh)
+            err = tf.reshape(ae(both, training=False) - both, (-1, n_dofs))
+            r = linearized_residual(tf.shape(x)[0], err, values, alpha)
+            return tf.reduce_mean(tf.square(r), axis=1)
 
         loss_fn = losses if res is None else residual_losses
 
@@ -246,17 +263,24 @@ class _Trainer:
             return tf.reduce_mean(tf.reshape(tf.square(rec - x), (tf.shape(x)[0], -1)), axis=1)
 
         self.train_step, self.eval_step, self.errors = train_step, eval_step, errors
+        self.step_residuals = step_residuals if res is not None else None
 
     def _sample_weights(self) -> np.ndarray:
         """Hard-example weights of the training samples for the coming epoch.
 
         :func:`autoencoder.data.hard_example_weights` of the current errors, with
         ``q = hard_example_exponent``; with the residual term a step's error is that of its
-        worst image (``x^n`` or its history).
+        worst image (``x^n`` or its history), or with ``hard_example_measure = "residual"``
+        the mean square of its linearized residual (2) of ``residual.py``.
         """
         q, w_max = self.tr["hard_example_exponent"], self.tr["hard_example_max_weight"]
         if q == 0:
             return np.ones(self.i_train.size, dtype=np.float32)
+        if self.tr["hard_example_measure"] == "residual" and self.step_residuals is not None:
+            idx = self.i_train
+            m = np.concatenate([self.step_residuals(*self._batch(idx[i:i + 4096])).numpy()
+                                for i in range(0, idx.size, 4096)])
+            return hard_example_weights(m, q, w_max)
         m = np.concatenate([self.errors(self.images[i:i + 4096]).numpy()
                             for i in range(0, self.images.shape[0], 4096)])
         res = self.residual

@@ -122,6 +122,41 @@ def test_residual_loss_is_the_mean_square_of_the_linearized_residual(snap) -> No
     assert got == pytest.approx(expect, rel=1e-4)
 
 
+def test_residual_hard_example_weights_follow_the_steps_linearized_residual(snap) -> None:
+    """With ``hard_example_measure = "residual"`` the weights are those of the mean square of
+    each training step's linearized residual (2), computed here with numpy."""
+    from autoencoder.train import _Trainer
+
+    a, tr = _settings({"residual_weight": 1.0, "hard_example_measure": "residual",
+                       "hard_example_exponent": 1.0, "hard_example_max_weight": 5.0})
+    r = Restriction.from_image_shape(snap.problem().image_shape, 2)
+    images, _ = prepare(snap.states, r, "deviation")
+    res = trajectory_residual(snap, r)
+    trainer = _Trainer(images, r.image_shape, 2, a, tr, Path("/nonexistent"), {}, False,
+                       None, res)
+    err = np.asarray(trainer.ae(images, training=False)) - images
+    err = err.reshape(err.shape[0], -1).astype(np.float64)
+    m = np.empty(trainer.i_train.size)
+    for b, s in enumerate(trainer.i_train):
+        lin = np.zeros(err.shape[1])
+        np.add.at(lin, res.rows, res.values[s] * err[res.current[s]][res.cols])
+        lin += np.einsum("k,kn->n", res.alpha[s], err[res.history[s]])
+        m[b] = np.mean(lin**2)
+    got = trainer._sample_weights()
+    np.testing.assert_allclose(got, hard_example_weights(m, 1.0, 5.0), rtol=1e-3)
+    assert got.max() > 1.5 * got.min()          # the steps do differ
+
+
+def test_residual_hard_example_measure_needs_the_residual_term() -> None:
+    tr = parse_section({"finetune": [{"hard_example_measure": "residual",
+                                      "hard_example_exponent": 1.0}]}, TRAINING_SCHEMA, "c")
+    with pytest.raises(InputError, match=r"finetune\[0\] hard_example_measure: 'residual' "
+                                         r"needs residual_weight > 0"):
+        training_stages(tr, "c [training]")
+    ok = parse_section({"finetune": [{"hard_example_measure": "residual",
+                                      "residual_weight": 2.0}]}, TRAINING_SCHEMA, "c")
+    assert training_stages(ok, "c")[1][0]["hard_example_measure"] == "residual"
+
 def test_finetune_stages_are_validated() -> None:
     tr = parse_section({"epochs": 5, "finetune": [{"epochs": 2, "residual_weight": 1.0,
                                                    "latent_dims": [3]}]}, TRAINING_SCHEMA, "c")
@@ -187,7 +222,7 @@ def test_models_trained_before_a_training_key_existed_stay_up_to_date(snap,
     out = _train(snap, tmp_path / "p2")
     man = json.loads((out / "manifest.json").read_text())
     for key in ("residual_weight", "hard_example_exponent", "hard_example_max_weight",
-                "keep_best", "finetune"):
+                "hard_example_measure", "keep_best", "finetune"):
         del man["settings"]["training"][key]
     (out / "manifest.json").write_text(json.dumps(man))
     epochs: list[int] = []
