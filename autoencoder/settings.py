@@ -87,6 +87,9 @@ TRAINING_SCHEMA: dict[str, Field] = {
                                   doc="what m_i of the hard-example weights measures: the "
                                       "sample's reconstruction error, or (with "
                                       "residual_weight > 0) its step's linearized residual"),
+    "hard_example_terms": Field(str, "all", one_of("all", "residual"),
+                                doc="the loss terms the hard-example weights scale: all, or "
+                                    "only the residual term (reconstruction unweighted)"),
     "hard_example_max_weight": Field(float, 50.0, at_least(1.0),
                                      doc="clip of the hard-example weights to [1/w, w]"),
     "keep_best": Field(bool, True, doc="end with the weights of the best validation loss "

@@ -208,6 +208,7 @@ class _Trainer:
         if res is not None:
             rows, cols = tf.constant(res.rows), tf.constant(res.cols)
             n_dofs, rw = int(np.prod(self.images.shape[1:])), float(self.tr["residual_weight"])
+        residual_only = self.tr["hard_example_terms"] == "residual"
 
         def with_history(x: Any, xh: Any) -> Any:
             """``x`` and its history ``xh`` as one batch of images."""
@@ -230,7 +231,8 @@ class _Trainer:
             rec, kl = reconstruct(both, seed, sample)
             err = tf.reshape(rec - both, (-1, n_dofs))
             r = linearized_residual(b, err, values, alpha)
-            w_all = tf.concat([w, tf.repeat(w, tf.shape(xh)[1])], 0)
+            w_all = (tf.ones(tf.shape(err)[:1]) if residual_only
+                     else tf.concat([w, tf.repeat(w, tf.shape(xh)[1])], 0))
             return (weighted_mse(err, w_all) + beta * kl + anchor_loss()
                     + rw * weighted_mse(r, w))
 
@@ -263,6 +265,7 @@ class _Trainer:
             return tf.reduce_mean(tf.reshape(tf.square(rec - x), (tf.shape(x)[0], -1)), axis=1)
 
         self.train_step, self.eval_step, self.errors = train_step, eval_step, errors
+        self.loss_fn = loss_fn
         self.step_residuals = step_residuals if res is not None else None
 
     def _sample_weights(self) -> np.ndarray:

@@ -147,6 +147,33 @@ def test_residual_hard_example_weights_follow_the_steps_linearized_residual(snap
     assert got.max() > 1.5 * got.min()          # the steps do differ
 
 
+def test_hard_example_weights_can_scale_the_residual_term_only(snap) -> None:
+    """``hard_example_terms = "residual"``: sample weights w scale the residual term of each
+    step, the reconstruction term stays unweighted (numpy reference)."""
+    from autoencoder.train import _Trainer
+
+    a, tr = _settings({"residual_weight": 4.0, "hard_example_terms": "residual"})
+    r = Restriction.from_image_shape(snap.problem().image_shape, 2)
+    images, _ = prepare(snap.states, r, "deviation")
+    res = trajectory_residual(snap, r)
+    trainer = _Trainer(images, r.image_shape, 2, a, tr, Path("/nonexistent"), {}, False,
+                       None, res)
+    idx = np.arange(0, res.n_samples, 2)
+    w = np.linspace(0.2, 3.0, idx.size).astype(np.float32)
+    import tensorflow as tf
+
+    got = float(trainer.loss_fn(tf.constant([0, 0], dtype=tf.int32), False, w,
+                                *trainer._batch(idx)))
+    err = np.asarray(trainer.ae(images, training=False)) - images
+    err = err.reshape(err.shape[0], -1).astype(np.float64)
+    lin = np.zeros((idx.size, err.shape[1]))
+    for b, s in enumerate(idx):
+        np.add.at(lin[b], res.rows, res.values[s] * err[res.current[s]][res.cols])
+        lin[b] += np.einsum("k,kn->n", res.alpha[s], err[res.history[s]])
+    rec = np.concatenate([err[res.current[idx]], err[res.history[idx]].reshape(-1, err.shape[1])])
+    expect = np.mean(rec**2) + 4.0 * np.mean(w * np.mean(lin**2, axis=1))
+    assert got == pytest.approx(expect, rel=1e-4)
+
 def test_residual_hard_example_measure_needs_the_residual_term() -> None:
     tr = parse_section({"finetune": [{"hard_example_measure": "residual",
                                       "hard_example_exponent": 1.0}]}, TRAINING_SCHEMA, "c")
@@ -222,7 +249,7 @@ def test_models_trained_before_a_training_key_existed_stay_up_to_date(snap,
     out = _train(snap, tmp_path / "p2")
     man = json.loads((out / "manifest.json").read_text())
     for key in ("residual_weight", "hard_example_exponent", "hard_example_max_weight",
-                "hard_example_measure", "keep_best", "finetune"):
+                "hard_example_measure", "hard_example_terms", "keep_best", "finetune"):
         del man["settings"]["training"][key]
     (out / "manifest.json").write_text(json.dumps(man))
     epochs: list[int] = []
