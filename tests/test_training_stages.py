@@ -96,6 +96,19 @@ def _settings(tr: dict | None = None) -> tuple[dict, dict]:
     return a, parse_section({**TRAIN, **(tr or {})}, TRAINING_SCHEMA, "t")
 
 
+def _model_errors_and_residuals(trainer, images: np.ndarray, res, idx: np.ndarray
+                                ) -> tuple[np.ndarray, np.ndarray]:
+    """numpy reference: the model's reconstruction errors of all images and the linearized
+    residual (2) of the steps ``idx``."""
+    err = np.asarray(trainer.ae(images, training=False)) - images
+    err = err.reshape(err.shape[0], -1).astype(np.float64)
+    lin = np.zeros((idx.size, err.shape[1]))
+    for b, s in enumerate(idx):
+        np.add.at(lin[b], res.rows, res.values[s] * err[res.current[s]][res.cols])
+        lin[b] += np.einsum("k,kn->n", res.alpha[s], err[res.history[s]])
+    return err, lin
+
+
 def test_residual_loss_is_the_mean_square_of_the_linearized_residual(snap) -> None:
     """The trainer's loss with ``residual_weight`` equals, computed with numpy from the
     model's reconstructions, MSE(x^n and history) + w * mean |(2)|^2 + the anchor term."""
@@ -110,12 +123,7 @@ def test_residual_loss_is_the_mean_square_of_the_linearized_residual(snap) -> No
                        anchors, res)
     idx = np.arange(0, res.n_samples, 3)
     got = float(trainer.eval_step(*trainer._batch(idx)))
-    err = np.asarray(trainer.ae(images, training=False)) - images
-    err = err.reshape(err.shape[0], -1).astype(np.float64)
-    lin = np.zeros((idx.size, err.shape[1]))
-    for b, s in enumerate(idx):
-        np.add.at(lin[b], res.rows, res.values[s] * err[res.current[s]][res.cols])
-        lin[b] += np.einsum("k,kn->n", res.alpha[s], err[res.history[s]])
+    err, lin = _model_errors_and_residuals(trainer, images, res, idx)
     rec = np.concatenate([err[res.current[idx]], err[res.history[idx]].reshape(-1, err.shape[1])])
     anchor = np.asarray(trainer.ae(anchors, training=False)) - anchors
     expect = np.mean(rec**2) + 7.0 * np.mean(lin**2) + 3.0 * np.mean(anchor**2)
@@ -134,14 +142,8 @@ def test_residual_hard_example_weights_follow_the_steps_linearized_residual(snap
     res = trajectory_residual(snap, r)
     trainer = _Trainer(images, r.image_shape, 2, a, tr, Path("/nonexistent"), {}, False,
                        None, res)
-    err = np.asarray(trainer.ae(images, training=False)) - images
-    err = err.reshape(err.shape[0], -1).astype(np.float64)
-    m = np.empty(trainer.i_train.size)
-    for b, s in enumerate(trainer.i_train):
-        lin = np.zeros(err.shape[1])
-        np.add.at(lin, res.rows, res.values[s] * err[res.current[s]][res.cols])
-        lin += np.einsum("k,kn->n", res.alpha[s], err[res.history[s]])
-        m[b] = np.mean(lin**2)
+    _, lin = _model_errors_and_residuals(trainer, images, res, trainer.i_train)
+    m = np.mean(lin**2, axis=1)
     got = trainer._sample_weights()
     np.testing.assert_allclose(got, hard_example_weights(m, 1.0, 5.0), rtol=1e-3)
     assert got.max() > 1.5 * got.min()          # the steps do differ
@@ -164,12 +166,7 @@ def test_hard_example_weights_can_scale_the_residual_term_only(snap) -> None:
 
     got = float(trainer.loss_fn(tf.constant([0, 0], dtype=tf.int32), False, w,
                                 *trainer._batch(idx)))
-    err = np.asarray(trainer.ae(images, training=False)) - images
-    err = err.reshape(err.shape[0], -1).astype(np.float64)
-    lin = np.zeros((idx.size, err.shape[1]))
-    for b, s in enumerate(idx):
-        np.add.at(lin[b], res.rows, res.values[s] * err[res.current[s]][res.cols])
-        lin[b] += np.einsum("k,kn->n", res.alpha[s], err[res.history[s]])
+    err, lin = _model_errors_and_residuals(trainer, images, res, idx)
     rec = np.concatenate([err[res.current[idx]], err[res.history[idx]].reshape(-1, err.shape[1])])
     expect = np.mean(rec**2) + 4.0 * np.mean(w * np.mean(lin**2, axis=1))
     assert got == pytest.approx(expect, rel=1e-4)
