@@ -128,10 +128,11 @@ def training_stages(tr: dict[str, Any], where: str) -> list[tuple[dict[str, Any]
                              f"{', '.join([*schema, *STAGE_ONLY_SCHEMA])})")
         stages.append((parse_section({**base, **rest}, schema, here), own["latent_dims"]))
     for i, (st, _) in enumerate(stages):
-        if st["hard_example_measure"] == "residual" and st["residual_weight"] == 0:
-            here = where if i == 0 else f"{where} finetune[{i - 1}]"
-            raise InputError(f"{here} hard_example_measure: 'residual' needs "
-                             "residual_weight > 0 (the residual term's operators)")
+        for key in ("hard_example_measure", "hard_example_terms"):
+            if st[key] == "residual" and st["residual_weight"] == 0:
+                here = where if i == 0 else f"{where} finetune[{i - 1}]"
+                raise InputError(f"{here} {key}: 'residual' needs residual_weight > 0 "
+                                 "(the residual term)")
     return stages
 
 

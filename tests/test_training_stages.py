@@ -171,15 +171,20 @@ def test_hard_example_weights_can_scale_the_residual_term_only(snap) -> None:
     expect = np.mean(rec**2) + 4.0 * np.mean(w * np.mean(lin**2, axis=1))
     assert got == pytest.approx(expect, rel=1e-4)
 
-def test_residual_hard_example_measure_needs_the_residual_term() -> None:
+def test_residual_hard_example_measure_and_terms_need_the_residual_term() -> None:
     tr = parse_section({"finetune": [{"hard_example_measure": "residual",
                                       "hard_example_exponent": 1.0}]}, TRAINING_SCHEMA, "c")
     with pytest.raises(InputError, match=r"finetune\[0\] hard_example_measure: 'residual' "
                                          r"needs residual_weight > 0"):
         training_stages(tr, "c [training]")
+    tr = parse_section({"hard_example_terms": "residual"}, TRAINING_SCHEMA, "c")
+    with pytest.raises(InputError, match=r"c \[training\] hard_example_terms: 'residual' "
+                                         r"needs residual_weight > 0"):
+        training_stages(tr, "c [training]")
     ok = parse_section({"finetune": [{"hard_example_measure": "residual",
                                       "residual_weight": 2.0}]}, TRAINING_SCHEMA, "c")
     assert training_stages(ok, "c")[1][0]["hard_example_measure"] == "residual"
+
 
 def test_finetune_stages_are_validated() -> None:
     tr = parse_section({"epochs": 5, "finetune": [{"epochs": 2, "residual_weight": 1.0,
