@@ -6,10 +6,11 @@ import inspect
 from typing import Any
 
 from .burgers1d import Burgers1D
+from .burgers2d import Burgers2D
 from .errors import InputError
 from .problem import Problem
 
-PROBLEMS: dict[str, type[Problem]] = {"burgers1d": Burgers1D}
+PROBLEMS: dict[str, type[Problem]] = {"burgers1d": Burgers1D, "burgers2d": Burgers2D}
 
 
 def get_problem(name: str, **config: Any) -> Problem:

@@ -1,0 +1,160 @@
+"""2D viscous Burgers FOM: Jacobian = finite differences, restricted rows and sampled operators
+bit-identical to the full rows, numba kernels = the independent NumPy/SciPy implementation,
+time order, the problem's settings."""
+
+import numpy as np
+import pytest
+
+import fom
+from fom.burgers2d import Burgers2D
+from fom.burgers2d_numpy import Burgers2DNumPy
+from fom.solve import time_grid
+
+MU = np.array([1.0])
+
+
+def random_state(rng, prob, scale=1.0):
+    """A random state with both signs of u and v (the upwinding never switches side)."""
+    return scale * rng.standard_normal(prob.n_dofs)
+
+
+def boundary_adjacent_rows(prob):
+    """Rows of both fields whose node touches the boundary (corners and edges)."""
+    m = prob.m
+    ij = [(0, 0), (m - 1, 0), (0, m - 1), (m - 1, m - 1), (0, m // 2), (m // 2, 0),
+          (m - 1, m // 2), (m // 2, m - 1)]
+    k = np.array([j * m + i for i, j in ij])
+    return np.concatenate([k, m * m + k])
+
+
+def test_design_settings():
+    prob = fom.get_problem("burgers2d")
+    assert prob.n == 60 and prob.m == 58 and prob.n_dofs == 6728
+    assert prob.fields == ("u", "v") and prob.grid_shape == (58, 58)
+    assert prob.image_shape == (58, 58, 2)
+    assert prob.reynolds == 1e4 and prob.t_final == 2.0
+    assert time_grid(prob.dt, prob.t_final)[1] == 1500
+    assert prob.param_bounds.tolist() == [[0.85, 1.15]]
+    opts = prob.newton_defaults()
+    assert (opts.atol, opts.rtol, opts.stol) == (1e-8, 0.0, 0.0)
+    np.testing.assert_array_equal(prob.grid["x"], np.arange(1, 59) / 59)
+    np.testing.assert_array_equal(prob.grid["y"], np.arange(1, 59) / 59)
+    for n in (128, 256, 512):
+        assert Burgers2D(n=n).n_dofs == 2 * (n - 2) ** 2
+
+
+def test_initial_state_layout():
+    """u = v = mu sin(2 pi x) sin(2 pi y) for x, y <= 0.5, x fastest in each component."""
+    prob = Burgers2D(n=11)  # nodes at multiples of 0.1: x = 0.5 is a node
+    x0 = prob.initial_state([0.9])
+    m = prob.m
+    u = x0[:m * m].reshape(m, m)  # (y, x)
+    assert np.array_equal(x0[:m * m], x0[m * m:])
+    for j in range(m):
+        for i in range(m):
+            xi, yj = (i + 1) / 10, (j + 1) / 10
+            want = 0.9 * np.sin(2 * np.pi * xi) * np.sin(2 * np.pi * yj) \
+                if xi <= 0.5 and yj <= 0.5 else 0.0
+            assert u[j, i] == pytest.approx(want, abs=1e-15)
+    assert u[0, 1] != 0.0 and u[0, 6] == 0.0  # x = 0.2 inside, x = 0.7 outside
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_jacobian_matches_central_differences(seed):
+    rng = np.random.default_rng(seed)
+    prob = Burgers2D(n=9, reynolds=50.0)  # a moderate Re so diffusion and convection both count
+    x = random_state(rng, prob)
+    jac = prob.jacobian(x, 0.0, MU).toarray()
+    h = 1e-6
+    fd = np.empty_like(jac)
+    for j in range(prob.n_dofs):
+        e = np.zeros(prob.n_dofs)
+        e[j] = h
+        fd[:, j] = (prob.velocity(x + e, 0.0, MU) - prob.velocity(x - e, 0.0, MU)) / (2 * h)
+    assert np.linalg.norm(fd - jac) / np.linalg.norm(jac) < 1e-6
+    assert np.abs(fd - jac).max() / np.abs(jac).max() < 1e-6
+
+
+def test_jacobian_structure_and_fused_kernel():
+    prob = Burgers2D(n=8)
+    indptr, indices = prob.jacobian_structure()
+    m = prob.m
+    # six entries per row, one fewer per boundary neighbour
+    i = np.tile(np.arange(m), m)
+    j = np.repeat(np.arange(m), m)
+    per_node = 6 - (i == 0) - (i == m - 1) - (j == 0) - (j == m - 1)
+    np.testing.assert_array_equal(np.diff(indptr), np.tile(per_node, 2))
+    for r in range(prob.n_dofs):  # sorted, containing the diagonal
+        cols = indices[indptr[r]:indptr[r + 1]]
+        assert np.all(np.diff(cols) > 0) and r in cols
+    rng = np.random.default_rng(3)
+    x = random_state(rng, prob)
+    f, data = np.empty(prob.n_dofs), np.full(indices.size, np.nan)
+    prob.velocity_jacobian_into(x, 0.0, MU, f, data)
+    assert np.array_equal(f, prob.velocity(x, 0.0, MU))
+    jac = prob.jacobian(x, 0.0, MU)
+    assert np.array_equal(data, jac.data) and np.array_equal(indices, jac.indices)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_numba_kernels_equal_the_numpy_implementation(seed):
+    rng = np.random.default_rng(seed)
+    prob, ref = Burgers2D(n=13), Burgers2DNumPy(n=13)
+    x = random_state(rng, prob)
+    f, g = prob.velocity(x, 0.0, MU), ref.velocity(x, 0.0, MU)
+    assert np.abs(f - g).max() <= 1e-13 * np.abs(g).max()
+    a, b = prob.jacobian(x, 0.0, MU), ref.jacobian(x, 0.0, MU)
+    assert abs(a - b).max() <= 1e-13 * abs(b).max()
+
+
+def test_restricted_rows_are_bit_identical_to_full_rows():
+    rng = np.random.default_rng(11)
+    prob = Burgers2D(n=10)
+    x = random_state(rng, prob)
+    f = prob.velocity(x, 0.0, MU)
+    jac = prob.jacobian(x, 0.0, MU)
+    for trial in range(6):
+        rows = np.unique(np.concatenate([
+            rng.choice(prob.n_dofs, size=1 + 5 * trial, replace=False),
+            rng.choice(boundary_adjacent_rows(prob), size=4, replace=False)]))
+        assert np.array_equal(prob.velocity_rows(x, 0.0, MU, rows), f[rows])
+        jr = prob.jacobian_rows(x, 0.0, MU, rows)
+        full = jac[rows]
+        assert jr.shape == (rows.size, prob.n_dofs)
+        assert np.array_equal(jr.indptr, full.indptr)
+        assert np.array_equal(jr.indices, full.indices)
+        assert np.array_equal(jr.data, full.data)
+
+
+def test_rows_read_only_their_stencil():
+    rng = np.random.default_rng(5)
+    prob = Burgers2D(n=10)
+    x = random_state(rng, prob)
+    rows = np.concatenate([boundary_adjacent_rows(prob), [27, 64 + 27]])
+    st = prob.stencil(rows)
+    assert np.all(np.isin(rows, st))
+    y = np.full(prob.n_dofs, np.nan)
+    y[st] = x[st]
+    assert np.array_equal(prob.velocity_rows(y, 0.0, MU, rows), prob.velocity(x, 0.0, MU)[rows])
+    assert np.array_equal(prob.jacobian_rows(y, 0.0, MU, rows).data,
+                          prob.jacobian(x, 0.0, MU)[rows].data)
+    # the stencil of an interior u row: its 5-point neighbourhood in u and v at the node
+    m = prob.m
+    k = 3 * m + 4
+    assert prob.stencil(np.array([k])).tolist() == [k - m, k - 1, k, k + 1, k + m, m * m + k]
+
+
+def test_bad_config_and_inputs():
+    with pytest.raises(fom.InputError, match="burgers2d: n must be an integer >= 3"):
+        Burgers2D(n=2)
+    with pytest.raises(fom.InputError, match="burgers2d: n must be an integer >= 3"):
+        Burgers2D(n=60.5)
+    with pytest.raises(fom.InputError, match="burgers2d: reynolds must be a positive number"):
+        Burgers2D(reynolds=-1.0)
+    with pytest.raises(fom.InputError, match="unknown option 'nx'"):
+        fom.get_problem("burgers2d", nx=60)
+    prob = Burgers2D(n=6)
+    with pytest.raises(fom.InputError, match="takes 1 parameters"):
+        prob.initial_state([1.0, 2.0])
+    with pytest.raises(fom.InputError, match=r"rows must lie in \[0, 32\)"):
+        prob.velocity_rows(np.zeros(32), 0.0, MU, np.array([32]))
