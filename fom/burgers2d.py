@@ -52,6 +52,7 @@ from numba import njit
 from .errors import InputError
 from .newton import NewtonOptions
 from .problem import Problem
+from .sampled import SampledOperator, check_sample_rows, local_positions
 
 # neighbour-table slots: the row's node (u, v), then the row's own component at the four
 # neighbours (west i-1, east i+1, south j-1, north j+1)
@@ -201,10 +202,11 @@ class Burgers2D(Problem):
         nodes = np.arange(self.n) / (self.n - 1)
         self.nodes = nodes
         self.grid = {"x": nodes[1:-1].copy(), "y": nodes[1:-1].copy()}
-        self._coef = (1.0 / self.h, 1.0 / self.h, 1.0 / (self.reynolds * self.h * self.h),
-                      1.0 / (self.reynolds * self.h * self.h))
-        self._field, self._cols = neighbour_table(np.arange(self.n_dofs), m)
-        self._indptr, self._indices, self._dpos = csr_from_table(self._cols)
+        # 1/dx, 1/dy, 1/(Re dx^2), 1/(Re dy^2) of (1)-(2); dx = dy = h
+        self.coefficients = (1.0 / self.h, 1.0 / self.h,
+                             1.0 / (self.reynolds * self.h * self.h),
+                             1.0 / (self.reynolds * self.h * self.h))
+        self._full = SampledBurgers2D(self, np.arange(self.n_dofs))
 
     def config(self) -> dict[str, Any]:
         return {"n": self.n, "reynolds": self.reynolds, "dt": self.dt, "t_final": self.t_final}
@@ -220,53 +222,67 @@ class Burgers2D(Problem):
         u0 = mu[0] * np.outer(prof, prof)  # (y, x); the profile is the same in x and y
         return np.concatenate([u0.ravel(), u0.ravel()])
 
-    # ---------------------------------------------------------------- full evaluation
-    def _eval(self, x, field, cols, dpos, f, data, with_jacobian):
-        burgers2d_rows(x, field, cols, dpos, *self._coef, f, data, with_jacobian)
+    # ---------------------------------------------------------------- evaluation
+    def _as_state(self, x: Any) -> np.ndarray:
+        """``x`` as a contiguous float64 vector of length N (the kernels do not check bounds;
+        non-finite values pass through, so that a diverging Newton reports itself)."""
+        arr = np.ascontiguousarray(x, dtype=np.float64)
+        if arr.shape != (self.n_dofs,):
+            raise InputError(f"state has shape {arr.shape}, expected ({self.n_dofs},) for "
+                             f"problem {self.name}")
+        return arr
 
     def velocity(self, x: np.ndarray, t: float, mu: np.ndarray) -> np.ndarray:
         self.check_mu(mu)
         f = np.empty(self.n_dofs)
-        self._eval(np.ascontiguousarray(x, dtype=np.float64), self._field, self._cols,
-                   self._dpos, f, np.empty(0), False)
+        self._full.evaluate(self._as_state(x), f, np.empty(0), False)
         return f
 
     def jacobian_structure(self) -> tuple[np.ndarray, np.ndarray] | None:
         """CSR structure of ``df/dx`` (six entries per row, fewer next to the boundary)."""
-        return self._indptr, self._indices
+        return self._full.indptr, self._full.indices
 
     def velocity_jacobian_into(self, x: np.ndarray, t: float, mu: np.ndarray, f: np.ndarray,
                                data: np.ndarray) -> None:
         """Velocity (1) into ``f`` and the values of (2) on :meth:`jacobian_structure` into
         ``data``, one numba call, no allocation."""
-        self._eval(x, self._field, self._cols, self._dpos, f, data, True)
+        self._full.evaluate(x, f, data, True)
 
     def jacobian(self, x: np.ndarray, t: float, mu: np.ndarray) -> sp.csr_matrix:
         mu = self.check_mu(mu)
-        f, data = np.empty(self.n_dofs), np.empty(self._indices.size)
-        self.velocity_jacobian_into(np.ascontiguousarray(x, dtype=np.float64), t, mu, f, data)
-        return sp.csr_matrix((data, self._indices.copy(), self._indptr.copy()),
+        f, data = np.empty(self.n_dofs), np.empty(self._full.nnz)
+        self.velocity_jacobian_into(self._as_state(x), t, mu, f, data)
+        indptr, indices = self.jacobian_structure()
+        return sp.csr_matrix((data, indices.copy(), indptr.copy()),
                              shape=(self.n_dofs, self.n_dofs))
 
-    # ---------------------------------------------------------------- restricted rows
-    def stencil(self, rows: np.ndarray) -> np.ndarray:
-        rows = self.check_rows(rows)
-        cols = neighbour_table(rows, self.m)[1]
-        return np.unique(cols[cols >= 0])
+    def sample(self, rows: Any) -> SampledBurgers2D:
+        """Velocity (1) and Jacobian (2) on the state rows ``rows`` from their stencil only."""
+        return SampledBurgers2D(self, rows)
 
-    def _rows(self, x, mu, rows, with_jacobian):
-        self.check_mu(mu)
-        rows = self.check_rows(rows)
-        field, cols = neighbour_table(rows, self.m)
-        indptr, indices, dpos = csr_from_table(cols)
-        f, data = np.empty(rows.size), np.empty(indices.size)
-        self._eval(np.ascontiguousarray(x, dtype=np.float64), field, cols, dpos, f, data,
-                   with_jacobian)
-        return f, (data, indices, indptr)
 
-    def velocity_rows(self, x, t, mu, rows):
-        return self._rows(x, mu, rows, False)[0]
+class SampledBurgers2D(SampledOperator):
+    """:class:`fom.sampled.SampledOperator` of :class:`Burgers2D`: the kernel
+    :func:`burgers2d_rows` over the rows' neighbour table in positions local to the stencil.
 
-    def jacobian_rows(self, x, t, mu, rows):
-        f, (data, indices, indptr) = self._rows(x, mu, rows, True)
-        return sp.csr_matrix((data, indices, indptr), shape=(f.size, self.n_dofs))
+    The sample of all rows is the full problem's fused kernel (its stencil is every state
+    entry, so local and global positions coincide).
+    """
+
+    def __init__(self, problem: Burgers2D, rows: Any) -> None:
+        rows = check_sample_rows(rows, problem.n_dofs, problem.name)
+        self.field, cols = neighbour_table(rows, problem.m)
+        stencil = np.unique(cols[cols >= 0])
+        self.cols = local_positions(stencil, cols)
+        indptr, indices, self.dpos = csr_from_table(self.cols)
+        self._set_maps(rows, stencil, indptr, indices)
+        self.coef = problem.coefficients
+
+    def evaluate(self, x_st: np.ndarray, f: np.ndarray, data: np.ndarray,
+                 with_jacobian: bool) -> None:
+        """Run :func:`burgers2d_rows` on ``x_st = x[stencil]`` (velocity only if asked)."""
+        burgers2d_rows(x_st, self.field, self.cols, self.dpos, *self.coef, f, data,
+                       with_jacobian)
+
+    def velocity_jacobian_into(self, x_st, t, mu, f, data):
+        self.evaluate(x_st, f, data, True)

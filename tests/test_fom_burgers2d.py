@@ -158,3 +158,41 @@ def test_bad_config_and_inputs():
         prob.initial_state([1.0, 2.0])
     with pytest.raises(fom.InputError, match=r"rows must lie in \[0, 32\)"):
         prob.velocity_rows(np.zeros(32), 0.0, MU, np.array([32]))
+
+
+def test_sampled_operator_is_bit_identical_to_the_full_rows():
+    rng = np.random.default_rng(21)
+    prob = Burgers2D(n=11)
+    edge = boundary_adjacent_rows(prob)
+    for trial in range(20):
+        x = random_state(rng, prob)
+        rows = np.unique(np.concatenate([
+            rng.choice(prob.n_dofs, size=rng.integers(1, 40), replace=False),
+            rng.choice(edge, size=rng.integers(0, 5), replace=False)]))
+        op = prob.sample(rows)
+        x_st = x[op.stencil]
+        f, jac = prob.velocity(x, 0.0, MU), prob.jacobian(x, 0.0, MU).toarray()
+        assert np.array_equal(op.velocity(x_st, 0.0, MU), f[rows])
+        assert np.array_equal(op.jacobian(x_st, 0.0, MU).toarray(), jac[rows][:, op.stencil])
+        assert np.array_equal(op.stencil, prob.stencil(rows))
+        assert np.array_equal(op.stencil[op.row_pos], rows)
+        # the stencil is exactly what the rows read
+        rest = np.setdiff1d(np.arange(prob.n_dofs), op.stencil)
+        assert not np.any(jac[rows][:, rest])
+        # the hot path writes the same numbers into caller buffers
+        fb, db = np.empty(op.n_rows), np.empty(op.nnz)
+        op.velocity_jacobian_into(x_st, 0.0, MU, fb, db)
+        assert np.array_equal(fb, f[rows])
+
+
+def test_sample_of_all_rows_is_the_fused_kernel_and_rows_may_repeat():
+    prob = Burgers2D(n=9)
+    op = prob.sample(np.arange(prob.n_dofs))
+    indptr, indices = prob.jacobian_structure()
+    assert np.array_equal(op.indptr, indptr) and np.array_equal(op.indices, indices)
+    assert np.array_equal(op.stencil, np.arange(prob.n_dofs))
+    x = np.random.default_rng(2).standard_normal(prob.n_dofs)
+    rows = np.array([70, 3, 70, 0])  # unsorted, repeated: velocity_rows keeps the order
+    assert np.array_equal(prob.velocity_rows(x, 0.0, MU, rows), prob.velocity(x, 0.0, MU)[rows])
+    with pytest.raises(fom.InputError, match="distinct"):
+        prob.sample(rows)
