@@ -9,11 +9,16 @@ At step ``n`` the implicit scheme of :mod:`fom.steppers` solves ``r^n(x) = 0`` w
 sparse LU factors of ``M`` (SuperLU, ``scipy.sparse.linalg.splu``) are kept across iterations
 *and time steps* (the chord or modified Newton method) and renewed only when
 
-- the residual contracted by less than ``refactor_ratio`` in the last iteration (the factors
-  have become stale; an iteration that did not reduce the residual at all is undone first), or
+- the residual contracted by less than ``refactor_ratio`` in the last iteration and would not
+  reach the tolerance in the next one at that rate (the factors have become stale; an
+  iteration that did not reduce the residual at all is undone first), or
 - ``alpha_0`` or ``beta dt`` changed (BDF2's first step is backward Euler), or
 - a step reached ``max_iter`` iterations with stale factors (the step is then restarted from
   its initial guess with fresh factors, i.e. it gets a true Newton solve).
+
+The initial guess of a step is the quadratic extrapolation ``3 x^{n-1} - 3 x^{n-2} + x^{n-3}``
+of the last three states (an ``O(dt^3)`` error instead of the ``O(dt)`` of ``x^{n-1}``): on 2D
+Burgers at 60^2 it saves a quarter of the solves.
 
 The iteration stops on the same tests as :func:`fom.newton.newton_solve`:
 ``||r|| <= atol + rtol ||r_0||`` or ``||dx|| <= stol (1 + ||x||)``, so the converged states
@@ -37,6 +42,7 @@ from .errors import InputError
 from .newton import NewtonOptions
 from .problem import Problem
 from .steppers import Scheme, history_term, scheme_at_step
+from .trajectory import TrajectoryStore
 
 #: ``callback(step, iteration, r)`` receives every Newton iterate's residual (iteration 0 is
 #: the initial guess ``x^{n-1}``); the array is reused afterwards, copy it to keep it.
@@ -74,11 +80,14 @@ class SparseNewton:
     refactor_ratio : float
         Refactor when an iteration reduces ``||r||`` by less than this factor.
     permc_spec : str
-        SuperLU's column ordering (``"COLAMD"``, ``"MMD_AT_PLUS_A"``, ...).
+        SuperLU's column ordering. The default, minimum degree on the pattern of ``M^T + M``,
+        suits the (structurally symmetric) Jacobians of stencil discretizations: on 2D
+        Burgers it has 40-50 % less fill than ``"COLAMD"`` and its solves are about twice
+        as fast.
     """
 
     def __init__(self, problem: Problem, mu: np.ndarray, options: NewtonOptions, *,
-                 refactor_ratio: float = 0.1, permc_spec: str = "COLAMD") -> None:
+                 refactor_ratio: float = 0.3, permc_spec: str = "MMD_AT_PLUS_A") -> None:
         structure = problem.jacobian_structure()
         if structure is None:
             raise InputError(f"problem {problem.name} has no Jacobian structure (fused kernel); "
@@ -157,8 +166,11 @@ class SparseNewton:
                     norm = self._residual(x, hist, t, alpha0, bdt)
                     self.lu = None
                     continue
-                if norm > self.refactor_ratio * old:
-                    self.lu = None  # slow contraction: refactor at the next iterate
+                tol = o.atol + o.rtol * r0
+                if norm > self.refactor_ratio * old and norm * (norm / old) > tol:
+                    # slow contraction, and the next iterate would not converge at this rate:
+                    # refactor at the next iterate
+                    self.lu = None
                 fresh = False
                 if np.linalg.norm(dx) <= o.stol * (1.0 + np.linalg.norm(x)):
                     return k, norm, bool(math.isfinite(norm))
@@ -167,28 +179,37 @@ class SparseNewton:
 
 
 def integrate_sparse(problem: Problem, mu: np.ndarray, scheme: Scheme, dt: float,
-                     n_steps: int, options: NewtonOptions, *,
+                     options: NewtonOptions, store: TrajectoryStore, *,
                      callback: ResidualCallback | None = None,
-                     refactor_ratio: float = 0.1, permc_spec: str = "COLAMD"):
-    """Integrate ``dx/dt = f`` over ``n_steps`` steps with :class:`SparseNewton`.
+                     refactor_ratio: float = 0.3, permc_spec: str = "MMD_AT_PLUS_A",
+                     predictor: str = "extrapolate") -> tuple[int, SparseStats]:
+    """Integrate ``dx/dt = f`` over ``store.n_steps`` steps with :class:`SparseNewton`.
 
-    Returns ``(states, iterations, residuals, failed, stats)`` in the convention of
-    :func:`fom.solve`'s integrators (``failed`` = 0 or the failing step).
+    The states go into ``store`` (:class:`fom.trajectory.TrajectoryStore`). The initial guess
+    of step ``n`` is ``x^{n-1}`` (``predictor="previous"``) or the polynomial extrapolation of
+    the last states (``"extrapolate"``: ``2 x^{n-1} - x^{n-2}`` at step 2, ``3 x^{n-1} -
+    3 x^{n-2} + x^{n-3}`` from step 3 on), which starts Newton two orders of ``dt`` closer to
+    the solution. Returns ``(failed, stats)``: ``failed`` = 0 or the failing step.
     """
+    if predictor not in ("previous", "extrapolate"):
+        raise InputError(f"unknown predictor {predictor!r}; choose previous or extrapolate")
     solver = SparseNewton(problem, mu, options, refactor_ratio=refactor_ratio,
                           permc_spec=permc_spec)
-    n = problem.n_dofs
-    states = np.empty((n_steps + 1, n))
-    iters = np.zeros(n_steps + 1, dtype=np.int64)
-    res = np.zeros(n_steps + 1)
-    states[0] = problem.initial_state(mu)
-    for k in range(1, n_steps + 1):
+    for k in range(1, store.n_steps + 1):
         s = scheme_at_step(scheme, k)
-        hist = history_term(s, [states[k - j] for j in range(1, s.n_history + 1)])
-        x = states[k]
-        x[:] = states[k - 1]
-        iters[k], res[k], ok = solver.step(x, hist, k * dt, s.alpha[0], s.beta * dt, k,
-                                           callback)
+        hist = history_term(s, [store.previous(k, j) for j in range(1, s.n_history + 1)])
+        x = store.current(k)
+        if predictor == "extrapolate" and k >= 3:  # 3 x1 - 3 x2 + x3: error O(dt^3)
+            np.subtract(store.previous(k, 1), store.previous(k, 2), out=x)
+            x *= 3.0
+            x += store.previous(k, 3)
+        elif predictor == "extrapolate" and k == 2:  # 2 x1 - x2: error O(dt^2)
+            np.multiply(store.previous(k, 1), 2.0, out=x)
+            x -= store.previous(k, 2)
+        else:
+            x[:] = store.previous(k, 1)
+        iters, res, ok = solver.step(x, hist, k * dt, s.alpha[0], s.beta * dt, k, callback)
+        store.commit(k, iters, res)
         if not ok:
-            return states, iters, res, k, solver.stats
-    return states, iters, res, 0, solver.stats
+            return k, solver.stats
+    return 0, solver.stats

@@ -164,7 +164,7 @@ def test_sampled_operator_is_bit_identical_to_the_full_rows():
     rng = np.random.default_rng(21)
     prob = Burgers2D(n=11)
     edge = boundary_adjacent_rows(prob)
-    for trial in range(20):
+    for _ in range(20):
         x = random_state(rng, prob)
         rows = np.unique(np.concatenate([
             rng.choice(prob.n_dofs, size=rng.integers(1, 40), replace=False),
@@ -196,3 +196,49 @@ def test_sample_of_all_rows_is_the_fused_kernel_and_rows_may_repeat():
     assert np.array_equal(prob.velocity_rows(x, 0.0, MU, rows), prob.velocity(x, 0.0, MU)[rows])
     with pytest.raises(fom.InputError, match="distinct"):
         prob.sample(rows)
+
+
+@pytest.mark.parametrize("scheme", ["backward_euler", "bdf2"])
+def test_numba_fom_equals_the_numpy_fom(scheme):
+    """The sparse modified-Newton FOM over the numba kernels and the plain Newton FOM (spsolve
+    every iteration) over the NumPy/SciPy implementation give the same trajectory."""
+    opts = fom.NewtonOptions(atol=1e-12, rtol=0.0, stol=0.0)
+    kw = {"t_final": 60 * 2.0 / 1500, "scheme": scheme, "options": opts}
+    fast = fom.solve(Burgers2D(n=16), [1.1], method="sparse", **kw)
+    ref = fom.solve(Burgers2DNumPy(n=16), [1.1], method="generic", **kw)
+    assert fast.solver["newton"]["atol"] == 1e-12
+    assert fast.stats["factorizations"] < fast.stats["solves"] / 10
+    assert np.linalg.norm(fast.states - ref.states) / np.linalg.norm(ref.states) < 1e-10
+    # with the problem's own tolerance (1e-8 on ||r||) both stay within it of each other
+    kw.pop("options")
+    fast = fom.solve(Burgers2D(n=16), [1.1], method="sparse", **kw)
+    ref = fom.solve(Burgers2DNumPy(n=16), [1.1], method="generic", **kw)
+    assert np.all(fast.residuals[1:] <= 1e-8) and np.all(ref.residuals[1:] <= 1e-8)
+    assert np.linalg.norm(fast.states - ref.states) / np.linalg.norm(ref.states) < 1e-7
+
+
+@pytest.mark.parametrize(("scheme", "order"), [("backward_euler", 1), ("bdf2", 2)])
+def test_time_order_of_accuracy(scheme, order):
+    prob = Burgers2D(n=12)
+    opts = fom.NewtonOptions(atol=1e-13, rtol=0.0, stol=0.0)
+    t_final = 0.2
+    ref = fom.solve(prob, [1.0], dt=t_final / 1280, t_final=t_final, scheme="bdf2",
+                    options=opts).states[-1]
+    errs = [np.linalg.norm(fom.solve(prob, [1.0], dt=t_final / k, t_final=t_final,
+                                     scheme=scheme, options=opts).states[-1] - ref)
+            for k in (20, 40, 80)]
+    rates = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+    assert np.all(np.abs(rates - order) < 0.1), rates
+
+
+def test_store_every_keeps_every_kth_step_and_the_last():
+    prob = Burgers2D(n=10)
+    full = fom.solve(prob, [0.9], t_final=10 * prob.dt)
+    part = fom.solve(prob, [0.9], t_final=10 * prob.dt, store_every=4)
+    steps = [0, 4, 8, 10]
+    assert np.array_equal(part.t, full.t[steps])
+    assert np.array_equal(part.states, full.states[steps])
+    assert np.array_equal(part.iterations, full.iterations[steps])
+    assert part.solver["store_every"] == 4 and full.solver["store_every"] == 1
+    with pytest.raises(fom.InputError, match="store_every must be a positive integer"):
+        fom.solve(prob, [0.9], t_final=10 * prob.dt, store_every=0)
