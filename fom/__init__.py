@@ -4,6 +4,7 @@ Knows nothing of reduced-order models (design.md, "Packages and their boundaries
 """
 
 from .burgers1d import Burgers1D
+from .burgers2d import Burgers2D
 from .errors import ConvergenceError, InputError, MromError
 from .newton import NewtonOptions, newton_solve
 from .problem import Problem
@@ -12,8 +13,8 @@ from .solve import FOMResult, solve
 from .steppers import BACKWARD_EULER, BDF2, Scheme, get_scheme
 
 __all__ = [
-    "BACKWARD_EULER", "BDF2", "Burgers1D", "ConvergenceError", "FOMResult", "InputError",
-    "MromError", "NewtonOptions", "PROBLEMS", "Problem", "Scheme", "get_problem", "get_scheme",
-    "newton_solve", "solve",
+    "BACKWARD_EULER", "BDF2", "Burgers1D", "Burgers2D", "ConvergenceError", "FOMResult",
+    "InputError", "MromError", "NewtonOptions", "PROBLEMS", "Problem", "Scheme", "get_problem",
+    "get_scheme", "newton_solve", "solve",
 ]
 __version__ = "0.1.0"
