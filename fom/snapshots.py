@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -128,6 +129,15 @@ class SnapshotSet:
     def checksum(self) -> str:
         """SHA-256 of the file's bytes (recorded in trained-model manifests)."""
         return file_checksum(self.path)
+
+    @functools.cached_property
+    def newton_residuals(self) -> np.ndarray | None:
+        """The Newton iterates' residuals ``(n_res, N)`` of a file written with
+        ``store_residuals`` (read from the file on first access; :func:`read_residuals` also
+        gives their index), else None."""
+        if not self.solver.get("store_residuals", False):
+            return None
+        return read_residuals(self.path)[0]
 
 
 def file_checksum(path: str | os.PathLike) -> str:

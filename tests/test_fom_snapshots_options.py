@@ -141,3 +141,13 @@ def test_burgers1d_stride_through_its_compiled_integrator(tmp_path):
     full = fom.solve(prob, [4.3, 0.021])
     assert res.t.size == 5 and np.array_equal(res.states, full.states[[0, 3, 6, 9, 10]])
     assert json.loads(json.dumps(res.solver))["store_every"] == 3
+
+
+def test_snapshot_set_exposes_the_newton_residuals(tmp_path):
+    prob = Burgers2D(**SMALL)
+    with_res = generate_snapshots(prob, [[1.0]], tmp_path / "a.h5", progress=False,
+                                  store_residuals=True)
+    without = generate_snapshots(prob, [[1.0]], tmp_path / "b.h5", progress=False)
+    assert read_snapshots(without).newton_residuals is None
+    np.testing.assert_array_equal(read_snapshots(with_res).newton_residuals,
+                                  read_residuals(with_res)[0])
