@@ -99,6 +99,7 @@ class SparseNewton:
         n = problem.n_dofs
         self.f = np.empty(n)
         self.r = np.empty(n)
+        self.x0 = np.empty(n)
         self.data = np.empty(self.indices.size)
         self.mdata = np.empty(self.indices.size)
         self.lu = None
@@ -112,7 +113,8 @@ class SparseNewton:
         self.stats.evaluations += 1
         np.multiply(x, alpha0, out=self.r)
         self.r += hist
-        self.r -= bdt * self.f
+        self.f *= bdt  # f is scratch here: no temporary of size N per iterate
+        self.r -= self.f
         return float(np.linalg.norm(self.r))
 
     def _factor(self, alpha0: float, bdt: float) -> None:
@@ -133,7 +135,8 @@ class SparseNewton:
         Returns ``(iterations, final residual norm, converged)``.
         """
         o = self.opts
-        x0 = x.copy()
+        x0 = self.x0
+        x0[:] = x
         for attempt in range(2):
             if attempt:  # restart with fresh factors: a full Newton solve
                 x[:] = x0
@@ -172,7 +175,7 @@ class SparseNewton:
                     # refactor at the next iterate
                     self.lu = None
                 fresh = False
-                if np.linalg.norm(dx) <= o.stol * (1.0 + np.linalg.norm(x)):
+                if o.stol > 0 and np.linalg.norm(dx) <= o.stol * (1.0 + np.linalg.norm(x)):
                     return k, norm, bool(math.isfinite(norm))
             # not converged (max_iter or a non-finite residual): once more with fresh factors
         return k, norm, False
