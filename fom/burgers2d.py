@@ -223,19 +223,10 @@ class Burgers2D(Problem):
         return np.concatenate([u0.ravel(), u0.ravel()])
 
     # ---------------------------------------------------------------- evaluation
-    def _as_state(self, x: Any) -> np.ndarray:
-        """``x`` as a contiguous float64 vector of length N (the kernels do not check bounds;
-        non-finite values pass through, so that a diverging Newton reports itself)."""
-        arr = np.ascontiguousarray(x, dtype=np.float64)
-        if arr.shape != (self.n_dofs,):
-            raise InputError(f"state has shape {arr.shape}, expected ({self.n_dofs},) for "
-                             f"problem {self.name}")
-        return arr
-
     def velocity(self, x: np.ndarray, t: float, mu: np.ndarray) -> np.ndarray:
         self.check_mu(mu)
         f = np.empty(self.n_dofs)
-        self._full.evaluate(self._as_state(x), f, np.empty(0), False)
+        self._full.evaluate(self.check_state(x, finite=False), f, np.empty(0), False)
         return f
 
     def jacobian_structure(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -251,7 +242,7 @@ class Burgers2D(Problem):
     def jacobian(self, x: np.ndarray, t: float, mu: np.ndarray) -> sp.csr_matrix:
         mu = self.check_mu(mu)
         f, data = np.empty(self.n_dofs), np.empty(self._full.nnz)
-        self.velocity_jacobian_into(self._as_state(x), t, mu, f, data)
+        self.velocity_jacobian_into(self.check_state(x, finite=False), t, mu, f, data)
         indptr, indices = self.jacobian_structure()
         return sp.csr_matrix((data, indices.copy(), indptr.copy()),
                              shape=(self.n_dofs, self.n_dofs))

@@ -99,14 +99,15 @@ class Problem(ABC):
                 )
         return arr
 
-    def check_state(self, x: Any, what: str = "state") -> np.ndarray:
-        """Return ``x`` as a float64 vector of length ``n_dofs`` with finite entries."""
-        arr = np.asarray(x, dtype=np.float64)
+    def check_state(self, x: Any, what: str = "state", *, finite: bool = True) -> np.ndarray:
+        """Return ``x`` as a contiguous float64 vector of length ``n_dofs``, with finite entries
+        unless ``finite=False`` (a kernel's input: a diverging Newton must report itself)."""
+        arr = np.ascontiguousarray(x, dtype=np.float64)
         if arr.shape != (self.n_dofs,):
             raise InputError(
                 f"{what} has shape {arr.shape}, expected ({self.n_dofs},) for problem {self.name}"
             )
-        if not np.all(np.isfinite(arr)):
+        if finite and not np.all(np.isfinite(arr)):
             raise InputError(f"{what} contains NaN or Inf values")
         return arr
 

@@ -6,20 +6,14 @@ import json
 import h5py
 import numpy as np
 import pytest
+from test_fom_snapshots import run_cli
 
 import fom
 from fom.burgers2d import Burgers2D
 from fom.snapshots import generate_snapshots, read_residuals, read_snapshots
 from fom.steppers import BACKWARD_EULER, time_residual
-from rom.cli import main
 
 SMALL = {"n": 10, "t_final": 12 * 2.0 / 1500}  # 8 x 8 interior, 12 steps
-
-
-def run_cli(args, capsys):
-    code = main(args)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_cli_writes_a_burgers2d_file_with_its_layout(tmp_path, capsys):
