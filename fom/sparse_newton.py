@@ -78,7 +78,11 @@ class SparseNewton:
     mu : ndarray
     options : NewtonOptions
     refactor_ratio : float
-        Refactor when an iteration reduces ``||r||`` by less than this factor.
+        Refactor when an iteration reduces ``||r||`` by less than this factor. Staler factors
+        (a larger ratio) cost fewer factorizations but bias the converged states
+        systematically within the tolerance: on 2D Burgers at 60^2 the relative trajectory
+        difference to plain Newton is 3.7e-8 with 0.1 (15 factorizations) and 6.6e-8 with
+        0.3 (one).
     permc_spec : str
         SuperLU's column ordering. The default, minimum degree on the pattern of ``M^T + M``,
         suits the (structurally symmetric) Jacobians of stencil discretizations: on 2D
@@ -87,7 +91,7 @@ class SparseNewton:
     """
 
     def __init__(self, problem: Problem, mu: np.ndarray, options: NewtonOptions, *,
-                 refactor_ratio: float = 0.3, permc_spec: str = "MMD_AT_PLUS_A") -> None:
+                 refactor_ratio: float = 0.1, permc_spec: str = "MMD_AT_PLUS_A") -> None:
         structure = problem.jacobian_structure()
         if structure is None:
             raise InputError(f"problem {problem.name} has no Jacobian structure (fused kernel); "
@@ -184,7 +188,7 @@ class SparseNewton:
 def integrate_sparse(problem: Problem, mu: np.ndarray, scheme: Scheme, dt: float,
                      options: NewtonOptions, store: TrajectoryStore, *,
                      callback: ResidualCallback | None = None,
-                     refactor_ratio: float = 0.3, permc_spec: str = "MMD_AT_PLUS_A",
+                     refactor_ratio: float = 0.1, permc_spec: str = "MMD_AT_PLUS_A",
                      predictor: str = "extrapolate") -> tuple[int, SparseStats]:
     """Integrate ``dx/dt = f`` over ``store.n_steps`` steps with :class:`SparseNewton`.
 
