@@ -36,7 +36,9 @@ class FOMResult:
     solver : dict
         Scheme, time step and tolerances (written to snapshot files).
     stats : dict
-        Solver work counters (the sparse solver: ``factorizations``, ``solves``).
+        Solver work counters (the sparse solver: ``factorizations``, ``solves``,
+        ``evaluations`` and the wall time of each kind of work, see
+        :class:`fom.sparse_newton.SparseStats`).
     """
 
     mu: np.ndarray
@@ -134,7 +136,7 @@ def solve(problem: Problem, mu: Any, *, dt: float | None = None, t_final: float 
         store.fill(states, iters, res, failed)
     elif method == "sparse":
         failed, stats = integrate_sparse(problem, mu, sch, dt, opts, store, callback=callback)
-        extra = {"factorizations": stats.factorizations, "solves": stats.solves}
+        extra = stats.as_dict()
     else:
         failed = _integrate_generic(problem, mu, sch, dt, opts, store)
     wall = _time.perf_counter() - start

@@ -238,3 +238,36 @@ def test_store_every_keeps_every_kth_step_and_the_last():
     assert part.solver["store_every"] == 4 and full.solver["store_every"] == 1
     with pytest.raises(fom.InputError, match="store_every must be a positive integer"):
         fom.solve(prob, [0.9], t_final=10 * prob.dt, store_every=0)
+
+
+def test_extrapolating_predictor_saves_solves_and_keeps_the_states():
+    from fom.sparse_newton import integrate_sparse
+    from fom.steppers import BACKWARD_EULER
+    from fom.trajectory import TrajectoryStore
+
+    prob = Burgers2D(n=16)
+    opts = fom.NewtonOptions(atol=1e-11, rtol=0.0, stol=0.0)
+    runs = {}
+    for predictor in ("previous", "extrapolate"):
+        store = TrajectoryStore(prob.initial_state(MU), 80, 1)
+        failed, stats = integrate_sparse(prob, MU, BACKWARD_EULER, prob.dt, opts, store,
+                                         predictor=predictor)
+        assert failed == 0 and np.all(store.residuals[1:] <= 1e-11)
+        runs[predictor] = (store.states, stats)
+    (a, sa), (b, sb) = runs["previous"], runs["extrapolate"]
+    assert sb.solves < 0.8 * sa.solves
+    assert np.linalg.norm(a - b) / np.linalg.norm(a) < 1e-9
+    with pytest.raises(fom.InputError, match="unknown predictor"):
+        integrate_sparse(prob, MU, BACKWARD_EULER, prob.dt, opts,
+                         TrajectoryStore(prob.initial_state(MU), 2, 1), predictor="cubic")
+
+
+def test_failure_keeps_the_stored_steps_before_it():
+    prob = Burgers2D(n=10)
+    opts = fom.NewtonOptions(atol=1e-30, rtol=0.0, stol=0.0, max_iter=3)  # unreachable
+    with pytest.raises(fom.ConvergenceError) as info:
+        fom.solve(prob, MU, t_final=10 * prob.dt, options=opts, store_every=4)
+    err = info.value
+    assert err.step == 1 and err.partial.t.tolist() == [0.0]
+    assert np.array_equal(err.partial.states[0], prob.initial_state(MU))
+    assert "step 1" in str(err) and "after 3 iterations" in str(err)
