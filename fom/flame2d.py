@@ -63,6 +63,7 @@ from numba import njit
 from .errors import InputError
 from .newton import NewtonOptions
 from .problem import Problem
+from .sampled import SampledOperator, check_sample_rows, local_positions
 
 FIELDS = ("T", "Y_H2", "Y_O2", "Y_H2O")
 ARRHENIUS_CUTOFF = 700.0  # exp(-700) ~ 1e-304: beyond it the Arrhenius factor is 0
@@ -71,8 +72,8 @@ ARRHENIUS_CUTOFF = 700.0  # exp(-700) ~ 1e-304: beyond it the Arrhenius factor i
 
 
 @njit(cache=True)
-def flame_rows(x, a_pre, e_act, r_gas, rho_w, sigma, b, row_field, rpos, indptr, colpos,
-               coef, rsel, f, data):
+def flame_rows(x, a_pre, e_act, r_gas, rho_w, sigma, site_pos, work, b, row_field, row_site,
+               indptr, colpos, coef, rsel, f, data):
     """Velocity (6) and its Jacobian values on a list of rows, reading ``x`` by position.
 
     Parameters
@@ -87,12 +88,14 @@ def flame_rows(x, a_pre, e_act, r_gas, rho_w, sigma, b, row_field, rpos, indptr,
         ``rho / W_H2`` and ``rho / W_O2`` (concentration per unit mass fraction).
     sigma : ndarray, shape (4,)
         Source coefficients of (3): ``s_c = sigma[c] * omega``.
+    site_pos : ndarray of int, shape (n_sites, 3)
+        Positions in ``x`` of ``T``, ``Y_H2``, ``Y_O2`` of each cell whose rate the rows need.
+    work : ndarray, shape (n_sites, 4)
+        Scratch: ``omega`` and its derivatives w.r.t. ``T, Y_H2, Y_O2`` per site.
     b : ndarray, shape (n_rows,)
         Constant (boundary) part of the transport, per row.
-    row_field : ndarray of int, shape (n_rows,)
-        Field of each row.
-    rpos : ndarray of int, shape (n_rows, 3)
-        Positions in ``x`` of ``T``, ``Y_H2``, ``Y_O2`` of the row's cell.
+    row_field, row_site : ndarray of int, shape (n_rows,)
+        Field and reaction site (cell) of each row.
     indptr, colpos, coef, rsel : ndarray
         Row ``k``'s entries are ``indptr[k]:indptr[k+1]``; entry ``e`` reads ``x[colpos[e]]``
         with transport coefficient ``coef[e]``, and ``rsel[e]`` (0, 1, 2 or -1) says which
@@ -102,43 +105,38 @@ def flame_rows(x, a_pre, e_act, r_gas, rho_w, sigma, b, row_field, rpos, indptr,
     data : ndarray, shape (indptr[-1],)
         Output: the Jacobian values, entry by entry.
     """
-    n_rows = b.shape[0]
-    dw = np.empty(3)
-    for k in range(n_rows):
-        temp = x[rpos[k, 0]]
-        y1 = x[rpos[k, 1]]
-        y2 = x[rpos[k, 2]]
+    for s in range(site_pos.shape[0]):
+        temp = x[site_pos[s, 0]]
+        y1 = x[site_pos[s, 1]]
+        y2 = x[site_pos[s, 2]]
         # Arrhenius factor and its T-derivative, 0 for T <= 0 or beyond the cutoff (E > 0)
+        ex = 0.0
+        dex = 0.0
         if e_act == 0.0:
             ex = 1.0
-            dex = 0.0
         elif temp > 0.0:
             arg = e_act / (r_gas * temp)
             if arg < ARRHENIUS_CUTOFF:
                 ex = math.exp(-arg)
                 dex = ex * arg / temp
-            else:
-                ex = 0.0
-                dex = 0.0
-        else:
-            ex = 0.0
-            dex = 0.0
         c1 = rho_w[0] * y1 if y1 > 0.0 else 0.0
         c2 = rho_w[1] * y2 if y2 > 0.0 else 0.0
         dc1 = rho_w[0] if y1 > 0.0 else 0.0
         dc2 = rho_w[1] if y2 > 0.0 else 0.0
         k2 = a_pre * c1 * c1
-        omega = k2 * c2 * ex
-        dw[0] = k2 * c2 * dex
-        dw[1] = 2.0 * a_pre * c1 * dc1 * c2 * ex
-        dw[2] = k2 * dc2 * ex
+        work[s, 0] = k2 * c2 * ex
+        work[s, 1] = k2 * c2 * dex
+        work[s, 2] = 2.0 * a_pre * c1 * dc1 * c2 * ex
+        work[s, 3] = k2 * dc2 * ex
+    for k in range(b.shape[0]):
+        s = row_site[k]
         sig = sigma[row_field[k]]
         acc = b[k]
         for e in range(indptr[k], indptr[k + 1]):
             acc += coef[e] * x[colpos[e]]
-            s = rsel[e]
-            data[e] = coef[e] + sig * dw[s] if s >= 0 else coef[e]
-        f[k] = acc + sig * omega
+            m = rsel[e]
+            data[e] = coef[e] + sig * work[s, 1 + m] if m >= 0 else coef[e]
+        f[k] = acc + sig * work[s, 0]
 
 
 # ------------------------------------------------------------------ tables
@@ -162,71 +160,39 @@ def _number(value: Any, key: str, *, positive: bool = True) -> float:
     return float(value)
 
 
-class FlameSample:
-    """The flame's velocity and Jacobian on a set of residual rows (a sample mesh).
+class FlameSample(SampledOperator):
+    """:class:`fom.sampled.SampledOperator` of :class:`Flame2D`.
 
-    Reads only the state on the rows' stencil; bit-identical to the full problem's rows
-    (the same kernel, :func:`flame_rows`, on the same per-entry values in the same order).
-
-    Attributes
-    ----------
-    rows : ndarray of int64
-        Sorted global row indices.
-    stencil : ndarray of int64
-        Sorted global indices of every state entry the rows read (contains ``rows``).
-    row_pos : ndarray of int64
-        ``stencil[row_pos] == rows``.
-    indptr, indices : ndarray of int64
-        CSR structure of ``df/dx[rows][:, stencil]`` in local column indices.
+    The rows' entries of the full tables, with column positions mapped into the stencil;
+    evaluated by the same kernel (:func:`flame_rows`) on the same per-entry values in the
+    same order, hence bit-identical to the full problem's rows.
     """
 
-    def __init__(self, problem: Flame2D, rows: np.ndarray) -> None:
-        rows = np.unique(problem.check_rows(rows))
+    def __init__(self, problem: Flame2D, rows: Any) -> None:
+        rows = check_sample_rows(rows, problem.n_dofs, problem.name)
         tab = problem._tables
         starts, stops = tab["indptr"][rows], tab["indptr"][rows + 1]
         counts = stops - starts
         entries = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
         cols = tab["indices"][entries]
-        self.problem = problem
-        self.rows = rows
-        self.stencil = np.unique(cols)
-        self.row_pos = np.searchsorted(self.stencil, rows)
-        self.indptr = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-        self.indices = np.searchsorted(self.stencil, cols).astype(np.int64)
+        stencil = np.unique(cols)
+        self._set_maps(rows, stencil, np.concatenate(([0], np.cumsum(counts))),
+                       local_positions(stencil, cols))
         self._coef = tab["coef"][entries]
         self._rsel = tab["rsel"][entries]
         self._b = tab["b"][rows]
         self._field = tab["field"][rows]
-        self._rpos = np.searchsorted(self.stencil, tab["rpos"][rows]).astype(np.int64)
+        cells, self._row_site = np.unique(rows % problem.n_cells, return_inverse=True)
+        self._site_pos = local_positions(stencil, tab["site_pos"][cells])
+        self._work = np.empty((cells.size, 4))
+        self._consts = (problem.gas_constant, problem._rho_w, problem._sigma)
 
     def velocity_jacobian_into(self, x_st: np.ndarray, t: float, mu: np.ndarray, f: np.ndarray,
                                data: np.ndarray) -> None:
-        """``f[:] = f(x)[rows]`` and ``data[:]`` = the CSR values, from ``x_st = x[stencil]``."""
-        p = self.problem
-        flame_rows(x_st, float(mu[0]), float(mu[1]), p.gas_constant, p._rho_w, p._sigma,
-                   self._b, self._field, self._rpos, self.indptr, self.indices, self._coef,
-                   self._rsel, f, data)
-
-    def _evaluate(self, x_st: Any, mu: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        mu = self.problem.check_mu(mu)
-        x_st = np.ascontiguousarray(x_st, dtype=np.float64)
-        if x_st.shape != self.stencil.shape:
-            raise InputError(f"sampled state has shape {x_st.shape}, expected "
-                             f"{self.stencil.shape} (the stencil)")
-        f = np.empty(self.rows.size)
-        data = np.empty(self.indices.size)
-        self.velocity_jacobian_into(x_st, 0.0, mu, f, data)
-        return mu, f, data
-
-    def velocity(self, x_st: Any, t: float, mu: Any) -> np.ndarray:
-        """``f(x)[rows]`` from ``x_st = x[stencil]``."""
-        return self._evaluate(x_st, mu)[1]
-
-    def jacobian(self, x_st: Any, t: float, mu: Any) -> sp.csr_matrix:
-        """``df/dx[rows][:, stencil]`` as CSR of shape ``(len(rows), len(stencil))``."""
-        data = self._evaluate(x_st, mu)[2]
-        return sp.csr_matrix((data, self.indices.copy(), self.indptr.copy()),
-                             shape=(self.rows.size, self.stencil.size))
+        r_gas, rho_w, sigma = self._consts
+        flame_rows(x_st, float(mu[0]), float(mu[1]), r_gas, rho_w, sigma, self._site_pos,
+                   self._work, self._b, self._field, self._row_site, self.indptr, self.indices,
+                   self._coef, self._rsel, f, data)
 
 
 class Flame2D(Problem):
@@ -347,6 +313,21 @@ class Flame2D(Problem):
         """
         return NewtonOptions(atol=1e-8, rtol=0.0, stol=1e-14, max_iter=30)
 
+    def lu_options(self) -> dict[str, Any]:
+        """SuperLU options for ``M = alpha0 I - beta dt df/dx``: minimum-degree ordering of
+        ``M + M^T`` with diagonal pivots (symmetric mode, no pivoting).
+
+        With partial pivoting SuperLU picks the reaction entries of the ``T`` rows (kelvins per
+        unit mass fraction, 1e3-1e4 times the diagonal of the ``Y`` columns) as pivots, and
+        the fill doubles (1.3e6 nonzeros in ``L + U`` on the 64 x 32 grid against 6.5e5).
+        Without pivoting the solves are as accurate on this matrix (relative residual ~1e-13
+        at flame states of the parameter box, no element growth: ``max |U| = max |M|``). The
+        Newton iteration tests the true residual in any case, and a zero pivot makes the
+        sparse solver fall back to partial pivoting.
+        """
+        return {"permc_spec": "MMD_AT_PLUS_A", "diag_pivot_thresh": 0.0,
+                "options": {"SymmetricMode": True}}
+
     def check_mu(self, mu: Any, *, check_bounds: bool = False) -> np.ndarray:
         """As :meth:`Problem.check_mu`; also ``A >= 0`` and ``E >= 0`` (the rate (2))."""
         arr = super().check_mu(mu, check_bounds=check_bounds)
@@ -409,9 +390,11 @@ class Flame2D(Problem):
         rsel = np.take_along_axis(rsel, order, axis=1)
         keep = cols >= 0
         indptr = np.concatenate(([0], np.cumsum(keep.sum(axis=1)))).astype(np.int64)
-        rpos = np.stack([c * nc + cell for c in range(3)], axis=1).astype(np.int64)
+        cells = np.arange(nc)
+        site_pos = np.stack([c * nc + cells for c in range(3)], axis=1).astype(np.int64)
         return {"indptr": indptr, "indices": cols[keep], "coef": coef[keep],
-                "rsel": rsel[keep], "b": b, "field": field.astype(np.int64), "rpos": rpos}
+                "rsel": rsel[keep], "b": b, "field": field.astype(np.int64),
+                "site": cell.astype(np.int64), "site_pos": site_pos, "work": np.empty((nc, 4))}
 
     # ------------------------------------------------------------ states
     def initial_state(self, mu: np.ndarray) -> np.ndarray:
@@ -434,15 +417,20 @@ class Flame2D(Problem):
         """Velocity (6) into ``f`` and the CSR values into ``data``: one numba call."""
         tab = self._tables
         flame_rows(x, float(mu[0]), float(mu[1]), self.gas_constant, self._rho_w, self._sigma,
-                   tab["b"], tab["field"], tab["rpos"], tab["indptr"], tab["indices"],
-                   tab["coef"], tab["rsel"], f, data)
+                   tab["site_pos"], tab["work"], tab["b"], tab["field"], tab["site"],
+                   tab["indptr"], tab["indices"], tab["coef"], tab["rsel"], f, data)
 
-    def _full(self, x: Any, mu: Any) -> tuple[np.ndarray, np.ndarray]:
-        mu = self.check_mu(mu)
+    def _state(self, x: Any) -> np.ndarray:
+        """``x`` as a contiguous float64 vector of length N (values unchecked)."""
         x = np.ascontiguousarray(x, dtype=np.float64)
         if x.shape != (self.n_dofs,):
             raise InputError(f"state has shape {x.shape}, expected ({self.n_dofs},) for "
                              f"problem {self.name}")
+        return x
+
+    def _full(self, x: Any, mu: Any) -> tuple[np.ndarray, np.ndarray]:
+        mu = self.check_mu(mu)
+        x = self._state(x)
         f = np.empty(self.n_dofs)
         data = np.empty(self._tables["indices"].size)
         self.velocity_jacobian_into(x, 0.0, mu, f, data)
@@ -463,27 +451,26 @@ class Flame2D(Problem):
         return FlameSample(self, rows)
 
     def stencil(self, rows: np.ndarray) -> np.ndarray:
-        return self.sample(rows).stencil
+        rows = np.unique(self.check_rows(rows))
+        return self.sample(rows).stencil if rows.size else rows
 
-    def _rows(self, x: Any, mu: Any, rows: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                          FlameSample]:
+    def _rows(self, x: Any, mu: Any, rows: Any
+              ) -> tuple[FlameSample, tuple[np.ndarray, np.ndarray], np.ndarray]:
+        """The sample of the distinct ``rows``, its velocity and Jacobian values at ``x``, and
+        where each requested row sits among its rows."""
         rows = self.check_rows(rows)
-        x = np.asarray(x, dtype=np.float64)
-        if x.shape != (self.n_dofs,):
-            raise InputError(f"state has shape {x.shape}, expected ({self.n_dofs},) for "
-                             f"problem {self.name}")
-        smp = self.sample(rows)
-        _, f, data = smp._evaluate(x[smp.stencil], mu)
-        # rows in the caller's order (the sample holds them sorted and unique)
-        pos = np.searchsorted(smp.rows, rows)
-        return pos, f, data, smp
+        uniq, where = np.unique(rows, return_inverse=True)
+        op = self.sample(uniq)
+        x = self._state(x)
+        f, data = op._evaluate(x[op.stencil], 0.0, self.check_mu(mu))
+        return op, (f, data), where
 
     def velocity_rows(self, x, t, mu, rows):
-        pos, f, _, _ = self._rows(x, mu, rows)
-        return f[pos]
+        _, (f, _), where = self._rows(x, mu, rows)
+        return f[where]
 
     def jacobian_rows(self, x, t, mu, rows):
-        pos, _, data, smp = self._rows(x, mu, rows)
-        jac = sp.csr_matrix((data, smp.stencil[smp.indices], smp.indptr.copy()),
-                            shape=(smp.rows.size, self.n_dofs))
-        return jac[pos]
+        op, (_, data), where = self._rows(x, mu, rows)
+        local = sp.csr_matrix((data, op.stencil[op.indices], op.indptr),
+                              shape=(op.n_rows, self.n_dofs))
+        return local[where]

@@ -118,6 +118,15 @@ class Problem(ABC):
         """The Newton tolerances :func:`fom.solve` uses for this problem when none are given."""
         return NewtonOptions()
 
+    def lu_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``scipy.sparse.linalg.splu`` for the sparse FOM solver's
+        factorizations of ``alpha0 I - beta dt df/dx`` (:mod:`fom.sparse_newton`).
+
+        The default (COLAMD ordering, partial pivoting) suits any matrix; a problem whose
+        matrix needs no pivoting may ask for a symmetric fill-reducing ordering instead.
+        """
+        return {"permc_spec": "COLAMD"}
+
     # ---------------------------------------------------------------- model
     @abstractmethod
     def config(self) -> dict[str, Any]:

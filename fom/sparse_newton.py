@@ -73,18 +73,21 @@ class SparseNewton:
     options : NewtonOptions
     refactor_ratio : float
         Refactor when an iteration reduces ``||r||`` by less than this factor.
-    permc_spec : str
-        SuperLU's column ordering (``"COLAMD"``, ``"MMD_AT_PLUS_A"``, ...).
+    lu_options : dict, optional
+        Keyword arguments of ``splu`` (ordering, pivoting); default the problem's
+        :meth:`~fom.Problem.lu_options`. If a factorization with them fails (a zero pivot
+        without pivoting), it is redone with COLAMD and partial pivoting.
     """
 
     def __init__(self, problem: Problem, mu: np.ndarray, options: NewtonOptions, *,
-                 refactor_ratio: float = 0.1, permc_spec: str = "COLAMD") -> None:
+                 refactor_ratio: float = 0.1, lu_options: dict | None = None) -> None:
         structure = problem.jacobian_structure()
         if structure is None:
             raise InputError(f"problem {problem.name} has no Jacobian structure (fused kernel); "
                              f"the sparse solver cannot integrate it")
         self.problem, self.mu, self.opts = problem, mu, options
-        self.refactor_ratio, self.permc_spec = refactor_ratio, permc_spec
+        self.refactor_ratio = refactor_ratio
+        self.lu_options = dict(problem.lu_options() if lu_options is None else lu_options)
         self.indptr, self.indices = (np.asarray(a, dtype=np.int64) for a in structure)
         self.diag = diagonal_positions(self.indptr, self.indices)
         n = problem.n_dofs
@@ -112,7 +115,11 @@ class SparseNewton:
         self.mdata[self.diag] += alpha0
         n = self.problem.n_dofs
         mt = sp.csc_matrix((self.mdata, self.indices, self.indptr), shape=(n, n))  # = M^T
-        self.lu = spla.splu(mt, permc_spec=self.permc_spec)
+        try:
+            self.lu = spla.splu(mt, **self.lu_options)
+        except RuntimeError:  # singular without pivoting: the safe default from now on
+            self.lu_options = {"permc_spec": "COLAMD"}
+            self.lu = spla.splu(mt, **self.lu_options)
         self.coeffs = (alpha0, bdt)
         self.stats.factorizations += 1
 
@@ -169,14 +176,20 @@ class SparseNewton:
 def integrate_sparse(problem: Problem, mu: np.ndarray, scheme: Scheme, dt: float,
                      n_steps: int, options: NewtonOptions, *,
                      callback: ResidualCallback | None = None,
-                     refactor_ratio: float = 0.1, permc_spec: str = "COLAMD"):
+                     refactor_ratio: float = 0.1, lu_options: dict | None = None,
+                     predictor: bool = True):
     """Integrate ``dx/dt = f`` over ``n_steps`` steps with :class:`SparseNewton`.
+
+    Each step's Newton iteration starts from the linear extrapolation ``2 x^{n-1} - x^{n-2}``
+    (``predictor``; from ``x^{n-1}`` on the first step or with ``predictor=False``): its
+    residual is ``O(dt^2)`` instead of ``O(dt)``, which saves about one iteration per step on
+    smooth trajectories. The converged states are the same to the Newton tolerance.
 
     Returns ``(states, iterations, residuals, failed, stats)`` in the convention of
     :func:`fom.solve`'s integrators (``failed`` = 0 or the failing step).
     """
     solver = SparseNewton(problem, mu, options, refactor_ratio=refactor_ratio,
-                          permc_spec=permc_spec)
+                          lu_options=lu_options)
     n = problem.n_dofs
     states = np.empty((n_steps + 1, n))
     iters = np.zeros(n_steps + 1, dtype=np.int64)
@@ -186,7 +199,11 @@ def integrate_sparse(problem: Problem, mu: np.ndarray, scheme: Scheme, dt: float
         s = scheme_at_step(scheme, k)
         hist = history_term(s, [states[k - j] for j in range(1, s.n_history + 1)])
         x = states[k]
-        x[:] = states[k - 1]
+        if predictor and k >= 2:
+            np.subtract(states[k - 1], states[k - 2], out=x)
+            x += states[k - 1]
+        else:
+            x[:] = states[k - 1]
         iters[k], res[k], ok = solver.step(x, hist, k * dt, s.alpha[0], s.beta * dt, k,
                                            callback)
         if not ok:
