@@ -5,6 +5,7 @@ Knows nothing of reduced-order models (design.md, "Packages and their boundaries
 
 from .burgers1d import Burgers1D
 from .errors import ConvergenceError, InputError, MromError
+from .flame2d import Flame2D
 from .newton import NewtonOptions, newton_solve
 from .problem import Problem
 from .registry import PROBLEMS, get_problem
@@ -12,7 +13,8 @@ from .solve import FOMResult, solve
 from .steppers import BACKWARD_EULER, BDF2, Scheme, get_scheme
 
 __all__ = [
-    "BACKWARD_EULER", "BDF2", "Burgers1D", "ConvergenceError", "FOMResult", "InputError",
+    "BACKWARD_EULER", "BDF2", "Burgers1D", "ConvergenceError", "FOMResult", "Flame2D",
+    "InputError",
     "MromError", "NewtonOptions", "PROBLEMS", "Problem", "Scheme", "get_problem", "get_scheme",
     "newton_solve", "solve",
 ]
