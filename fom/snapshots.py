@@ -63,11 +63,30 @@ def paper_test_params() -> np.ndarray:
     return np.array([[4.3, 0.021], [5.15, 0.0285]])
 
 
-NAMED_GRIDS = {"paper-train": paper_train_grid, "paper-test": paper_test_params}
+def flame2d_train_grid() -> np.ndarray:
+    """The flame's training set: the 4 x 4 tensor grid over the parameter box (corners
+    included), shape (16, 2) as ``(A, E)``, ``A`` slowest."""
+    a_vals = np.linspace(2.3375e12, 6.5e12, 4)
+    e_vals = np.linspace(5.6255e3, 9.0e3, 4)
+    return np.array([(a, e) for a in a_vals for e in e_vals])
+
+
+def flame2d_test_params() -> np.ndarray:
+    """The flame's two test parameters ``(A, E)``."""
+    return np.array([[3.0e12, 7.0e3], [5.5e12, 6.0e3]])
+
+
+NAMED_GRIDS = {
+    "paper-train": paper_train_grid,
+    "paper-test": paper_test_params,
+    "flame2d-train": flame2d_train_grid,
+    "flame2d-test": flame2d_test_params,
+}
 
 
 def named_grid(name: str) -> np.ndarray:
-    """Parameter sets by name: ``paper-train`` (80 points) or ``paper-test`` (2 points)."""
+    """Parameter sets by name: ``paper-train`` (80 points) and ``paper-test`` (2 points) of
+    the 1D Burgers study, ``flame2d-train`` (16) and ``flame2d-test`` (2) of the flame."""
     try:
         return NAMED_GRIDS[name]()
     except KeyError:
@@ -382,7 +401,8 @@ def generate_snapshots(problem: Problem, mus: Iterable[Any], output: str | os.Pa
     output : path
         Snapshot file to write (atomically).
     dt, t_final, scheme, options
-        Passed to :func:`fom.solve`.
+        Passed to :func:`fom.solve` (``options`` defaults to the problem's
+        :meth:`~fom.Problem.newton_defaults`).
     progress : bool
         Show a tqdm progress bar.
     """
@@ -391,7 +411,7 @@ def generate_snapshots(problem: Problem, mus: Iterable[Any], output: str | os.Pa
     from .solve import time_grid
 
     mu_arr = check_mu_list(problem, mus)
-    options = options or NewtonOptions()
+    options = options or problem.newton_defaults()
     dt_, n_steps = time_grid(problem.dt if dt is None else dt,
                              problem.t_final if t_final is None else t_final)
     solver = {"scheme": scheme, "dt": dt_, "n_steps": n_steps, "newton": options.to_dict()}

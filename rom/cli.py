@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", type=Path, help="TOML config ([problem], [snapshots])")
     p.add_argument("--problem", help="problem name, e.g. burgers1d")
     p.add_argument("--mu", action="append", default=[], help="parameters, e.g. 4.3,0.021")
-    p.add_argument("--grid", help="named parameter grid: paper-train or paper-test")
+    p.add_argument("--grid", help="named parameter grid: paper-train, paper-test, "
+                   "flame2d-train or flame2d-test")
     p.add_argument("-o", "--output", type=Path, help="output HDF5 file")
     p.add_argument("--scheme", default="backward_euler", help="backward_euler or bdf2")
     p.add_argument("--dt", type=float, default=None, help="time step (problem default)")

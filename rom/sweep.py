@@ -158,7 +158,7 @@ class SweepPlan:
 
     @property
     def options(self) -> NewtonOptions:
-        return NewtonOptions()
+        return self.problem.newton_defaults()
 
     @property
     def solver(self) -> dict[str, Any]:
