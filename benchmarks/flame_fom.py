@@ -12,8 +12,10 @@ Side by side, on the two corner parameters of the box, the same solver with the 
 settings; the states agree to the Newton tolerance.
 
     python benchmarks/flame_fom.py [--full] [--json PATH]
+    python benchmarks/flame_fom.py --figure docs/figures/flame2d_fields.png
 
-``--full`` compares the two settings on all 16 parameters.
+``--full`` compares the two settings on all 16 parameters. ``--figure PATH`` only draws the
+four fields at the final time for the first test parameter (the figure of docs/problems.md).
 """
 
 from __future__ import annotations
@@ -67,12 +69,44 @@ def run(problem, mu, *, generic: bool = False) -> dict[str, float]:
             "solves": stats.solves, "final": states[-1], "max_residual": float(res.max())}
 
 
+def figure(path: Path) -> None:
+    """The four fields at t = 0.06 s for the first test parameter, with colour bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fom.snapshots import flame2d_test_params
+
+    problem = fom.Flame2D()
+    mu = flame2d_test_params()[0]
+    fields = problem.as_fields(fom.solve(problem, mu).states[-1])
+    extent = (0.0, problem.length_x, 0.0, problem.length_y)
+    labels = ("T (K)", "Y_H2", "Y_O2", "Y_H2O")
+    fig, axes = plt.subplots(2, 2, figsize=(9.0, 4.0), constrained_layout=True)
+    for ax, field, label in zip(axes.ravel(), fields, labels, strict=True):
+        im = ax.imshow(field, origin="lower", extent=extent, cmap="inferno", aspect="equal")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("x (cm)", fontsize=8)
+        ax.set_ylabel("y (cm)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        fig.colorbar(im, ax=ax, shrink=0.9).ax.tick_params(labelsize=7)
+    fig.suptitle(f"flame2d at t = {problem.t_final:g} s, A = {mu[0]:.2e}, E = {mu[1]:.0f}",
+                 fontsize=10)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    print(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true",
                         help="compare the two solver settings on all 16 parameters")
     parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    parser.add_argument("--figure", type=Path, help="only draw the fields at the final time")
     args = parser.parse_args(argv)
+    if args.figure:
+        figure(args.figure)
+        return {}
 
     problem = fom.Flame2D()
     mus = flame2d_train_grid()

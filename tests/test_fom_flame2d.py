@@ -274,3 +274,24 @@ def test_negative_parameters_are_refused():
     prob = Flame2D(nx=4, ny=2)
     with pytest.raises(InputError, match="parameter E must be >= 0"):
         prob.velocity(prob.initial_state(MU), 0.0, [1e12, -5.0])
+
+
+def test_example_config_is_the_benchmark_setting():
+    from pathlib import Path
+
+    from fom.config import load_config
+    from fom.snapshots import SNAPSHOTS_SCHEMA, parameter_list, problem_from_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "examples" / "flame2d.toml")
+    prob = problem_from_config(cfg)
+    assert prob.config() == Flame2D().config()
+    sec = cfg.section("snapshots", SNAPSHOTS_SCHEMA)
+    train = parameter_list(sec["train"], prob, "train")
+    assert train.shape == (16, 2)
+    assert sorted(set(train[:, 0])) == pytest.approx([2.3375e12, 3.725e12, 5.1125e12, 6.5e12])
+    assert sorted(set(train[:, 1])) == pytest.approx([5625.5, 6750.3333, 7875.1667, 9000.0])
+    for corner in ([2.3375e12, 5.6255e3], [6.5e12, 9.0e3], [2.3375e12, 9.0e3]):
+        assert np.any(np.all(train == corner, axis=1))
+    test = parameter_list(sec["test"], prob, "test")
+    assert np.array_equal(test, [[3.0e12, 7.0e3], [5.5e12, 6.0e3]])
+    assert np.array_equal(parameter_list("flame2d-test", prob, "test"), test)
