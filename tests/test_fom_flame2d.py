@@ -50,6 +50,10 @@ def test_benchmark_setting():
     np.testing.assert_allclose(g.sum(axis=1) * prob.dy, 0.3 * inflow + 0.6 * outer, rtol=1e-13)
     again = get_problem("flame2d", **prob.config())
     assert again.config() == prob.config()
+    # the face-centre rule: faces 11..20 (centres 0.31..0.58 cm) only
+    centre = Flame2D(inflow_faces="centre").left_values
+    assert np.array_equal(np.flatnonzero(centre[0] == 950.0), np.arange(11, 21))
+    assert np.all(centre[0][np.r_[0:11, 21:32]] == 300.0)
 
 
 def test_kinetics_of_one_cell():
@@ -259,6 +263,7 @@ def test_sparse_solver_matches_newton():
     ({"nx": 1}, "nx must be an integer >= 2"),
     ({"velocity": -1.0}, "velocity must be a number >= 0"),
     ({"inflow_window": [0.5, 1.2]}, "inflow_window must satisfy"),
+    ({"inflow_faces": "nodes"}, "inflow_faces must be 'average' or 'centre'"),
     ({"inflow_values": [950.0, 0.02]}, "inflow_values must be a list of 4"),
     ({"molecular_weights": [2.0, 0.0, 18.0]}, "molecular_weights must be positive"),
     ({"image_shape": [64, 64, 4]}, "image_shape"),
