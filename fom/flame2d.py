@@ -28,8 +28,9 @@ cell ``(i, j)`` centred at ``((i + 1/2) dx, (j + 1/2) dy)``. For cell ``P`` with
 Boundary faces (5): on the left edge ``F_w = U g_j - kappa (w_P - g_j) / (dx / 2)``, where
 ``g_j`` is the average of the Dirichlet data over the face (a face that the window's edge cuts
 gets the area-weighted mixture of the two values, so the inflow of every species is exact on
-any grid; on the default grid the faces ``j = 10`` and ``j = 21`` are one third inflow);
-``F_e = U w_P`` on the right edge (outflow, zero gradient); ``G = 0`` on the bottom and top.
+any grid; on the default grid the faces ``j = 10`` and ``j = 21`` are one third inflow;
+``inflow_faces = "centre"`` takes the value at the face's centre instead); ``F_e = U w_P`` on
+the right edge (outflow, zero gradient); ``G = 0`` on the bottom and top.
 
 The transport part of (4) is affine, ``f_tr = C w + b`` with a constant matrix ``C``; the
 reaction couples the four fields of one cell. So row ``r`` of the velocity and its Jacobian is
@@ -38,9 +39,10 @@ reaction couples the four fields of one cell. So row ``r`` of the velocity and i
     df_r/dw[col_e] = C_e + sigma_c d omega / d w[col_e]    (last term for T, Y_H2, Y_O2 only)
 
 with ``sigma = (2 Q W_H2O, -2 W_H2, -W_O2, 2 W_H2O) / rho``. One numba kernel
-(:func:`flame_rows`) evaluates (6) for any list of rows from tables of column positions
-(computed once): the full problem and every sample mesh (:class:`FlameSample`) use it, so
-restricted rows are bit-identical to the full ones by construction.
+(:func:`flame_rows`) evaluates (6) for any list of rows from tables of column positions and
+coefficients (computed once), with ``omega`` and its gradient computed once per cell the rows
+belong to: the full problem and every sample mesh (:class:`FlameSample`) use it on the same
+numbers in the same order, so restricted rows are bit-identical to the full ones.
 
 Kinetics at non-physical states (Newton iterates may visit them): the concentrations in (2)
 use ``max(Y, 0)``, so the rate vanishes when a reactant's mass fraction is zero or negative
