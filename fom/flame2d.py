@@ -315,13 +315,16 @@ class Flame2D(Problem):
                 "t_final": self.t_final, "image_shape": list(self.image_shape)}
 
     def newton_defaults(self) -> NewtonOptions:
-        """Newton tolerances for :func:`fom.solve`.
+        """Newton settings for :func:`fom.solve`.
 
-        The residual mixes kelvins (``T`` rows, up to ~3000) with mass fractions, and
-        round-off in the ``T`` rows alone is ~1e-11 in the 2-norm, so the 1D problem's
+        Tolerance: the residual mixes kelvins (``T`` rows, up to ~2000) with mass fractions,
+        and round-off in the ``T`` rows alone is ~1e-11 in the 2-norm, so the 1D problem's
         ``atol = 1e-12`` cannot be met: ``atol = 1e-8`` (1e-8 K in ``T``, 1e-8 in each ``Y``).
+        Predictor: the trajectories are smooth in time at the default step, and the quartic
+        extrapolation of the last five states as the initial guess takes 1.7-1.8 Newton
+        iterations per step on the training set, against 3.8-4.3 for the linear one.
         """
-        return NewtonOptions(atol=1e-8, rtol=0.0, stol=1e-14, max_iter=30)
+        return NewtonOptions(atol=1e-8, rtol=0.0, stol=1e-14, max_iter=30, predictor=4)
 
     def lu_options(self) -> dict[str, Any]:
         """SuperLU options for ``M = alpha0 I - beta dt df/dx``: minimum-degree ordering of

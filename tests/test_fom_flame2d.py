@@ -300,3 +300,79 @@ def test_example_config_is_the_benchmark_setting():
     test = parameter_list(sec["test"], prob, "test")
     assert np.array_equal(test, [[3.0e12, 7.0e3], [5.5e12, 6.0e3]])
     assert np.array_equal(parameter_list("flame2d-test", prob, "test"), test)
+
+
+@pytest.mark.parametrize("order", range(6))
+def test_extrapolation_weights_are_exact_for_polynomials(order):
+    from fom.sparse_newton import extrapolation_weights
+
+    w = extrapolation_weights(order)
+    rng = np.random.default_rng(order)
+    coeffs = rng.standard_normal(order + 2)
+    t_past = -np.arange(1, order + 2, dtype=float)  # the last order + 1 states at t = -1, -2, ..
+    exact = np.polynomial.polynomial.polyval(t_past, coeffs[:-1])
+    assert w @ exact == pytest.approx(coeffs[0], abs=1e-10)  # degree <= order: exact at t = 0
+    one_more = np.polynomial.polynomial.polyval(t_past, coeffs)
+    assert abs(w @ one_more - coeffs[0]) > 1e-3  # degree order + 1: not exact
+
+
+def test_predictor_saves_iterations_and_changes_nothing_beyond_the_tolerance():
+    prob = Flame2D(nx=16, ny=8, t_final=0.01)
+    mu = [6.5e12, 5.6255e3]
+    runs = {q: solve(prob, mu, options=NewtonOptions(atol=1e-9, rtol=0.0, predictor=q))
+            for q in (0, 1, 4)}
+    solves = {q: r.stats["solves"] for q, r in runs.items()}
+    assert solves[4] < 0.7 * solves[1] < 0.95 * solves[0]
+    for q in (1, 4):
+        assert np.max(np.abs(runs[q].states - runs[0].states)) < 1e-8
+        assert np.all(runs[q].residuals[1:] <= 1e-9)
+    assert prob.newton_defaults().predictor == 4
+
+
+def test_failed_predicted_step_is_retried_from_the_previous_state(monkeypatch):
+    from fom import sparse_newton
+
+    prob = Flame2D(nx=8, ny=4, t_final=2e-3)
+    original = sparse_newton.SparseNewton.step
+    starts: dict[int, list[np.ndarray]] = {}
+
+    def step(self, x, hist, t, alpha0, bdt, step=0, callback=None):
+        starts.setdefault(step, []).append(x.copy())
+        if step > 1 and len(starts[step]) == 1:  # the first attempt of every step fails
+            return 0, 1.0, False
+        return original(self, x, hist, t, alpha0, bdt, step, callback)
+
+    monkeypatch.setattr(sparse_newton.SparseNewton, "step", step)
+    res = solve(prob, MU, options=NewtonOptions(atol=1e-10, rtol=0.0, predictor=2))
+    monkeypatch.undo()
+    ref = solve(prob, MU, options=NewtonOptions(atol=1e-10, rtol=0.0, predictor=0))
+    assert np.max(np.abs(res.states - ref.states)) < 1e-9
+    # step n first starts from the extrapolation, then again from x^{n-1}
+    for n in range(2, 21):
+        first, retry = starts[n]
+        assert np.array_equal(retry, res.states[n - 1])
+        assert not np.array_equal(first, retry)
+
+
+def test_factorization_without_pivoting_falls_back_to_partial_pivoting(monkeypatch):
+    import scipy.sparse.linalg
+
+    from fom import sparse_newton
+
+    calls = []
+    splu = scipy.sparse.linalg.splu
+
+    def fake_splu(a, **kw):
+        calls.append(kw)
+        if kw.get("diag_pivot_thresh") == 0.0:
+            raise RuntimeError("Factor is exactly singular")
+        return splu(a, **kw)
+
+    monkeypatch.setattr(sparse_newton.spla, "splu", fake_splu)
+    prob = Flame2D(nx=8, ny=4, t_final=1e-3)
+    res = solve(prob, MU)
+    assert calls[0] == prob.lu_options() and calls[1] == {"permc_spec": "COLAMD"}
+    assert all(kw == {"permc_spec": "COLAMD"} for kw in calls[1:])
+    monkeypatch.undo()
+    ref = solve(prob, MU)
+    assert np.max(np.abs(res.states - ref.states)) < 1e-7
