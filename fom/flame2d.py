@@ -321,7 +321,7 @@ class Flame2D(Problem):
         and round-off in the ``T`` rows alone is ~1e-11 in the 2-norm, so the 1D problem's
         ``atol = 1e-12`` cannot be met: ``atol = 1e-8`` (1e-8 K in ``T``, 1e-8 in each ``Y``).
         Predictor: the trajectories are smooth in time at the default step, and the quartic
-        extrapolation of the last five states as the initial guess takes 1.7-1.8 Newton
+        extrapolation of the last five states as the initial guess takes 1.7-2.0 Newton
         iterations per step on the training set, against 3.8-4.3 for the linear one.
         """
         return NewtonOptions(atol=1e-8, rtol=0.0, stol=1e-14, max_iter=30, predictor=4)
