@@ -235,8 +235,10 @@ class Burgers1D(Problem):
         Number of finite-volume cells ``N`` (default 256).
     length : float
         Domain length ``L`` (default 100).
-    dt, t_final : float
-        Default time step and final time (0.07 and 35).
+    dt : float
+        Default time step (0.07: 500 steps to ``t_final``).
+    t_final : float
+        Default final time (35).
     source_amplitude : float
         Factor ``a`` of the source ``a exp(mu_2 x)`` (default 0.02).
     w_init : float
