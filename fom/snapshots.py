@@ -52,14 +52,18 @@ def _package_version() -> str:
 
 
 def paper_train_grid() -> np.ndarray:
-    """The paper's 10 x 8 Burgers training grid (design.md), shape (80, 2), mu1 slowest."""
+    """The paper's 10 x 8 Burgers training grid, shape (80, 2), mu1 slowest.
+
+    ``mu1 = 4.25 + (1.25/9) i``, ``i = 0..9``, ``mu2 = 0.015 + (0.015/7) j``, ``j = 0..7``
+    (docs/problems.md).
+    """
     mu1 = 4.25 + (1.25 / 9) * np.arange(10)
     mu2 = 0.015 + (0.015 / 7) * np.arange(8)
     return np.array([(a, b) for a in mu1 for b in mu2])
 
 
 def paper_test_params() -> np.ndarray:
-    """The paper's two Burgers test parameters."""
+    """The paper's two Burgers test parameters, (4.3, 0.021) and (5.15, 0.0285)."""
     return np.array([[4.3, 0.021], [5.15, 0.0285]])
 
 

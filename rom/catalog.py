@@ -150,9 +150,14 @@ def _rows(sec: Section) -> list[tuple[str, str, str, str, str]]:
             for k, f in sec.keys.items()]
 
 
+#: Docstring type names in the words of :func:`fom.config.type_name`.
+_KINDS = {"int": int, "float": float, "str": str, "bool": bool}
+
+
 def _problem_rows(name: str) -> list[tuple[str, str, str, str, str]]:
     rows = [("name", "a string", "required", f'"{name}"', "the problem")]
-    rows += [(o.name, o.kind, _toml(o.default), "", o.doc) for o in problem_options(name)]
+    rows += [(o.name, type_name(_KINDS[o.kind]) if o.kind in _KINDS else o.kind,
+              _toml(o.default), "", o.doc) for o in problem_options(name)]
     return rows
 
 

@@ -307,25 +307,29 @@ def _stderr_without(noise: Sequence[str]) -> Iterator[None]:
             sys.stderr.flush()
 
 
-class QuietTensorFlowImport(importlib.abc.MetaPathFinder):
-    """Import hook: whenever TensorFlow is first imported (only if a command needs it), its
-    module runs under :func:`_stderr_without` with :data:`TF_IMPORT_NOISE`.
+class QuietImport(importlib.abc.MetaPathFinder):
+    """Import hook: when module ``name`` is first imported (only if a command needs it), it
+    runs under :func:`_stderr_without` with the lines ``noise``.
 
-    TensorFlow's C++ logging writes those lines during the import, before any setting such
-    as ``TF_CPP_MIN_LOG_LEVEL`` is read (TensorFlow >= 2.20); every other line still shows.
+    The CLI installs it for TensorFlow with :data:`TF_IMPORT_NOISE`: TensorFlow's C++ logging
+    writes those lines during the import, before any setting such as
+    ``TF_CPP_MIN_LOG_LEVEL`` is read (TensorFlow >= 2.20); every other line still shows.
     """
 
+    def __init__(self, name: str, noise: Sequence[str]) -> None:
+        self.name, self.noise = name, tuple(noise)
+
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "tensorflow":
+        if name != self.name:
             return None
-        sys.meta_path.remove(self)  # once; the real finders locate the package
+        sys.meta_path.remove(self)  # once; the real finders locate the module
         spec = importlib.util.find_spec(name)
         if spec is None or spec.loader is None:
             return spec
-        real = spec.loader.exec_module
+        real, noise = spec.loader.exec_module, self.noise
 
         def exec_module(module: Any) -> None:
-            with _stderr_without(TF_IMPORT_NOISE):
+            with _stderr_without(noise):
                 real(module)
 
         spec.loader.exec_module = exec_module  # type: ignore[method-assign]
@@ -364,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a one-line usage error (_Parser.error)
         return int(exc.code or 0)
-    hook = QuietTensorFlowImport()
+    hook = QuietImport("tensorflow", TF_IMPORT_NOISE)
     if "tensorflow" not in sys.modules:
         sys.meta_path.insert(0, hook)
     try:
