@@ -1,4 +1,4 @@
-"""Parameterized 1D inviscid Burgers equation (Lee & Carlberg 2019, section 6.1; design.md).
+"""Parameterized 1D inviscid Burgers equation (Lee & Carlberg 2019, section 6.1; docs/problems.md).
 
     dw/dt + d(w^2/2)/dx = a * exp(mu_2 x),   x in [0, L],  t in [0, T]
     w(0, t) = mu_1 (inflow),   w(x, 0) = w_init,   outflow at x = L
@@ -227,7 +227,7 @@ def _default_image_shape(n: int) -> tuple[int, ...]:
 
 
 class Burgers1D(Problem):
-    """Parameterized 1D inviscid Burgers problem of design.md (the default test problem).
+    """The paper's parameterized 1D inviscid Burgers problem (the default; docs/problems.md).
 
     Parameters
     ----------

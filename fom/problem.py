@@ -1,4 +1,4 @@
-"""The full-order-model interface that the time steppers and the ROMs rely on (design.md).
+"""The full-order-model interface that the time steppers and the ROMs rely on (docs/CONTRACTS.md).
 
 A problem is a semi-discrete parameterized system ``dx/dt = f(x, t; mu)``, ``x(0) = x0(mu)``,
 ``x`` in ``R^N``. It exposes the velocity ``f`` and its analytic Jacobian ``df/dx`` (scipy CSR),
@@ -37,7 +37,7 @@ class Problem(ABC):
         Coordinates of the degrees of freedom (written to ``/grid`` in snapshot files).
     image_shape : tuple of int
         Shape of the state as an image for the convolutional autoencoder (the restriction
-        operator of design.md), e.g. ``(16, 16, 1)``; its product is ``n_dofs``.
+        operator of docs/method.md), e.g. ``(16, 16, 1)``; its product is ``n_dofs``.
     dt, t_final : float
         Default time step and final time.
     """

@@ -1,4 +1,4 @@
-"""Snapshot generation and the snapshot file format (design.md, "File formats").
+"""Snapshot generation and the snapshot file format (docs/formats.md, "Snapshot files").
 
 ::
 
@@ -266,7 +266,8 @@ def _file_attrs(problem: Problem, solver: dict[str, Any],
 def write_snapshots(path: str | os.PathLike, problem: Problem, results: Sequence[FOMResult],
                     extra_attrs: dict[str, str] | None = None, *,
                     deterministic: bool = False) -> Path:
-    """Write trajectories of one problem to ``path`` atomically in the design.md layout.
+    """Write trajectories of one problem to ``path`` atomically (the snapshot layout of
+    docs/formats.md).
 
     With ``deterministic=True`` the file holds nothing that depends on when or how fast it was
     made (no ``created`` attribute, no ``/stats/wall_s``), so the same trajectories always give

@@ -16,7 +16,7 @@ Config section ``[rom]`` (all keys optional)::
     secant = true              # superlinear corrections of Gauss-Newton / Galerkin Newton
     line_search = true
     store_states = true        # decoded ROM states and the FOM reference in the results file
-    pod_center = "initial"     # POD of the deviations x^n - x0 (design.md) or "none";
+    pod_center = "initial"     # POD of the deviations x^n - x0 (docs/method.md) or "none";
                                # default: "none" if [autoencoder] target = "raw"
     projection = "encoder"     # decoder projection error: decode(encode(x)) or "lsq" fit
     on_failure = "record"      # a non-converging ROM is recorded (NaN error) or "raise"
@@ -100,7 +100,7 @@ def rom_settings(cfg: RunConfig) -> dict[str, Any]:
             isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims)
         sec["latent_dims"] = list(dims) if ok else [3]
     sec["latent_dims"] = sorted(set(sec["latent_dims"]))
-    if sec["pod_center"] is None:  # the same training data as the autoencoder (design.md)
+    if sec["pod_center"] is None:  # the same training data as the autoencoder
         target = cfg.sections.get("autoencoder", {}).get("target", "deviation")
         sec["pod_center"] = "none" if target == "raw" else "initial"
     sec["methods"] = list(dict.fromkeys(sec["methods"]))

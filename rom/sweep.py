@@ -1,7 +1,7 @@
 """Parameter sweeps for HPC batch jobs: ``mrom sweep CONFIG.toml``, serial or under MPI.
 
 A sweep runs, at every parameter of a list, the full-order model (``kind = "fom"``; one result
-file in the snapshot layout of design.md, readable by :func:`fom.snapshots.read_snapshots`) or
+file in the snapshot layout of docs/formats.md, readable by :func:`fom.snapshots.read_snapshots`) or
 the full-order model and the ROMs of the config's ``[rom]`` section with their relative errors
 against it (``kind = "rom"``; one result file in the :mod:`rom.results` layout, so
 ``mrom report`` reads it). A ROM sweep builds its trial manifolds as
