@@ -30,6 +30,7 @@ from numba import njit
 
 from .errors import InputError
 from .problem import Problem
+from .sampled import SampledOperator, check_sample_rows, local_positions
 from .tridiagonal import solve_tridiagonal
 
 # ------------------------------------------------------------------ numba kernels
@@ -118,22 +119,33 @@ def burgers_velocity(w, mu1, source, dx, f):
 
 
 @njit(cache=True)
-def burgers_rows(w, mu1, source, dx, rows, f, jvals):
-    """Velocity (3) and Jacobian entries on ``rows`` only, reading ``w[i-1..i+1]``.
+def burgers_sampled(w, mu1, source, dx, pl, pc, pr, dptr, f, data):
+    """Velocity (3) and Jacobian entries on sampled rows, reading a local state vector.
 
-    ``jvals[k] = (df_i/dw_{i-1}, df_i/dw_i, df_i/dw_{i+1})`` for ``i = rows[k]`` (entries
-    outside the grid are 0). Bitwise equal to the corresponding rows of the full kernels.
+    Row ``k`` is cell ``i``: ``w[pc[k]]`` is ``w_i``, ``w[pl[k]]`` and ``w[pr[k]]`` its
+    neighbours (``-1``: the inflow boundary value ``mu_1`` on the left, the zero-gradient
+    outflow ghost on the right). ``data[dptr[k]:]`` receives ``df_i/dw_{i-1}`` (if ``i > 0``),
+    ``df_i/dw_i``, ``df_i/dw_{i+1}`` (if ``i < N - 1``). Bitwise equal to the rows of
+    :func:`burgers_velocity_jacobian_at` (the same flux evaluations).
     """
     inv = 1.0 / dx
-    for k in range(rows.shape[0]):
-        i = rows[k]
-        ul = mu1 if i == 0 else w[i - 1]
-        fl, dll, dlr = godunov_flux(ul, w[i])
-        fr, drl, drr = right_face_flux(w, i)
-        f[k] = -(fr - fl) * inv + source[i]
-        jvals[k, 0] = dll * inv if i > 0 else 0.0
-        jvals[k, 1] = (dlr - drl) * inv
-        jvals[k, 2] = -drr * inv
+    for k in range(pc.shape[0]):
+        wc = w[pc[k]]
+        ul = mu1 if pl[k] < 0 else w[pl[k]]
+        fl, dll, dlr = godunov_flux(ul, wc)
+        if pr[k] >= 0:
+            fr, drl, drr = godunov_flux(wc, w[pr[k]])
+        else:  # outflow face: the ghost state equals w_i (see right_face_flux)
+            fr, drl, drr = godunov_flux(wc, wc)
+            drl, drr = drl + drr, 0.0
+        f[k] = -(fr - fl) * inv + source[k]
+        q = dptr[k]
+        if pl[k] >= 0:
+            data[q] = dll * inv
+            q += 1
+        data[q] = (dlr - drl) * inv
+        if pr[k] >= 0:
+            data[q + 1] = -drr * inv
 
 
 @njit(cache=True)
@@ -269,6 +281,7 @@ class Burgers1D(Problem):
         self.source_amplitude = float(source_amplitude)
         self.w_init = float(w_init)
         self.n_dofs = self.n_cells
+        self.grid_shape = (self.n_cells,)
         self.dx = self.length / self.n_cells
         self.x = (np.arange(self.n_cells) + 0.5) * self.dx
         self.grid = {"x": self.x}
@@ -333,25 +346,30 @@ class Burgers1D(Problem):
         nb = np.concatenate([rows - 1, rows, rows + 1])
         return np.unique(nb[(nb >= 0) & (nb < self.n_cells)])
 
-    def _rows(self, x, mu, rows):
-        mu = self.check_mu(mu)
+    def sample(self, rows: Any) -> SampledBurgers1D:
+        """Velocity (3) and its Jacobian on the cells ``rows`` from their stencil only."""
+        return SampledBurgers1D(self, rows)
+
+    def _rows(self, x: np.ndarray, mu: np.ndarray, rows: Any
+              ) -> tuple[SampledBurgers1D, tuple[np.ndarray, np.ndarray], np.ndarray]:
+        """The sampled operator of the distinct ``rows``, its velocity and Jacobian values at
+        ``x``, and where each requested row sits among its rows."""
         rows = self.check_rows(rows)
-        f = np.empty(rows.size)
-        jv = np.empty((rows.size, 3))
-        burgers_rows(np.ascontiguousarray(x, dtype=np.float64), mu[0], self.source(mu),
-                     self.dx, rows, f, jv)
-        return rows, f, jv
+        uniq, where = np.unique(rows, return_inverse=True)
+        op = self.sample(uniq)
+        f, data = op._evaluate(np.asarray(x, dtype=np.float64)[op.stencil], 0.0,
+                               self.check_mu(mu))
+        return op, (f, data), where
 
     def velocity_rows(self, x, t, mu, rows):
-        return self._rows(x, mu, rows)[1]
+        _, (f, _), where = self._rows(x, mu, rows)
+        return f[where]
 
     def jacobian_rows(self, x, t, mu, rows):
-        rows, _, jv = self._rows(x, mu, rows)
-        cols = rows[:, None] + np.array([-1, 0, 1])
-        keep = (cols >= 0) & (cols < self.n_cells)
-        r_idx = np.repeat(np.arange(rows.size), 3).reshape(-1, 3)
-        return sp.csr_matrix((jv[keep], (r_idx[keep], cols[keep])),
-                             shape=(rows.size, self.n_cells))
+        op, (_, data), where = self._rows(x, mu, rows)
+        local = sp.csr_matrix((data, op.stencil[op.indices], op.indptr),
+                              shape=(op.n_rows, self.n_cells))
+        return local[where]
 
     def compiled_integrator(self):
         """Whole-trajectory numba kernel for :func:`fom.solve` (:func:`burgers_integrate`)."""
@@ -366,3 +384,31 @@ class Burgers1D(Problem):
             return states, iters, res, int(failed)
 
         return integrate
+
+
+class SampledBurgers1D(SampledOperator):
+    """:class:`fom.sampled.SampledOperator` of :class:`Burgers1D` (kernel
+    :func:`burgers_sampled`): cell ``i`` reads cells ``i - 1, i, i + 1``."""
+
+    def __init__(self, problem: Burgers1D, rows: Any) -> None:
+        n = problem.n_cells
+        rows = check_sample_rows(rows, n, problem.name)
+        left = np.where(rows > 0, rows - 1, -1)
+        right = np.where(rows < n - 1, rows + 1, -1)
+        stencil = np.unique(np.concatenate([left[left >= 0], rows, right[right >= 0]]))
+        self.pl = local_positions(stencil, left)
+        self.pc = local_positions(stencil, rows)
+        self.pr = local_positions(stencil, right)
+        counts = 1 + (self.pl >= 0) + (self.pr >= 0)
+        indptr = np.concatenate([[0], np.cumsum(counts)])
+        cols = np.stack([self.pl, self.pc, self.pr], axis=1)
+        indices = cols[cols >= 0]     # row by row, ascending: pl < pc < pr
+        self._set_maps(rows, stencil, indptr, indices)
+        self.dptr = self.indptr[:-1].copy()
+        self.x_rows = problem.x[rows]
+        self.amplitude, self.dx = problem.source_amplitude, problem.dx
+
+    def velocity_jacobian_into(self, x_st, t, mu, f, data):
+        source = self.amplitude * np.exp(mu[1] * self.x_rows)
+        burgers_sampled(x_st, mu[0], source, self.dx, self.pl, self.pc, self.pr, self.dptr,
+                        f, data)

@@ -16,6 +16,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import InputError
+from .newton import NewtonOptions
+from .sampled import SampledOperator
 
 
 class Problem(ABC):
@@ -35,9 +37,17 @@ class Problem(ABC):
         State dimension ``N``.
     grid : dict of str to ndarray
         Coordinates of the degrees of freedom (written to ``/grid`` in snapshot files).
+    fields : tuple of str
+        Names of the state's fields, in state order (``("w",)``, ``("u", "v")``, ...).
+    grid_shape : tuple of int
+        Spatial shape of one field's unknowns: ``(n,)`` in 1D, ``(ny, nx)`` in 2D. The state
+        is the concatenation over fields of each field's unknowns in row-major order of
+        ``grid_shape`` (in 2D the x index varies fastest): entry ``c * ny * nx + j * nx + i``
+        is field ``c`` at column ``i``, row ``j``. ``n_dofs = len(fields) * prod(grid_shape)``.
     image_shape : tuple of int
-        Shape of the state as an image for the convolutional autoencoder (the restriction
-        operator of docs/method.md), e.g. ``(16, 16, 1)``; its product is ``n_dofs``.
+        Shape of the state as an image for the convolutional autoencoder (the paper's
+        restriction operator), e.g. ``(16, 16, 1)`` for 1D Burgers or ``(ny, nx, n_fields)``
+        for a 2D problem; its product is ``n_dofs``.
     dt, t_final : float
         Default time step and final time.
     """
@@ -46,6 +56,8 @@ class Problem(ABC):
     param_names: tuple[str, ...] = ()
     param_bounds: np.ndarray
     n_dofs: int
+    fields: tuple[str, ...] = ("w",)
+    grid_shape: tuple[int, ...]
     grid: dict[str, np.ndarray]
     image_shape: tuple[int, ...]
     dt: float
@@ -98,6 +110,14 @@ class Problem(ABC):
             raise InputError(f"{what} contains NaN or Inf values")
         return arr
 
+    @property
+    def n_fields(self) -> int:
+        return len(self.fields)
+
+    def newton_defaults(self) -> NewtonOptions:
+        """The Newton tolerances :func:`fom.solve` uses for this problem when none are given."""
+        return NewtonOptions()
+
     # ---------------------------------------------------------------- model
     @abstractmethod
     def config(self) -> dict[str, Any]:
@@ -148,6 +168,11 @@ class Problem(ABC):
     def jacobian_rows(self, x: np.ndarray, t: float, mu: np.ndarray,
                       rows: np.ndarray) -> sp.csr_matrix:
         """Rows ``rows`` of ``df/dx`` as CSR of shape (len(rows), N), reading only the stencil."""
+
+    def sample(self, rows: Any) -> SampledOperator:
+        """The velocity and its Jacobian on the sample rows ``rows``, evaluated from the state
+        on their stencil only (:class:`fom.sampled.SampledOperator`; hyper-reduction)."""
+        raise InputError(f"problem {self.name} has no sampled (hyper-reduced) evaluation")
 
     def check_rows(self, rows: Any) -> np.ndarray:
         """Validate a set of row indices (integers in ``[0, N)``) and return it as int64."""

@@ -11,6 +11,7 @@ import numpy as np
 from .errors import ConvergenceError, InputError
 from .newton import NewtonOptions, newton_solve
 from .problem import Problem
+from .sparse_newton import ResidualCallback, integrate_sparse
 from .steppers import get_scheme, history_term, scheme_at_step, time_jacobian, time_residual
 
 
@@ -32,6 +33,8 @@ class FOMResult:
         Wall time of the integration.
     solver : dict
         Scheme, time step and tolerances (written to snapshot files).
+    stats : dict
+        Solver work counters (the sparse solver: ``factorizations``, ``solves``).
     """
 
     mu: np.ndarray
@@ -41,6 +44,7 @@ class FOMResult:
     residuals: np.ndarray
     wall_s: float
     solver: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
 
 
 def time_grid(dt: float, t_final: float) -> tuple[float, int]:
@@ -61,7 +65,7 @@ def time_grid(dt: float, t_final: float) -> tuple[float, int]:
 
 def solve(problem: Problem, mu: Any, *, dt: float | None = None, t_final: float | None = None,
           scheme: str = "backward_euler", options: NewtonOptions | None = None,
-          method: str = "auto") -> FOMResult:
+          method: str = "auto", callback: ResidualCallback | None = None) -> FOMResult:
     """Integrate ``dx/dt = f(x, t; mu)`` from ``x0(mu)`` by an implicit scheme with Newton.
 
     Parameters
@@ -73,10 +77,16 @@ def solve(problem: Problem, mu: Any, *, dt: float | None = None, t_final: float 
     scheme : {"backward_euler", "bdf2"}
         Time discretization, equation (1) of :mod:`fom.steppers`.
     options : NewtonOptions, optional
-    method : {"auto", "compiled", "generic"}
-        ``"compiled"`` uses the problem's whole-trajectory numba kernel, ``"generic"`` the
-        Python Newton loop over :func:`fom.steppers.time_residual` with sparse solves (the same
-        residual for any problem); ``"auto"`` picks the compiled kernel if the problem has one.
+        Default: the problem's :meth:`~fom.Problem.newton_defaults`.
+    method : {"auto", "compiled", "sparse", "generic"}
+        ``"compiled"`` uses the problem's whole-trajectory numba kernel; ``"sparse"`` the
+        modified Newton method with reused SuperLU factors over the problem's fused kernel
+        (:mod:`fom.sparse_newton`); ``"generic"`` the Python Newton loop over
+        :func:`fom.steppers.time_residual` with a sparse solve per iteration (the same residual
+        for any problem). ``"auto"`` picks the first of these the problem supports.
+    callback : callable, optional
+        ``callback(step, iteration, r)`` with every Newton iterate's residual (``"sparse"``
+        only; iteration 0 is the initial guess). ``r`` is reused: copy it to keep it.
 
     Raises
     ------
@@ -89,19 +99,32 @@ def solve(problem: Problem, mu: Any, *, dt: float | None = None, t_final: float 
     dt, n_steps = time_grid(problem.dt if dt is None else dt,
                             problem.t_final if t_final is None else t_final)
     sch = get_scheme(scheme)
-    opts = options or NewtonOptions()
-    if method not in ("auto", "compiled", "generic"):
-        raise InputError(f"unknown solve method {method!r}; choose auto, compiled or generic")
-    integrator = problem.compiled_integrator() if method != "generic" else None
+    opts = options or problem.newton_defaults()
+    if method not in ("auto", "compiled", "sparse", "generic"):
+        raise InputError(f"unknown solve method {method!r}; choose auto, compiled, sparse or "
+                         f"generic")
+    if callback is not None:
+        if method == "auto":
+            method = "sparse"
+        if method != "sparse":
+            raise InputError("Newton residuals can only be recorded by the sparse solver")
+    integrator = problem.compiled_integrator() if method in ("auto", "compiled") else None
     if method == "compiled" and integrator is None:
         raise InputError(f"problem {problem.name} has no compiled integrator")
+    if method == "auto" and integrator is None:
+        method = "sparse" if problem.jacobian_structure() is not None else "generic"
     t = dt * np.arange(n_steps + 1)
     solver_info = {"scheme": sch.name, "dt": dt, "t_final": float(t[-1]), "n_steps": n_steps,
                    "newton": opts.to_dict()}
+    extra: dict[str, Any] = {}
     start = _time.perf_counter()
     if integrator is not None:
         states, iters, res, failed = integrator(mu, dt, n_steps, sch.name, opts.atol, opts.rtol,
                                                 opts.stol, opts.max_iter)
+    elif method == "sparse":
+        states, iters, res, failed, stats = integrate_sparse(problem, mu, sch, dt, n_steps, opts,
+                                                             callback=callback)
+        extra = {"factorizations": stats.factorizations, "solves": stats.solves}
     else:
         states, iters, res, failed = _integrate_generic(problem, mu, sch, dt, n_steps, opts)
     wall = _time.perf_counter() - start
@@ -112,7 +135,7 @@ def solve(problem: Problem, mu: Any, *, dt: float | None = None, t_final: float 
             f"Newton did not converge at step {failed} (t = {t[failed]:.6g}) for mu = "
             f"{mu.tolist()}: residual {res[failed]:.3e} after {iters[failed]} iterations",
             step=failed, time=float(t[failed]), residual=float(res[failed]), partial=partial)
-    return FOMResult(mu, t, states, iters, res, wall, solver_info)
+    return FOMResult(mu, t, states, iters, res, wall, solver_info, extra)
 
 
 def _integrate_generic(problem: Problem, mu: np.ndarray, sch, dt: float, n_steps: int,

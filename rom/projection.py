@@ -46,6 +46,7 @@ import scipy.sparse as sp
 
 from fom.errors import ConvergenceError, InputError
 from fom.problem import Problem
+from fom.sampled import SampledOperator
 from fom.solve import time_grid
 from fom.steppers import Scheme, get_scheme, history_term, scheme_at_step
 
@@ -146,8 +147,9 @@ class ROMResult:
     t : ndarray, shape (n_t,)
     latent : ndarray, shape (n_t, p)
         Latent states ``z^n``; ``latent[0] = z0``.
-    states : ndarray, shape (n_t, N)
-        Decoded states ``x_ref + g(z^n)``; ``states[0] = x0(mu)`` to round-off.
+    states : ndarray, shape (n_t, N), or None
+        Decoded states ``x_ref + g(z^n)``; ``states[0] = x0(mu)`` to round-off. None for a
+        hyper-reduced run without reconstruction.
     iterations : ndarray of int, shape (n_t,)
         Gauss–Newton (LSPG) or Newton (Galerkin) iterations per step (0 at ``t[0]``).
     residuals : ndarray, shape (n_t,)
@@ -172,7 +174,7 @@ class ROMResult:
     mu: np.ndarray
     t: np.ndarray
     latent: np.ndarray
-    states: np.ndarray
+    states: np.ndarray | None
     iterations: np.ndarray
     residuals: np.ndarray
     backtracks: np.ndarray
@@ -194,7 +196,8 @@ class ROMResult:
     def truncated(self, n_t: int) -> ROMResult:
         """The first ``n_t`` time points (what a failed run keeps)."""
         return ROMResult(self.mu, self.t[:n_t].copy(), self.latent[:n_t].copy(),
-                         self.states[:n_t].copy(), self.iterations[:n_t].copy(),
+                         None if self.states is None else self.states[:n_t].copy(),
+                         self.iterations[:n_t].copy(),
                          self.residuals[:n_t].copy(), self.backtracks[:n_t].copy(), self.wall_s,
                          self.method, self.p, self.manifold, self.scheme, self.dt, self.x_ref,
                          self.decoder_calls, self.options)
@@ -204,21 +207,34 @@ class ROMResult:
 
 
 class _Velocity:
-    """``f(x)`` and products ``shift * B0 + scale * (df/dx) B`` at the last evaluated state.
+    """``f`` and products ``shift * B0 + scale * (df/dx) B`` at the last evaluated state.
 
-    Uses the problem's fused kernel when it declares a Jacobian structure
-    (:meth:`fom.Problem.jacobian_structure`: velocity and CSR values in one call into reused
-    buffers, e.g. :class:`fom.Burgers1D`), else ``problem.velocity`` and the CSR
-    ``problem.jacobian``. Either way a numba CSR x dense product applies ``df/dx``; both give
-    the numbers of :func:`fom.steppers.time_residual` / :func:`fom.steppers.time_jacobian`
-    (tested).
+    Three sources of ``f`` and ``df/dx``, all giving the numbers of
+    :func:`fom.steppers.time_residual` / :func:`fom.steppers.time_jacobian` (tested):
+
+    - a sampled operator (:class:`fom.sampled.SampledOperator`, hyper-reduction): ``f`` and
+      ``df/dx`` on the sample rows, from the state on their stencil only;
+    - the problem's fused kernel when it declares a Jacobian structure
+      (:meth:`fom.Problem.jacobian_structure`: velocity and CSR values in one call into reused
+      buffers, e.g. :class:`fom.Burgers1D`);
+    - else ``problem.velocity`` and the CSR ``problem.jacobian``.
+
+    A numba CSR x dense product applies ``df/dx``.
     """
 
-    def __init__(self, problem: Problem, mu: np.ndarray, jacobian: str = "auto") -> None:
+    def __init__(self, problem: Problem, mu: np.ndarray, jacobian: str = "auto",
+                 sample: SampledOperator | None = None) -> None:
         if jacobian not in ("auto", "csr", "fused"):
             raise InputError(f"jacobian must be auto, csr or fused, got {jacobian!r}")
         self.problem = problem
         self.mu = mu
+        self.sample = sample
+        if sample is not None:
+            self.fused = True
+            self.indptr, self.indices = sample.indptr, sample.indices
+            self.f = np.empty(sample.n_rows)
+            self.data = np.empty(sample.nnz)
+            return
         structure = problem.jacobian_structure() if jacobian != "csr" else None
         if jacobian == "fused" and structure is None:
             raise InputError(f"problem {problem.name} has no fused velocity/Jacobian kernel")
@@ -229,8 +245,11 @@ class _Velocity:
             self.data = np.empty(self.indices.shape[0])
 
     def evaluate(self, x: np.ndarray, t: float) -> np.ndarray:
-        """Evaluate ``f`` and ``df/dx`` at ``x``; returns ``f`` (a reused buffer)."""
-        if self.fused:
+        """Evaluate ``f`` and ``df/dx`` at ``x`` (for a sample: ``x`` on its stencil); returns
+        ``f`` (a reused buffer; for a sample, on its rows)."""
+        if self.sample is not None:
+            self.sample.velocity_jacobian_into(x, t, self.mu, self.f, self.data)
+        elif self.fused:
             self.problem.velocity_jacobian_into(x, t, self.mu, self.f, self.data)
         else:
             self.f[:] = self.problem.velocity(x, t, self.mu)
@@ -270,7 +289,8 @@ def _describe(manifold: Any) -> dict[str, Any]:
 def solve_rom(problem: Problem, manifold: Any, mu: Any, method: str = "lspg", *,
               scheme: str | Scheme = "backward_euler", dt: float | None = None,
               t_final: float | None = None, options: ROMOptions | None = None,
-              jacobian: str = "auto") -> ROMResult:
+              jacobian: str = "auto", sample_mesh: Any = None,
+              reconstruct: bool = True) -> ROMResult:
     """Integrate a projection ROM from ``x0(mu)``: manifold LSPG (2) or Galerkin (3).
 
     Parameters
@@ -286,6 +306,17 @@ def solve_rom(problem: Problem, manifold: Any, mu: Any, method: str = "lspg", *,
     options : ROMOptions, optional
     jacobian : {"auto", "csr", "fused"}
         How ``df/dx`` is applied (see :class:`_Velocity`); all give the same result.
+    sample_mesh : SampleMesh, optional
+        Hyper-reduction (LSPG only): minimize the residual (1) on the sample mesh's rows
+        only (collocation, or gappy LSPG), ``z^n = argmin_y ||P r^n(x_ref + g(y))||`` with
+        ``P`` the selection of the rows; with a residual basis ``Phi_r`` on the mesh (GNAT,
+        ``sample_mesh.weights``) the norm is ``||(P Phi_r)^+ P r^n||``. The residual and its
+        Jacobian come from the problem's sampled operator and the decoder's rows on the
+        stencil (:meth:`fom.Problem.sample`, ``manifold.decode_rows``): nothing of size N is
+        read, written or allocated in the time loop.
+    reconstruct : bool
+        Hyper-reduction only: decode the full states after the time loop (for errors and
+        figures); without it ``states`` is None.
 
     Returns
     -------
@@ -300,6 +331,8 @@ def solve_rom(problem: Problem, manifold: Any, mu: Any, method: str = "lspg", *,
         ``err.partial`` is the :class:`ROMResult` of the steps computed before it.
     """
     _check_inputs(problem, manifold, method)
+    if sample_mesh is not None and method != "lspg":
+        raise InputError("hyper-reduction (a sample mesh) is implemented for LSPG only")
     mu = problem.check_mu(mu)
     dt, n_steps = time_grid(problem.dt if dt is None else dt,
                             problem.t_final if t_final is None else t_final)
@@ -308,63 +341,110 @@ def solve_rom(problem: Problem, manifold: Any, mu: Any, method: str = "lspg", *,
     n, p = problem.n_dofs, int(manifold.p)
     t = dt * np.arange(n_steps + 1)
 
+    # offline: the initial condition (full size), then the sample mesh's part of it
     x0 = problem.initial_state(mu)
     x_ref, z0 = manifold.initial_condition(x0)
     x_ref = np.ascontiguousarray(x_ref, dtype=np.float64)
     z0 = np.array(z0, dtype=np.float64).reshape(p)
+    hyper = sample_mesh is not None
     latent = np.zeros((n_steps + 1, p))
-    states = np.zeros((n_steps + 1, n))
+    states = np.zeros((n_steps + 1, n)) if not hyper or reconstruct else None
     iters = np.zeros(n_steps + 1, dtype=np.int64)
     resid = np.zeros(n_steps + 1)
     backs = np.zeros(n_steps + 1, dtype=np.int64)
-    result = ROMResult(mu, t, latent, states, iters, resid, backs, 0.0, method, p,
-                       _describe(manifold), sch.name, dt, x_ref, 0, opts.to_dict())
+    info = _describe(manifold)
+    if hyper:
+        info = {**info, **sample_mesh.describe()}
+    result = ROMResult(mu, t, latent, states, iters, resid, backs, 0.0, method, p, info,
+                       sch.name, dt, x_ref, 0, opts.to_dict())
+    if hyper:
+        sample = problem.sample(sample_mesh.rows)
+        decoder = _RowDecoder(manifold, sample.stencil)
+        x_loop = np.ascontiguousarray(x_ref[sample.stencil])
+        track = np.zeros((n_steps + 1, sample.n_rows))  # the states on the sampled rows
+        weights = getattr(sample_mesh, "weights", None)
+    else:
+        sample, decoder, x_loop, track, weights = None, manifold, x_ref, states, None
 
-    g, jac = manifold.decode_with_jacobian(z0)
+    g, jac = decoder.decode_with_jacobian(z0)
     result.decoder_calls = 1
     latent[0] = z0
-    K.axpy_state_into(x_ref, np.asarray(g, dtype=np.float64), states[0])
+    if hyper:
+        if states is not None:
+            states[0] = x_ref + np.asarray(manifold.decode(z0), dtype=np.float64)
+        track[0] = x_loop[sample.row_pos] + np.asarray(g)[sample.row_pos]
+    else:
+        K.axpy_state_into(x_ref, np.asarray(g, dtype=np.float64), states[0])
 
     step_solver = _LSPGStep if method == "lspg" else _GalerkinStep
-    solver = step_solver(problem, manifold, mu, x_ref, opts, jacobian)
+    solver = step_solver(problem, decoder, mu, x_loop, opts, jacobian, sample, weights)
     solver.set_point(z0, g, jac)
     start = _time.perf_counter()
     for k in range(1, n_steps + 1):
         s = scheme_at_step(sch, k)
-        hist_src = states if method == "lspg" else latent
+        hist_src = track if method == "lspg" else latent
         hist = history_term(s, [hist_src[k - j] for j in range(1, s.n_history + 1)])
         ok, reason = solver.solve_step(s, hist, float(t[k]), dt)
         iters[k], resid[k], backs[k] = solver.iterations, solver.rnorm, solver.backtracks
         result.decoder_calls += solver.calls
         if not ok:
             result.wall_s = _time.perf_counter() - start
-            partial = result.truncated(k)
-            label = f"{_describe(manifold).get('kind', '?')}-{method}, p = {p}"
+            partial = _finish(result.truncated(k), manifold, hyper)
+            label = f"{info.get('kind', '?')}-{method}, p = {p}"
             raise ConvergenceError(
                 f"ROM ({label}) did not converge at step {k} (t = {t[k]:.6g}) for mu = "
                 f"{mu.tolist()}: residual {solver.rnorm:.3e} after {solver.iterations} "
                 f"iterations ({reason}); steps 0..{k - 1} are kept in err.partial",
                 step=k, time=float(t[k]), residual=float(solver.rnorm), partial=partial)
         latent[k] = solver.z
-        states[k] = solver.x
+        track[k] = solver.x_rows if hyper else solver.x
     result.wall_s = _time.perf_counter() - start
+    return _finish(result, manifold, hyper)
+
+
+def _finish(result: ROMResult, manifold: Any, hyper: bool) -> ROMResult:
+    """After a hyper-reduced run: the full states ``x_ref + g(z^n)`` (if asked for)."""
+    if hyper and result.states is not None:
+        for k in range(1, result.latent.shape[0]):
+            result.states[k] = result.x_ref + np.asarray(manifold.decode(result.latent[k]),
+                                                         dtype=np.float64)
     return result
+
+
+class _RowDecoder:
+    """The trial manifold on the rows ``stencil`` only: ``decode_with_jacobian(z)`` returns
+    ``g(z)[stencil]`` and ``J(z)[stencil]`` (``manifold.decode_rows``)."""
+
+    def __init__(self, manifold: Any, stencil: np.ndarray) -> None:
+        self.manifold, self.stencil = manifold, stencil
+        self.p = int(manifold.p)
+        self.affine = bool(getattr(manifold, "affine", False))
+
+    def decode_with_jacobian(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.manifold.decode_rows(z, self.stencil)
 
 
 class _StepBase:
     """Shared state of the step solvers: the current point and its decoder evaluation."""
 
     def __init__(self, problem: Problem, manifold: Any, mu: np.ndarray, x_ref: np.ndarray,
-                 opts: ROMOptions, jacobian: str) -> None:
+                 opts: ROMOptions, jacobian: str, sample: SampledOperator | None = None,
+                 weights: np.ndarray | None = None) -> None:
         self.manifold = manifold
         #: the decoder is curved (its Jacobian varies); False for the affine POD manifold
         self.curved = not bool(getattr(manifold, "affine", False))
         self.opts = opts
-        self.x_ref = x_ref
-        self.vel = _Velocity(problem, mu, jacobian)
-        n, p = problem.n_dofs, int(manifold.p)
+        self.x_ref = x_ref  # on the sample mesh's stencil when hyper-reduced
+        self.vel = _Velocity(problem, mu, jacobian, sample)
+        n, p = x_ref.shape[0], int(manifold.p)
         self.n, self.p = n, p
         self.x = np.empty(n)
+        #: where the residual rows sit in ``x`` (None: every row, ``x`` itself)
+        self.row_pos = None if sample is None else sample.row_pos
+        self.n_rows = n if sample is None else sample.n_rows
+        if self.row_pos is not None:
+            self.x_rows, self.jac_rows = np.empty(self.n_rows), np.empty((self.n_rows, p))
+        self.weights = weights
         self.iterations = 0
         self.backtracks = 0
         self.calls = 0
@@ -374,6 +454,11 @@ class _StepBase:
         self.z = np.array(z, dtype=np.float64)
         self.jac = np.ascontiguousarray(jac, dtype=np.float64)
         K.axpy_state_into(self.x_ref, np.asarray(g, dtype=np.float64), self.x)
+        if self.row_pos is None:
+            self.x_rows, self.jac_rows = self.x, self.jac
+        else:
+            np.take(self.x, self.row_pos, out=self.x_rows)
+            np.take(self.jac, self.row_pos, axis=0, out=self.jac_rows)
 
     def decode_at(self, z: np.ndarray) -> None:
         g, jac = self.manifold.decode_with_jacobian(z)
@@ -435,20 +520,33 @@ class _LSPGStep(_StepBase):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        n, p = self.n, self.p
-        self.r = np.empty((n, 1))
-        self.a = np.empty((n, p))
-        self.wa, self.wb = np.empty((n, p)), np.empty((n, 1))
+        m, p = self.n_rows, self.p
+        self.r_rows = np.empty((m, 1))
+        self.a_rows = np.empty((m, p))
+        if self.weights is not None:  # GNAT: the residual's coordinates in its basis
+            self.weights = np.ascontiguousarray(self.weights, dtype=np.float64)
+            m = self.weights.shape[0]
+            self.r, self.a = np.empty((m, 1)), np.empty((m, p))
+            self.weight_norm = float(np.linalg.norm(self.weights, 2))
+        else:
+            self.r, self.a = self.r_rows, self.a_rows
+        self.wa, self.wb = np.empty((m, p)), np.empty((m, 1))
         self.d = np.empty((p, 1))
-        self.ad = np.empty(n)
+        self.ad = np.empty(m)
         self.gram = np.empty((p, p))
 
     def evaluate(self) -> float:
-        """Residual (1) and the Gauss–Newton Jacobian ``A`` at the current point."""
+        """Residual (1) and the Gauss–Newton Jacobian ``A`` at the current point (on the
+        sample rows when hyper-reduced; in the residual basis for GNAT)."""
         f = self.vel.evaluate(self.x, self.t)
-        rn, self.scale = K.residual_into(self.x, self.hist, f, self.alpha0, self.bdt,
-                                         self.r[:, 0])
-        self.vel.times(self.jac, -self.bdt, self.alpha0, self.jac, self.a)
+        rn, self.scale = K.residual_into(self.x_rows, self.hist, f, self.alpha0, self.bdt,
+                                         self.r_rows[:, 0])
+        self.vel.times(self.jac, -self.bdt, self.alpha0, self.jac_rows, self.a_rows)
+        if self.weights is not None:
+            np.dot(self.weights, self.r_rows, out=self.r)
+            np.dot(self.weights, self.a_rows, out=self.a)
+            self.scale *= self.weight_norm
+            rn = float(np.linalg.norm(self.r))
         return rn
 
     def begin_step(self) -> None:
@@ -531,6 +629,8 @@ class _GalerkinStep(_StepBase):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         n, p = self.n, self.p
+        if self.row_pos is not None:
+            raise InputError("hyper-reduced Galerkin is not implemented")
         self.b = np.empty((n, p + 1))  # [f, (df/dx) J]
         self.wa, self.wb = np.empty((n, p)), np.empty((n, p + 1))
         self.sol = np.empty((p, p + 1))  # J^+ [f, (df/dx) J]
