@@ -277,3 +277,19 @@ def test_one_warning_line_outside_the_training_box(tmp_path, capsys):
                      f"extrapolate there"]
     roms_from_config(full, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_rom_sweep_warns_once_outside_the_training_box(tmp_path):
+    from rom.sweep import sweep_plan
+
+    half = _variant(tmp_path / "half", "train = [[4.25, 0.015], [5.5, 0.03], [4.8, 0.022]]",
+                    "train = [[4.25, 0.015], [4.8, 0.022], [4.4, 0.02]]")
+    sweep = '[sweep]\nkind = "rom"\nparams = [[4.3, 0.021], [5.0, 0.02], [5.2, 0.025]]\n'
+    half.write_text(half.read_text() + sweep)
+    assert sweep_plan(half).warning == (
+        f"warning: the ROMs run at 2 of 3 parameters (first: mu1 = 5, mu2 = 0.02) lie outside "
+        f"the box of the training parameters [4.25, 4.8] x [0.015, 0.022] of "
+        f"{tmp_path / 'half' / 'out' / 'train.h5'}: they extrapolate there")
+    inside = half.read_text().replace("[5.0, 0.02], [5.2, 0.025]", "[4.5, 0.02]")
+    half.write_text(inside)
+    assert sweep_plan(half).warning == ""
