@@ -36,7 +36,9 @@ def _fmt(v: float) -> str:
     if not math.isfinite(v):
         return "—"
     pct = 100.0 * v
-    return f"{pct:.3g} %" if pct >= 1e-3 else f"{pct:.2e} %"
+    if pct < 1e-3:
+        return f"{pct:.2e} %"
+    return f"{pct:#.3g}".removesuffix(".") + " %"  # 2.70 %, 14.1 %, 0.709 %, 100 %
 
 
 def _wall(v: float) -> str:

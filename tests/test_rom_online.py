@@ -226,13 +226,15 @@ def test_error_line_starts_on_its_own_line_after_a_progress_bar(config, monkeypa
 
 
 def test_table_and_figure_in_percent_with_a_sensible_axis_for_one_p(config, tmp_path):
-    from rom.report import errors_figure
+    from rom.report import _fmt, errors_figure
 
     cfg = write_config(tmp_path, 'methods = ["pod-lspg", "pod-galerkin"]\nlatent_dims = [2]',
                        "one_p.toml")
     rs = read_results(roms_from_config(cfg, progress=False))
     err = rs.runs["pod-lspg-p2"].relative_error[0]
-    assert f"| {100 * err:.3g} % |" in error_table(rs)
+    assert f"| {100 * err:#.3g} % |" in error_table(rs)
+    assert [_fmt(v) for v in (0.027, 0.141, 0.00709, 1.0, 1e-7, float("nan"))] == [
+        "2.70 %", "14.1 %", "0.709 %", "100 %", "1.00e-05 %", "—"]
     fig = errors_figure(rs)
     ax = fig.axes[0]
     assert ax.get_xlim() == (1.0, 3.0) and list(ax.get_xticks()) == [2]
