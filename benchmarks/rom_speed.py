@@ -1,6 +1,6 @@
 """Deep LSPG online speed: the decoder on numba kernels against TensorFlow's autodiff.
 
-One Deep LSPG run of 1D Burgers (design.md, problem 1) with the same driver
+One Deep LSPG run of 1D Burgers (docs/problems.md, problem 1) with the same driver
 (:func:`rom.solve_rom`), the same model and the same options, twice:
 
 * numba: the trained manifold's exported kernels (``decode_with_jacobian`` in one

@@ -1,6 +1,6 @@
 """Full-order models: PDE problems, implicit time steppers, Newton, snapshot generation.
 
-Knows nothing of reduced-order models (design.md, "Packages and their boundaries").
+Knows nothing of reduced-order models (docs/architecture.md).
 """
 
 from .burgers1d import Burgers1D

@@ -1,4 +1,4 @@
-"""The full-order-model interface that the time steppers and the ROMs rely on (design.md).
+"""The full-order-model interface that the time steppers and the ROMs rely on (docs/CONTRACTS.md).
 
 A problem is a semi-discrete parameterized system ``dx/dt = f(x, t; mu)``, ``x(0) = x0(mu)``,
 ``x`` in ``R^N``. It exposes the velocity ``f`` and its analytic Jacobian ``df/dx`` (scipy CSR),

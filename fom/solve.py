@@ -73,7 +73,7 @@ def solve(problem: Problem, mu: Any, *, dt: float | None = None, t_final: float 
     problem : Problem
     mu : array_like, shape (n_params,)
     dt, t_final : float, optional
-        Default to the problem's (design.md's) values.
+        Default to the problem's values.
     scheme : {"backward_euler", "bdf2"}
         Time discretization, equation (1) of :mod:`fom.steppers`.
     options : NewtonOptions, optional

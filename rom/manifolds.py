@@ -15,7 +15,7 @@ Both answer the same questions (Lee & Carlberg 2020, section 3.1, "kinematics"):
 
 :class:`AffineManifold` is POD: ``g(z) = Phi z`` with ``Phi`` the leading left singular vectors
 of the training snapshots (by default their deviations ``x^n(mu) - x0(mu)`` from the initial
-state, the data the autoencoder sees; design.md), ``x_ref = x0``, ``z0 = 0``.
+state, the data the autoencoder sees; docs/method.md), ``x_ref = x0``, ``z0 = 0``.
 :class:`DecoderManifold` wraps the trained decoder's numba kernels
 (:func:`autoencoder.manifold.load_trained_manifold`); it never imports TensorFlow.
 """
@@ -122,7 +122,7 @@ class AffineManifold:
         All singular values of the training data (kept for the energy criterion).
     center : {"initial", "none"}
         How the training data were centered: ``"initial"`` (deviations from ``x0(mu)``, the
-        default of design.md; then ``x_ref = x0``, ``z0 = 0``) or ``"none"`` (raw states;
+        default, docs/method.md; then ``x_ref = x0``, ``z0 = 0``) or ``"none"`` (raw states;
         then ``z0 = Phi^T x0`` and ``x_ref = x0 - Phi z0``, Remark 3.1).
     """
 

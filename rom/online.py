@@ -16,7 +16,7 @@ Config section ``[rom]`` (all keys optional)::
     secant = true              # superlinear corrections of Gauss-Newton / Galerkin Newton
     line_search = true
     store_states = true        # decoded ROM states and the FOM reference in the results file
-    pod_center = "initial"     # POD of the deviations x^n - x0 (design.md) or "none";
+    pod_center = "initial"     # POD of the deviations x^n - x0 (docs/method.md) or "none";
                                # default: "none" if [autoencoder] target = "raw"
     projection = "encoder"     # decoder projection error: decode(encode(x)) or "lsq" fit
     on_failure = "record"      # a non-converging ROM is recorded (NaN error) or "raise"
@@ -32,15 +32,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fom.atomic import check_writable_dir
 from fom.config import Field, RunConfig, at_least, list_of, load_config, non_negative, one_of
 from fom.errors import ConvergenceError, InputError
-from fom.snapshots import SnapshotSet, file_checksum, read_snapshots, snapshot_paths
+from fom.snapshots import (
+    SNAPSHOTS_SCHEMA,
+    SnapshotSet,
+    check_mu_list,
+    file_checksum,
+    read_parameters,
+    read_snapshots,
+    snapshot_paths,
+)
 
 from .manifolds import AffineManifold, DecoderManifold
 from .metrics import projection_error, relative_error
@@ -90,7 +100,7 @@ def rom_settings(cfg: RunConfig) -> dict[str, Any]:
             isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims)
         sec["latent_dims"] = list(dims) if ok else [3]
     sec["latent_dims"] = sorted(set(sec["latent_dims"]))
-    if sec["pod_center"] is None:  # the same training data as the autoencoder (design.md)
+    if sec["pod_center"] is None:  # the same training data as the autoencoder
         target = cfg.sections.get("autoencoder", {}).get("target", "deviation")
         sec["pod_center"] = "none" if target == "raw" else "initial"
     sec["methods"] = list(dict.fromkeys(sec["methods"]))
@@ -197,6 +207,33 @@ def run_rom(problem: Any, manifold: Any, mu: np.ndarray, projection: str,
     return res, relative_error(reference, res.states), ""
 
 
+def training_box_warning(mus: np.ndarray, train_path: Path, names: tuple[str, ...]) -> str:
+    """One warning line if some of ``mus`` lie outside the box of the training parameters.
+
+    The box is the per-parameter range of the ``/mu`` of the training snapshot file
+    ``train_path`` (the data the POD basis and the autoencoder were built from); outside it
+    a ROM extrapolates. Empty if all lie inside or the file does not exist.
+    """
+    if not train_path.is_file():
+        return ""
+    try:
+        train_mu = read_parameters(train_path)
+    except InputError:
+        return ""
+    lo, hi = train_mu.min(axis=0), train_mu.max(axis=0)
+    if train_mu.shape[1] != mus.shape[1]:
+        return ""
+    outside = [m for m in mus if np.any(m < lo) or np.any(m > hi)]
+    if not outside:
+        return ""
+    box = " x ".join(f"[{a:g}, {b:g}]" for a, b in zip(lo, hi, strict=True))
+    first = ", ".join(f"{n} = {v:g}" for n, v in zip(names, outside[0], strict=True))
+    which = (f"parameter ({first}) lies" if len(mus) == 1 else
+             f"{len(outside)} of {len(mus)} parameters (first: {first}) lie")
+    return (f"warning: the ROMs run at {which} outside the box of the training parameters "
+            f"{box} of {train_path}: they extrapolate there")
+
+
 def _load_test(path: Path, cfg: RunConfig, kind: str) -> SnapshotSet:
     if not path.exists():
         raise InputError(f"{kind} snapshot file {path} does not exist (run 'mrom snapshots "
@@ -240,6 +277,13 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
     paths = snapshot_paths(cfg)
     test = _load_test(paths["test"], cfg, "test")
     problem = test.problem()
+    check_bounds = cfg.section("snapshots", SNAPSHOTS_SCHEMA)["check_bounds"]
+    try:
+        check_mu_list(problem, test.mu, check_bounds=check_bounds,
+                      override=f"set check_bounds = false in {cfg.where('snapshots')} to "
+                               f"allow it")
+    except InputError as exc:
+        raise InputError(f"{paths['test']}: {exc}") from None
     dt = float(test.solver.get("dt", test.t[1] - test.t[0] if test.t.size > 1 else 0.0))
     scheme = str(test.solver.get("scheme", "backward_euler"))
     methods, dims = sec["methods"], sec["latent_dims"]
@@ -250,6 +294,7 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
     train = _load_test(paths["train"], cfg, "training") if pod else None
 
     out = Path(results_path) if results_path is not None else cfg.output_dir / RESULTS_NAME
+    check_writable_dir(out)  # before the runs, not after them
     fingerprint = json.dumps({
         "rom": sec, "test": test.checksum(), "train": train.checksum() if train else None,
         "models": {str(p): dir_digest(model_dir(cfg, p)) for p in dims} if deep else None,
@@ -261,6 +306,8 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
         except InputError:
             pass
 
+    if warning := training_box_warning(test.mu, paths["train"], test.param_names):
+        print(warning, file=sys.stderr, flush=True)
     load = load_decoder or load_model
     pod_all = None
     if pod:

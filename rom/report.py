@@ -1,14 +1,15 @@
 """Tables and figures from a ROM results file (``mrom report RESULTS``).
 
-Prints a markdown table (method, p, test parameter, relative state error, projection error of
-the trial manifold, mean Gauss–Newton/Newton iterations per step, online wall time, status)
-and saves, with the Agg backend,
+Prints a markdown table (method, p, test parameter, relative state error and projection error
+of the trial manifold in percent, mean Gauss–Newton/Newton iterations per step, online wall
+time, status) and saves, with the Agg backend,
 
 - ``states.png``: the state at several times, FOM against Deep LSPG and POD-LSPG (the paper's
   figure for 1D Burgers), one panel per test parameter, at the smallest p run by both (else
   the largest p of the one that was run);
-- ``errors_vs_p.png``: relative state error against p on log axes, one line per method, with
-  the projection errors of the POD and decoder manifolds dashed;
+- ``errors_vs_p.png``: relative state error in percent against p on log axes, one line per
+  method, with the projection errors of the POD and decoder manifolds dotted (with a single
+  p, one point per method in the middle of the axis);
 - ``report.md``: the table.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +32,13 @@ _LABEL = {"deep-lspg": "Deep LSPG", "deep-galerkin": "Deep Galerkin", "pod-lspg"
 
 
 def _fmt(v: float) -> str:
-    return "—" if not math.isfinite(v) else f"{v:.3e}"
+    """A relative error in percent with three significant digits (``1.35 %``)."""
+    if not math.isfinite(v):
+        return "—"
+    pct = 100.0 * v
+    if pct < 1e-3:
+        return f"{pct:.2e} %"
+    return f"{pct:#.3g}".removesuffix(".") + " %"  # 2.70 %, 14.1 %, 0.709 %, 100 %
 
 
 def _wall(v: float) -> str:
@@ -100,13 +108,17 @@ def _plot_states(rs: ResultSet, path: Path, n_times: int = 4,
     return path
 
 
-def _plot_errors(rs: ResultSet, path: Path) -> Path:
+def errors_figure(rs: ResultSet) -> Any:
+    """The figure of ``errors_vs_p.png``: relative state errors (percent) against p, one
+    panel per test parameter; with a single p, one point per method on an axis from p - 1 to
+    p + 1 with one tick."""
     import matplotlib.pyplot as plt
 
     n_mu = rs.mu.shape[0]
     fig, axes = plt.subplots(1, n_mu, figsize=(5.5 * n_mu, 4), squeeze=False)
     methods = sorted({r.method for r in rs.runs.values()}, key=lambda m: list(_STYLE).index(m)
                      if m in _STYLE else 99)
+    all_p = sorted({r.p for r in rs.runs.values()})
     for i in range(n_mu):
         ax = axes[0, i]
         proj_done = set()
@@ -114,24 +126,44 @@ def _plot_errors(rs: ResultSet, path: Path) -> Path:
             recs = rs.select(m)
             ps = [r.p for r in recs]
             color, marker = _STYLE.get(m, ("gray", "x"))
-            err = [r.relative_error[i] for r in recs]
+            err = [100.0 * r.relative_error[i] for r in recs]
             ax.plot(ps, err, color=color, marker=marker, label=_LABEL.get(m, m))
             kind = "decoder" if m.startswith("deep") else "POD"
             if kind not in proj_done:
                 proj_done.add(kind)
-                ax.plot(ps, [r.projection_error[i] for r in recs], color=color, ls=":",
-                        marker=marker, mfc="none", label=f"{kind} projection")
+                ax.plot(ps, [100.0 * r.projection_error[i] for r in recs], color=color,
+                        ls=":", marker=marker, mfc="none", label=f"{kind} projection")
         ax.set_yscale("log")
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        if len(all_p) == 1:  # not a sliver of an axis around one point
+            ax.set_xlim(all_p[0] - 1, all_p[0] + 1)
+            ax.set_xticks(all_p)
+        else:
+            ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("latent dimension p")
-        ax.set_ylabel("relative state error")
+        ax.set_ylabel("relative state error (%)")
         ax.set_title(_mu_label(rs, i))
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="small")
     fig.tight_layout()
+    return fig
+
+
+def _plot_errors(rs: ResultSet, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig = errors_figure(rs)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+#: The files :func:`report` writes into its folder (``states.png`` only with FOM states).
+REPORT_FILES = ("report.md", "states.png", "errors_vs_p.png")
+
+
+def report_files(folder: str | os.PathLike) -> list[Path]:
+    """The files of :data:`REPORT_FILES` present in a report folder."""
+    return [Path(folder) / name for name in REPORT_FILES if (Path(folder) / name).is_file()]
 
 
 def report(results_path: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
@@ -159,15 +191,16 @@ def report(results_path: str | os.PathLike, out_dir: str | os.PathLike | None = 
     import matplotlib
 
     matplotlib.use("Agg")
-    from fom.atomic import write_text_atomic
+    from fom.atomic import make_output_folder, write_text_atomic
 
     rs = read_results(results_path)
     out = Path(out_dir) if out_dir is not None else Path(results_path).parent / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out, "report folder")
     table = error_table(rs)
     if not quiet:
         print(table)
-    write_text_atomic(out / "report.md", f"# ROM results: {results_path}\n\n{table}\n")
-    _plot_states(rs, out / "states.png", p=state_p)
-    _plot_errors(rs, out / "errors_vs_p.png")
+    md, states, errors = (out / name for name in REPORT_FILES)
+    write_text_atomic(md, f"# ROM results: {results_path}\n\n{table}\n")
+    _plot_states(rs, states, p=state_p)
+    _plot_errors(rs, errors)
     return out

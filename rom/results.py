@@ -1,4 +1,4 @@
-"""The ROM results file (HDF5; design.md, "File formats"), written atomically.
+"""The ROM results file (HDF5; docs/formats.md, "ROM results files"), written atomically.
 
 One file holds every ROM run of a study (several methods and latent dimensions) on one set of
 test parameters and one time grid::

@@ -1,7 +1,7 @@
 """Parameter sweeps for HPC batch jobs: ``mrom sweep CONFIG.toml``, serial or under MPI.
 
 A sweep runs, at every parameter of a list, the full-order model (``kind = "fom"``; one result
-file in the snapshot layout of design.md, readable by :func:`fom.snapshots.read_snapshots`) or
+file in the snapshot layout of docs/formats.md, readable by :func:`fom.snapshots.read_snapshots`) or
 the full-order model and the ROMs of the config's ``[rom]`` section with their relative errors
 against it (``kind = "rom"``; one result file in the :mod:`rom.results` layout, so
 ``mrom report`` reads it). A ROM sweep builds its trial manifolds as
@@ -61,6 +61,7 @@ from fom.problem import Problem
 from fom.registry import get_problem
 from fom.snapshots import (
     Checkpoint,
+    check_mu_list,
     debug_pause,
     parameter_list,
     problem_from_config,
@@ -82,6 +83,7 @@ from .online import (
     rom_options,
     rom_settings,
     run_rom,
+    training_box_warning,
     trial_manifold,
 )
 from .results import RunRecord, read_results, write_results
@@ -143,6 +145,9 @@ class SweepPlan:
         ``kind = "rom"`` only: the validated ``[rom]`` section (``settings``), the training
         snapshot file (``train``, None without POD methods) and its SHA-256, the model folders
         by ``p`` (``models``) and their digests, and the ``[rom]`` location (``where``).
+    warning : str
+        A ROM sweep with parameters outside the box of the training parameters: the line
+        that says so (:func:`rom.online.training_box_warning`), printed once by rank 0.
     """
 
     problem: Problem
@@ -155,6 +160,7 @@ class SweepPlan:
     output_dir: Path | None = None
     where: str = "[sweep]"
     rom: dict[str, Any] | None = None
+    warning: str = ""
 
     @property
     def options(self) -> NewtonOptions:
@@ -255,20 +261,13 @@ def product_grid(spec: dict[str, Any], problem: Problem, where: str) -> np.ndarr
 def sweep_parameters(value: str | list | dict, problem: Problem, where: str,
                      check_bounds: bool = True) -> np.ndarray:
     """The parameter list of a ``[sweep] params`` value, validated, shape (n_mu, n_params)."""
-    if isinstance(value, dict):
-        mus = product_grid(value, problem, where)
-    else:
-        mus = parameter_list(value, problem, where)
-    if not np.all(np.isfinite(mus)):
-        raise InputError(f"{where}: parameter values must be finite")
-    if check_bounds:
-        for m in mus:
-            try:
-                problem.check_mu(m, check_bounds=True)
-            except InputError as exc:
-                raise InputError(f"{where}: {exc} (set check_bounds = false to allow it)") \
-                    from None
-    return mus
+    if not isinstance(value, dict):
+        return parameter_list(value, problem, where, check_bounds)
+    mus = product_grid(value, problem, where)
+    try:
+        return check_mu_list(problem, mus, check_bounds=check_bounds)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
 
 
 def sweep_plan(config: str | os.PathLike | RunConfig) -> SweepPlan:
@@ -292,8 +291,20 @@ def sweep_plan(config: str | os.PathLike | RunConfig) -> SweepPlan:
     if not out.is_absolute():
         out = cfg.output_dir / out
     rom = rom_inputs(cfg, problem) if sec["kind"] == "rom" else None
-    return SweepPlan(problem, mus, sec["scheme"], dt, n_steps, out, sec["kind"],
+    # the outputs, before any work (rank 0 creates output_dir in _prepare)
+    if out.parent == cfg.output_dir:
+        cfg.check_output_dir()
+    else:
+        try:
+            check_writable_dir(out)
+        except InputError as exc:
+            raise InputError(f"{where} output: {exc}") from None
+    plan = SweepPlan(problem, mus, sec["scheme"], dt, n_steps, out, sec["kind"],
                      cfg.output_dir, where, rom)
+    if rom is not None:
+        plan.warning = training_box_warning(mus, snapshot_paths(cfg)["train"],
+                                            problem.param_names)
+    return plan
 
 
 def rom_inputs(cfg: RunConfig, problem: Problem) -> dict[str, Any]:
@@ -775,6 +786,11 @@ def _sweep_worker(comm: Any) -> None:
             report = {"status": "done", "index": i, "wall_s": wall}
 
 
+def _warn(plan: SweepPlan) -> None:
+    if plan.warning:
+        print(plan.warning, file=sys.stderr, flush=True)
+
+
 def sweep(config: str | os.PathLike | RunConfig, progress: bool = True,
           comm: Any = "auto", *,
           load_decoder: Callable[[Path, str], Any] | None = None) -> Path | None:
@@ -811,6 +827,7 @@ def sweep(config: str | os.PathLike | RunConfig, progress: bool = True,
         comm = mpi_utils.get_comm()
     if comm is None:
         plan = sweep_plan(config)
+        _warn(plan)
         suite = RomSuite(plan, load_decoder) if plan.kind == "rom" else None
         return _sweep_serial(plan, _Progress(len(plan.mus), progress), suite)
     if load_decoder is not None:
@@ -822,6 +839,8 @@ def sweep(config: str | os.PathLike | RunConfig, progress: bool = True,
         plan_or_error: SweepPlan | Exception = sweep_plan(config)
     except Exception as exc:  # tell the other ranks to stop before raising
         plan_or_error = exc
+    else:
+        _warn(plan_or_error)
     n = len(plan_or_error.mus) if isinstance(plan_or_error, SweepPlan) else 0
     suite = (RomSuite(plan_or_error) if isinstance(plan_or_error, SweepPlan)
              and plan_or_error.kind == "rom" else None)
