@@ -198,16 +198,21 @@ class FlameSample(SampledOperator):
 
 
 class Flame2D(Problem):
-    """The 2D premixed H2-air flame, equations (1)-(6) of this module.
+    """The 2D premixed H2-air flame of Lee & Carlberg, sec. 6.2 (docs/problems.md), equations
+    (1)-(6) of this module.
 
     Parameters
     ----------
-    nx, ny : int
-        Cells in x and y (64 x 32).
-    length_x, length_y : float
-        Channel size in cm (1.8 x 0.9).
+    nx : int
+        Cells in x (64).
+    ny : int
+        Cells in y (32).
+    length_x : float
+        Channel length in cm (1.8).
+    length_y : float
+        Channel height in cm (0.9).
     kappa : float
-        Diffusivity in cm^2/s (2.0), the same for every field.
+        Diffusivity in cm^2/s, the same for every field (2.0).
     velocity : float
         Advection velocity ``U`` in x, in cm/s (50); must be >= 0 (the left edge is the inflow).
     density : float
@@ -215,22 +220,26 @@ class Flame2D(Problem):
     molecular_weights : sequence of 3 floats
         ``W_H2, W_O2, W_H2O`` in g/mol (2.016, 31.9, 18.0).
     gas_constant : float
-        ``R`` in J/(mol K) (8.314472).
+        ``R`` in J/(mol K) (8.314472); the activation energy ``E`` is in J/mol.
     heat_release : float
-        ``Q`` in K (9800).
+        ``Q`` in K (9800): ``s_T = Q s_YH2O``.
     inflow_window : sequence of 2 floats
         ``y`` range of the inflow on the left edge, in cm (0.3, 0.6).
     inflow_faces : {"average", "centre"}
         Dirichlet value of a left-edge face that the window's edge cuts: the area-weighted
         average of the two values (default; the inflow is exact on every grid), or the value at
         the face's centre.
-    inflow_values, outer_values : sequence of 4 floats
-        Dirichlet values ``(T, Y_H2, Y_O2, Y_H2O)`` on the window ((950, 0.0282, 0.2259, 0))
-        and on the rest of the left edge ((300, 0, 0, 0)).
+    inflow_values : sequence of 4 floats
+        Dirichlet values ``(T, Y_H2, Y_O2, Y_H2O)`` on the inflow window (950, 0.0282, 0.2259,
+        0).
+    outer_values : sequence of 4 floats
+        Dirichlet values on the rest of the left edge (300, 0, 0, 0).
     initial_values : sequence of 4 floats
-        Uniform initial state ((300, 0, 0, 0)).
-    dt, t_final : float
-        Default time step and final time in s (1e-4, 0.06).
+        Uniform initial state (300, 0, 0, 0).
+    dt : float
+        Default time step in s (1e-4).
+    t_final : float
+        Default final time in s (0.06: 600 steps).
     image_shape : sequence of int, optional
         Autoencoder image; default ``(ny, nx, 4)``.
     """

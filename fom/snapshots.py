@@ -68,15 +68,15 @@ def paper_test_params() -> np.ndarray:
 
 
 def flame2d_train_grid() -> np.ndarray:
-    """The flame's training set: the 4 x 4 tensor grid over the parameter box (corners
-    included), shape (16, 2) as ``(A, E)``, ``A`` slowest."""
+    """The flame's 4 x 4 training grid over the parameter box (corners included), shape
+    (16, 2) as ``(A, E)``, ``A`` slowest."""
     a_vals = np.linspace(2.3375e12, 6.5e12, 4)
     e_vals = np.linspace(5.6255e3, 9.0e3, 4)
     return np.array([(a, e) for a in a_vals for e in e_vals])
 
 
 def flame2d_test_params() -> np.ndarray:
-    """The flame's two test parameters ``(A, E)``."""
+    """The flame's two test parameters, (3.0e12, 7.0e3) and (5.5e12, 6.0e3) as ``(A, E)``."""
     return np.array([[3.0e12, 7.0e3], [5.5e12, 6.0e3]])
 
 
