@@ -30,7 +30,13 @@ from numba import njit
 
 from .errors import InputError
 from .problem import Problem
-from .sampled import SampledOperator, check_sample_rows, local_positions
+from .sampled import (
+    SampledOperator,
+    check_sample_rows,
+    jacobian_rows_by_sample,
+    local_positions,
+    velocity_rows_by_sample,
+)
 from .tridiagonal import solve_tridiagonal
 
 # ------------------------------------------------------------------ numba kernels
@@ -350,26 +356,11 @@ class Burgers1D(Problem):
         """Velocity (3) and its Jacobian on the cells ``rows`` from their stencil only."""
         return SampledBurgers1D(self, rows)
 
-    def _rows(self, x: np.ndarray, mu: np.ndarray, rows: Any
-              ) -> tuple[SampledBurgers1D, tuple[np.ndarray, np.ndarray], np.ndarray]:
-        """The sampled operator of the distinct ``rows``, its velocity and Jacobian values at
-        ``x``, and where each requested row sits among its rows."""
-        rows = self.check_rows(rows)
-        uniq, where = np.unique(rows, return_inverse=True)
-        op = self.sample(uniq)
-        f, data = op._evaluate(np.asarray(x, dtype=np.float64)[op.stencil], 0.0,
-                               self.check_mu(mu))
-        return op, (f, data), where
-
     def velocity_rows(self, x, t, mu, rows):
-        _, (f, _), where = self._rows(x, mu, rows)
-        return f[where]
+        return velocity_rows_by_sample(self, x, mu, rows)
 
     def jacobian_rows(self, x, t, mu, rows):
-        op, (_, data), where = self._rows(x, mu, rows)
-        local = sp.csr_matrix((data, op.stencil[op.indices], op.indptr),
-                              shape=(op.n_rows, self.n_cells))
-        return local[where]
+        return jacobian_rows_by_sample(self, x, mu, rows)
 
     def compiled_integrator(self):
         """Whole-trajectory numba kernel for :func:`fom.solve` (:func:`burgers_integrate`)."""

@@ -65,7 +65,13 @@ from numba import njit
 from .errors import InputError
 from .newton import NewtonOptions
 from .problem import Problem
-from .sampled import SampledOperator, check_sample_rows, local_positions
+from .sampled import (
+    SampledOperator,
+    check_sample_rows,
+    jacobian_rows_by_sample,
+    local_positions,
+    velocity_rows_by_sample,
+)
 
 FIELDS = ("T", "Y_H2", "Y_O2", "Y_H2O")
 ARRHENIUS_CUTOFF = 700.0  # exp(-700) ~ 1e-304: beyond it the Arrhenius factor is 0
@@ -447,17 +453,13 @@ class Flame2D(Problem):
                    tab["site_pos"], tab["work"], tab["b"], tab["field"], tab["site"],
                    tab["indptr"], tab["indices"], tab["coef"], tab["rsel"], f, data)
 
-    def _state(self, x: Any) -> np.ndarray:
-        """``x`` as a contiguous float64 vector of length N (values unchecked)."""
+    def _full(self, x: Any, mu: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Velocity and CSR values at a full state (shape checked, values not)."""
+        mu = self.check_mu(mu)
         x = np.ascontiguousarray(x, dtype=np.float64)
         if x.shape != (self.n_dofs,):
             raise InputError(f"state has shape {x.shape}, expected ({self.n_dofs},) for "
                              f"problem {self.name}")
-        return x
-
-    def _full(self, x: Any, mu: Any) -> tuple[np.ndarray, np.ndarray]:
-        mu = self.check_mu(mu)
-        x = self._state(x)
         f = np.empty(self.n_dofs)
         data = np.empty(self._tables["indices"].size)
         self.velocity_jacobian_into(x, 0.0, mu, f, data)
@@ -481,23 +483,8 @@ class Flame2D(Problem):
         rows = np.unique(self.check_rows(rows))
         return self.sample(rows).stencil if rows.size else rows
 
-    def _rows(self, x: Any, mu: Any, rows: Any
-              ) -> tuple[FlameSample, tuple[np.ndarray, np.ndarray], np.ndarray]:
-        """The sample of the distinct ``rows``, its velocity and Jacobian values at ``x``, and
-        where each requested row sits among its rows."""
-        rows = self.check_rows(rows)
-        uniq, where = np.unique(rows, return_inverse=True)
-        op = self.sample(uniq)
-        x = self._state(x)
-        f, data = op._evaluate(x[op.stencil], 0.0, self.check_mu(mu))
-        return op, (f, data), where
-
     def velocity_rows(self, x, t, mu, rows):
-        _, (f, _), where = self._rows(x, mu, rows)
-        return f[where]
+        return velocity_rows_by_sample(self, x, mu, rows)
 
     def jacobian_rows(self, x, t, mu, rows):
-        op, (_, data), where = self._rows(x, mu, rows)
-        local = sp.csr_matrix((data, op.stencil[op.indices], op.indptr),
-                              shape=(op.n_rows, self.n_dofs))
-        return local[where]
+        return jacobian_rows_by_sample(self, x, mu, rows)
