@@ -3,14 +3,15 @@
 Integrates the flame (64 x 32 cells, N = 8192, 600 backward-Euler steps) at the 16 parameters of
 the training grid with the strong sparse solver (:mod:`fom.sparse_newton`: modified Newton with
 reused SuperLU factors, the flame's SuperLU options and extrapolation predictor), and prints per
-trajectory the wall and CPU time, Newton iterations per step, factorizations and solves. The
-acceptance check: all 16 in under 120 s of wall time (exit status 1 otherwise). The machine is
-shared, so the CPU time of this process and the load average are printed with it.
+trajectory the wall and CPU time, Newton iterations per step, factorizations and solves, the
+peak temperature and the smallest mass fraction of the run. The acceptance checks: all 16 in
+under 120 s of wall time, and no mass fraction below -1e-10 at any step (exit status 1
+otherwise). The machine is shared, so the CPU time of this process and the load average are
+printed with it.
 
-Side by side, on the two corner parameters of the box, the same solver with the generic settings
-(COLAMD ordering with partial pivoting, the previous state as initial guess) gives the speed
-ratio of the flame's
-settings; the states agree to the Newton tolerance.
+Side by side, on the two corner parameters of the box, the same solver with the generic
+settings (COLAMD ordering with partial pivoting, the previous state as initial guess) gives the
+speed ratio of the flame's settings; the states agree to the Newton tolerance.
 
     python benchmarks/flame_fom.py [--full] [--json PATH]
     python benchmarks/flame_fom.py --figure docs/figures/flame2d_fields.png
@@ -68,9 +69,11 @@ def run(problem, mu, *, generic: bool = False) -> dict[str, float]:
         print(f"FAIL: Newton did not converge at step {failed} for mu = {list(mu)}",
               file=sys.stderr)
         sys.exit(1)
+    fields = problem.as_fields(states)
     return {"wall_s": wall, "cpu_s": cpu, "iters_per_step": float(iters[1:].mean()),
             "max_iters": int(iters.max()), "factorizations": stats.factorizations,
-            "solves": stats.solves, "final": states[-1], "max_residual": float(res.max())}
+            "solves": stats.solves, "final": states[-1], "max_residual": float(res.max()),
+            "min_y": float(fields[:, 1:].min())}
 
 
 def figure(path: Path) -> None:
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"flame2d: {problem.nx} x {problem.ny} cells, N = {problem.n_dofs}, "
           f"{round(problem.t_final / problem.dt)} backward-Euler steps, dt = {problem.dt:g} s")
     print(f"{'A':>10} {'E':>8} {'wall s':>7} {'cpu s':>6} {'it/step':>7} {'max it':>6} "
-          f"{'fact':>4} {'solves':>6} {'T max':>6}")
+          f"{'fact':>4} {'solves':>6} {'T max':>6} {'min Y':>9}")
     rows = []
     w0, c0 = time.perf_counter(), time.process_time()
     for mu in mus:
@@ -128,7 +131,8 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append(r)
         print(f"{mu[0]:10.4e} {mu[1]:8.1f} {r['wall_s']:7.2f} {r['cpu_s']:6.2f} "
               f"{r['iters_per_step']:7.2f} {r['max_iters']:6d} {r['factorizations']:4d} "
-              f"{r['solves']:6d} {r['final'][:problem.n_cells].max():6.0f}", flush=True)
+              f"{r['solves']:6d} {r['final'][:problem.n_cells].max():6.0f} "
+              f"{r['min_y']:9.1e}", flush=True)
     total_wall, total_cpu = time.perf_counter() - w0, time.process_time() - c0
     print(f"16 training trajectories: {total_wall:.1f} s wall, {total_cpu:.1f} s CPU "
           f"(load average now {os.getloadavg()[0]:.2f})")
@@ -152,6 +156,10 @@ def main(argv: list[str] | None = None) -> dict:
            "trajectories": [{k: v for k, v in r.items() if k != "final"} for r in rows]}
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
+    min_y = min(r["min_y"] for r in rows)
+    if min_y < -1e-10:
+        print(f"FAIL: a mass fraction went negative ({min_y:.2e})", file=sys.stderr)
+        sys.exit(1)
     if total_wall > LIMIT_S:
         print(f"FAIL: 16 trajectories took {total_wall:.1f} s > {LIMIT_S:.0f} s",
               file=sys.stderr)
