@@ -28,10 +28,9 @@ stored flat in Keras's row-major ``(H, W, C)`` order.
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit, prange
+
+from .blas import dgemm
 
 #: Layer kinds (``meta[:, 0]``).
 DENSE, CONV_T, CONV, ACTIVATION = 0, 1, 2, 3
@@ -168,51 +167,6 @@ def _layer(m, data, X, tangents):
     return Y
 
 
-@intrinsic
-def _dgemm(typingctx, transa, transb, m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off,
-           ldc):
-    """BLAS ``C = op(A) op(B) + beta C`` (column-major, float64) on offsets into flat arrays."""
-    from numba.np.linalg import ensure_blas
-    ensure_blas()
-    sig = types.void(transa, transb, m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc)
-
-    def codegen(context, builder, sig, args):
-        (ta, tb, m_, n_, k_, a_, ao, lda_, b_, bo, ldb_, beta_, c_, co, ldc_) = args
-        ll_char = ir.IntType(8)
-        ll_void_p = ll_char.as_pointer()
-        intp_t = cgutils.intp_t
-        fnty = ir.FunctionType(ir.IntType(32), [ll_char, ll_char, ll_char, intp_t, intp_t,
-                                                intp_t, ll_void_p, ll_void_p, intp_t,
-                                                ll_void_p, intp_t, ll_void_p, ll_void_p,
-                                                intp_t])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
-        f64 = context.get_value_type(types.float64)
-
-        def ptr(arr_val, arr_ty, off, off_ty):
-            ary = context.make_array(arr_ty)(context, builder, arr_val)
-            p = builder.gep(ary.data, [context.cast(builder, off, off_ty, types.intp)])
-            return builder.bitcast(p, ll_void_p)
-
-        def cast(v, ty):
-            return context.cast(builder, v, ty, types.intp)
-
-        alpha = cgutils.alloca_once_value(builder, ir.Constant(f64, 1.0))
-        betap = cgutils.alloca_once_value(builder, context.cast(builder, beta_, sig.args[11],
-                                                                 types.float64))
-        builder.call(fn, (ir.Constant(ll_char, ord('d')),
-                          builder.trunc(cast(ta, sig.args[0]), ll_char),
-                          builder.trunc(cast(tb, sig.args[1]), ll_char),
-                          cast(m_, sig.args[2]), cast(n_, sig.args[3]), cast(k_, sig.args[4]),
-                          builder.bitcast(alpha, ll_void_p),
-                          ptr(a_, sig.args[5], ao, sig.args[6]), cast(lda_, sig.args[7]),
-                          ptr(b_, sig.args[8], bo, sig.args[9]), cast(ldb_, sig.args[10]),
-                          builder.bitcast(betap, ll_void_p),
-                          ptr(c_, sig.args[12], co, sig.args[13]), cast(ldc_, sig.args[14])))
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
 @njit(cache=True)
 def _bias_activate_t(Y, bias, act, c_out, P, B):
     """Channel-major batch ``Y`` (see :func:`_conv_t_t`): add ``bias`` to the values, apply
@@ -266,7 +220,7 @@ def _conv_t_t(m, data, X, B):
         if i_hi <= i_lo:
             continue
         l0 = i_lo * w_in * B
-        _dgemm(ord('n'), ord('t'), (i_hi - i_lo) * w_in * B, nb, c_in, X, l0, L,
+        dgemm(ord('n'), ord('t'), (i_hi - i_lo) * w_in * B, nb, c_in, X, l0, L,
                data, w_off + a * nb, ncol, 0.0, cols, l0, L)
         for b in range(kw):
             j_lo = max(0, -((b - pw) // sw))
@@ -294,13 +248,15 @@ def _conv_t_t(m, data, X, B):
     for o in range(c_out):
         bo = data[b_off + o]
         for y in range(h_out):
-            for x in range(w_out):
-                s = (o * P_out + y * w_out + (x % sw) * wq + x // sw) * B
-                d = (o * P_out + y * w_out + x) * B
-                v, dv = _act1(Y[s] + bo, act)
-                Z[d] = v
-                for t in range(np.uint64(1), np.uint64(B)):
-                    Z[np.uint64(d) + t] = Y[np.uint64(s) + t] * dv
+            row = o * P_out + y * w_out
+            for par in range(sw):  # x = xq * sw + par (no integer division per pixel)
+                for xq in range(wq):
+                    s = (row + par * wq + xq) * B
+                    d = (row + xq * sw + par) * B
+                    v, dv = _act1(Y[s] + bo, act)
+                    Z[d] = v
+                    for t in range(np.uint64(1), np.uint64(B)):
+                        Z[np.uint64(d) + t] = Y[np.uint64(s) + t] * dv
     return Z
 
 
@@ -329,12 +285,15 @@ def forward(meta, data, X, n_layers, tangents):
 
 
 @njit(cache=True)
-def _seed(z):
+def _seed(z, j0, j1):
+    """The forward-mode batch of the value and the tangent directions ``j0 .. j1-1``: row 0
+    is ``z``, row ``1 + t`` the unit vector ``e_{j0 + t}``."""
     p = z.size
-    X = np.zeros((p + 1, p))
+    X = np.zeros((1 + j1 - j0, p))
     for k in range(p):
         X[0, k] = z[k]
-        X[k + 1, k] = 1.0
+    for t in range(j1 - j0):
+        X[1 + t, j0 + t] = 1.0
     return X
 
 
@@ -350,25 +309,25 @@ def decode_kernel(meta, data, z, lo, rng, perm):
 
 
 @njit(cache=True)
-def decode_jacobian_kernel(meta, data, z, lo, rng, perm):
-    """``g(z)`` (N,) and ``J = dg/dz`` (N, p) in one forward-mode pass."""
-    p = z.size
-    B = p + 1
+def _decode_directions(meta, data, z, lo, rng, perm, j0, j1, g, J):
+    """Columns ``j0 .. j1-1`` of ``J = dg/dz`` (into ``J``) and, if ``g.size``, ``g(z)``
+    (into ``g``), by one forward-mode pass of the value and those ``j1 - j0`` directions."""
+    B = 1 + j1 - j0
     n = perm.size
-    g = np.empty(n)
-    J = np.empty((n, p))
+    write_g = g.size > 0
     if not _channel_major_ok(meta):
-        X = forward(meta, data, _seed(z), meta.shape[0], True)
+        X = forward(meta, data, _seed(z, j0, j1), meta.shape[0], True)
         for k in range(n):
             r = perm[k]
-            g[r] = lo + rng * X[0, k]
-            for j in range(p):
-                J[r, j] = rng * X[j + 1, k]
-        return g, J
+            if write_g:
+                g[r] = lo + rng * X[0, k]
+            for j in range(j0, j1):
+                J[r, j] = rng * X[j - j0 + 1, k]
+        return
     l = 0
     while meta[l, 0] != CONV_T:
         l += 1
-    Xr = forward(meta, data, _seed(z), l, True)  # (B, features), Keras (H, W, C) order
+    Xr = forward(meta, data, _seed(z, j0, j1), l, True)  # (B, features), Keras (H, W, C)
     c = meta[l, 4]
     P = meta[l, 2] * meta[l, 3]
     X = np.empty(c * P * B)
@@ -388,9 +347,39 @@ def decode_jacobian_kernel(meta, data, z, lo, rng, perm):
         for ch in range(c):
             base = (ch * P + q) * B
             r = perm[q * c + ch]
-            g[r] = lo + rng * X[base]
-            for j in range(p):
-                J[r, j] = rng * X[base + 1 + j]
+            if write_g:
+                g[r] = lo + rng * X[base]
+            for j in range(j0, j1):
+                J[r, j] = rng * X[base + 1 + j - j0]
+
+
+@njit(cache=True)
+def decode_jacobian_kernel(meta, data, z, lo, rng, perm):
+    """``g(z)`` (N,) and ``J = dg/dz`` (N, p) in one forward-mode pass (one thread)."""
+    g = np.empty(perm.size)
+    J = np.empty((perm.size, z.size))
+    _decode_directions(meta, data, z, lo, rng, perm, 0, z.size, g, J)
+    return g, J
+
+
+@njit(cache=True, parallel=True)
+def decode_jacobian_parallel(meta, data, z, lo, rng, perm, n_threads):
+    """:func:`decode_jacobian_kernel` on up to ``n_threads`` threads.
+
+    Forward mode propagates the ``p`` tangent directions independently of each other, given
+    the value (the activations' derivatives are taken at it). Each thread takes a contiguous
+    share of the directions and computes the value itself, so the threads never wait for one
+    another: ``1 + p / n_threads`` batch rows each instead of ``1 + p`` (1.8x less work per
+    thread at ``p = 10`` with two threads). The first share also writes ``g``. The results
+    agree with the one-thread kernel to round-off (the GEMMs see batches of another size).
+    """
+    p = z.size
+    g = np.empty(perm.size)
+    J = np.empty((perm.size, p))
+    n_chunks = max(1, min(n_threads, p))
+    for c in prange(n_chunks):
+        _decode_directions(meta, data, z, lo, rng, perm, c * p // n_chunks,
+                           (c + 1) * p // n_chunks, g if c == 0 else g[:0], J)
     return g, J
 
 
@@ -569,7 +558,7 @@ def decode_rows_kernel(meta, data, z, lo, rng, pix, n_full, n_last, sites, offse
     activation-only layers after it elementwise.
     """
     p = z.size
-    X = forward(meta, data, _seed(z), n_full, True)
+    X = forward(meta, data, _seed(z, 0, p), n_full, True)
     for t in range(n_last - n_full):
         X = _conv_t_at(meta[n_full + t], data, X, sites[offsets[t]:offsets[t + 1]])
     Y = _restricted_last(meta[n_last], data, X, pix)
