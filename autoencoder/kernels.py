@@ -1,5 +1,4 @@
-"""Numba kernels of the exported decoder ``g`` and encoder ``h`` (design.md, "The decoder
-kernels").
+"""Numba kernels of the exported decoder ``g`` and encoder ``h``.
 
 A network is exported to two arrays: ``meta`` (one row of integers per layer, see
 :data:`META_FIELDS`) and ``data`` (all weights, float64, concatenated). The kernels evaluate
@@ -12,8 +11,10 @@ A network is exported to two arrays: ``meta`` (one row of integers per layer, se
   k*k*Cout)`` followed by a scatter-add (col2im); activations scale the tangents by their
   derivative at the value. For the usual decoder (dense layers, then transposed convolutions)
   :func:`decode_jacobian_kernel` runs the transposed convolutions on a channel-major batch
-  (:func:`_conv_t_t`): per kernel row one BLAS GEMM restricted to the input rows that stay
-  inside the image, whose result is scattered at once, in contiguous vectorized runs;
+  (:func:`_conv_t_t`): per kernel row one BLAS GEMM (``dgemm`` of
+  ``scipy.linalg.cython_blas``, :mod:`autoencoder.blas`) restricted to the input rows that
+  stay inside the image, whose result is scattered at once, in contiguous vectorized runs.
+  :func:`decode_jacobian_parallel` shares the tangent directions out among threads;
 * only some output entries of ``g`` and ``J`` (hyper-reduction): the last weight layer is
   evaluated only at the requested outputs, and the transposed convolutions before it only at
   the pixels those outputs depend on, as long as that is a small part of the layer
@@ -32,14 +33,14 @@ import os
 import numpy as np
 from numba import njit, prange
 
+from .blas import dgemm
+
 # The threads of decode_jacobian_parallel (numba's OpenMP layer) sleep while they wait instead
 # of spinning: a spinning thread on a machine whose cores are busy loses its time slice to the
 # other processes and every parallel call then waits for it to be scheduled again (measured
 # under load 7 on 2 cores: 3-17 ms per call instead of 0.8-1.1 ms). Read by OpenMP when it is
 # loaded (at the first parallel call); a value set by the user is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from .blas import dgemm
 
 #: Layer kinds (``meta[:, 0]``).
 DENSE, CONV_T, CONV, ACTIVATION = 0, 1, 2, 3
@@ -230,7 +231,7 @@ def _conv_t_t(m, data, X, B):
             continue
         l0 = i_lo * w_in * B
         dgemm(ord('n'), ord('t'), (i_hi - i_lo) * w_in * B, nb, c_in, X, l0, L,
-               data, w_off + a * nb, ncol, 0.0, cols, l0, L)
+              data, w_off + a * nb, ncol, 0.0, cols, l0, L)
         for b in range(kw):
             j_lo = max(0, -((b - pw) // sw))
             j_hi = min(w_in, (w_out - 1 + pw - b) // sw + 1)

@@ -4,8 +4,7 @@ The trial manifold of Lee & Carlberg (2019), eq. (3.1): ``x~(t; mu) = x_ref(mu) 
 with ``g`` the decoder in state units (decoder, then unscaling, then prolongation) and the
 reference state of Remark 3.1, ``x_ref(mu) = x0(mu) - g(x^0(mu))``, so ``x~(0) = x0``.
 
-This module imports numpy, h5py and numba only. The model directory layout (design.md, "File
-formats")::
+This module imports numpy, h5py and numba only. The model directory layout::
 
     manifest.json      shapes, p, target, scaling, architecture, training settings, snapshot
                        checksum, test reconstruction error (written last: a directory without
