@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import numba
 import numpy as np
 
 from fom.errors import InputError
@@ -99,11 +100,11 @@ class TrainedManifold:
     #: Restrict a transposed convolution before the last layer only if the requested rows
     #: need at most this fraction of its outputs (else a full BLAS evaluation is cheaper).
     max_fraction: float = 0.5
-    #: Threads of :meth:`decode_with_jacobian`: with more than one, the ``p`` tangent
-    #: directions are shared out among threads that each also compute the value
-    #: (:func:`autoencoder.kernels.decode_jacobian_parallel`). Faster on cores that are
-    #: otherwise idle (1.6x at ``p = 10`` with two), much slower on busy ones, where every
-    #: call waits for the other threads to be scheduled; hence 1 by default.
+    #: Threads of :meth:`decode_with_jacobian` (at most ``p`` and numba's thread count): with
+    #: more than one, the ``p`` tangent directions are shared out among threads that each
+    #: also compute the value (:func:`autoencoder.kernels.decode_jacobian_parallel`). Faster
+    #: on cores that are otherwise idle (1.6x at ``p = 10`` with two), much slower on busy
+    #: ones, where every call waits for the other threads to be scheduled; hence 1 by default.
     threads: int = 1
 
     def __post_init__(self) -> None:
@@ -144,9 +145,10 @@ class TrainedManifold:
         """``g(z)`` (N,) and ``J(z) = dg/dz`` (N, p) in one forward-mode pass (on
         :attr:`threads` threads)."""
         z = self._z(z)
-        if self.threads > 1 and self.p > 1:
+        threads = min(self.threads, self.p, numba.get_num_threads())
+        if threads > 1:
             return single_threaded(K.decode_jacobian_parallel, self.dec_meta, self.dec_data,
-                                   z, self.lo, self._rng, self.perm, self.threads)
+                                   z, self.lo, self._rng, self.perm, threads)
         return single_threaded(K.decode_jacobian_kernel, self.dec_meta, self.dec_data, z,
                                self.lo, self._rng, self.perm)
 
