@@ -92,8 +92,9 @@ def machine() -> str:
 
 def interleaved(fns: dict, rounds: int, block_s: float) -> dict[str, np.ndarray]:
     """Seconds per call of each ``fns[k]()`` in each of ``rounds`` rounds; a round runs one
-    block of about ``block_s`` seconds of each function, in turn, so that every variant sees
-    the same load. The block sizes are set from a warm-up call."""
+    block of about ``block_s`` seconds of each function, in turn (in an order rotated from
+    round to round, so that no variant always follows the same one), so that every variant
+    sees the same load. The block sizes are set from a warm-up call."""
     n = {}
     for k, fn in fns.items():
         fn()
@@ -101,8 +102,10 @@ def interleaved(fns: dict, rounds: int, block_s: float) -> dict[str, np.ndarray]
         fn()
         n[k] = max(1, int(block_s / max(time.perf_counter() - t0, 1e-7)))
     out = {k: np.empty(rounds) for k in fns}
+    keys = list(fns)
     for r in range(rounds):
-        for k, fn in fns.items():
+        for k in keys[r % len(keys):] + keys[:r % len(keys)]:
+            fn = fns[k]
             t0 = time.perf_counter()
             for _ in range(n[k]):
                 fn()
@@ -223,8 +226,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"machine: {machine()}")
     print(f"TensorFlow {tf.__version__}: intra-op threads "
           f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default (all cores)'}; "
-          f"numba {numba.__version__}, threading layer {numba.config.THREADING_LAYER}, "
-          f"{numba.get_num_threads()} threads")
+          f"numba {numba.__version__}, {numba.get_num_threads()} threads")
     print(f"before: {load()}")
     ps = list(range(1, 11)) if args.full else [3, 10]
     if args.model_dir is not None:
@@ -241,7 +243,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{p:>3} {_us(r, 'numba1'):>20} {_us(r, 'numba2'):>20} {_us(r, 'tf'):>22} "
               f"{_us(r, 'tf32'):>20} {_x(r, 'numba1'):>17} {_x(r, 'numba2'):>17} "
               f"{r['max_rel_diff']:>12.1e}", flush=True)
-    print(f"after: {load()}")
+    print(f"after: {load()}; numba threading layer {numba.threading_layer()}, OpenMP wait "
+          f"policy {os.environ.get('OMP_WAIT_POLICY')}")
     failures = []
     for r in rows:
         which = "1 thread" if r["best"] == "numba1" else "2 threads"
