@@ -103,8 +103,11 @@ class TrainedManifold:
     #: Threads of :meth:`decode_with_jacobian` (at most ``p`` and numba's thread count): with
     #: more than one, the ``p`` tangent directions are shared out among threads that each
     #: also compute the value (:func:`autoencoder.kernels.decode_jacobian_parallel`). Faster
-    #: on cores that are otherwise idle (1.6x at ``p = 10`` with two), much slower on busy
-    #: ones, where every call waits for the other threads to be scheduled; hence 1 by default.
+    #: on cores that are otherwise idle (1.6x at ``p = 10`` with two), slower on busy ones,
+    #: where every call waits for the other threads to be scheduled; hence 1 by default.
+    #: Importing :mod:`autoencoder.kernels` makes numba's OpenMP threads wait passively
+    #: (``OMP_WAIT_POLICY=PASSIVE``) unless numba started its threads before: then set that
+    #: variable in the environment.
     threads: int = 1
 
     def __post_init__(self) -> None:

@@ -223,6 +223,8 @@ def main(argv: list[str] | None = None) -> dict:
     import numba
     import tensorflow as tf
 
+    import autoencoder.kernels  # noqa: F401  (sets OpenMP's wait policy before numba starts it)
+
     print(f"machine: {machine()}")
     print(f"TensorFlow {tf.__version__}: intra-op threads "
           f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default (all cores)'}; "
