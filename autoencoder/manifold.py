@@ -102,9 +102,11 @@ class TrainedManifold:
     max_fraction: float = 0.5
     #: Threads of :meth:`decode_with_jacobian` (at most ``p`` and numba's thread count): with
     #: more than one, the ``p`` tangent directions are shared out among threads that each
-    #: also compute the value (:func:`autoencoder.kernels.decode_jacobian_parallel`). Faster
-    #: on cores that are otherwise idle (1.6x at ``p = 10`` with two), slower on busy ones,
-    #: where every call waits for the other threads to be scheduled; hence 1 by default.
+    #: also compute the value (:func:`autoencoder.kernels.decode_jacobian_parallel`). With two
+    #: threads each does 0.6 (``p = 10``) or 0.8 (``p = 3``) of the one-thread kernel's work
+    #: (measured in CPU time), which pays only on cores that are otherwise idle; on busy ones
+    #: every call waits for the other thread to be scheduled and is slower than one thread
+    #: (measured under load 5-8 on 2 cores: 1.2-2x slower); hence 1 by default.
     #: Importing :mod:`autoencoder.kernels` makes numba's OpenMP threads wait passively
     #: (``OMP_WAIT_POLICY=PASSIVE``) unless numba started its threads before: then set that
     #: variable in the environment.
