@@ -84,8 +84,9 @@ def trajectory_residual(snap: SnapshotSet, restriction: Restriction) -> Trajecto
     Raises
     ------
     InputError
-        If the file records no scheme or time step, the problem's Jacobian changes its
-        sparsity pattern along the trajectories, or the operators would not fit in memory.
+        If the file records no scheme or time step or does not store every step, the
+        problem's Jacobian changes its sparsity pattern along the trajectories, or the
+        operators would not fit in memory.
     """
     where = f"{snap.path}"
     try:
@@ -94,6 +95,9 @@ def trajectory_residual(snap: SnapshotSet, restriction: Restriction) -> Trajecto
     except KeyError as exc:
         raise InputError(f"{where}: /solver records no {exc.args[0]!r}; residual_weight needs "
                          "the scheme and time step that produced the snapshots") from None
+    if snap.solver.get("store_every", 1) != 1:
+        raise InputError(f"{where}: residual_weight needs every time step, but the file stores "
+                         f"every {snap.solver['store_every']}-th (store_every)")
     problem = snap.problem()
     n_mu, n_t, n = snap.states.shape
     m = n_mu * (n_t - 1)

@@ -1,15 +1,29 @@
-"""FOM speed: the numba 1D Burgers FOM against a plain NumPy/SciPy implementation.
+"""FOM speed: the numba FOMs against plain NumPy/SciPy implementations of the same schemes.
 
-Both integrate the same scheme (Godunov, backward Euler, Newton) at the same parameters in one
-run: the numba path is the compiled whole-trajectory kernel (``fom.solve``), the baseline is
-:class:`fom.burgers1d_numpy.Burgers1DNumPy` (vectorised residual, ``scipy.sparse`` Jacobian,
-``spsolve``) through the generic Newton loop. The script checks that they agree to 1e-10,
-prints both wall times and the ratio, and the wall time to generate the paper's 80-parameter
-training set (numba compilation excluded: it is cached, and warmed up first).
+**1D Burgers.** Both integrate the same scheme (Godunov, backward Euler, Newton) at the same
+parameters in one run: the numba path is the compiled whole-trajectory kernel (``fom.solve``),
+the baseline is :class:`fom.burgers1d_numpy.Burgers1DNumPy` (vectorised residual,
+``scipy.sparse`` Jacobian, ``spsolve``) through the generic Newton loop. The script checks that
+they agree to 1e-10, prints both wall times and the ratio, and the wall time to generate the
+paper's 80-parameter training set (numba compilation excluded: it is cached, and warmed up
+first).
 
-    python benchmarks/fom_speed.py [--full] [--json PATH]
+**2D viscous Burgers** (``docs/problems.md``). The numba FOM (``fom.solve``, the sparse modified
+Newton over the numba kernels) against :class:`fom.burgers2d_numpy.Burgers2DNumPy` (NumPy
+velocity, ``scipy.sparse`` Jacobian, plain Newton with ``spsolve`` at every iteration, as
+NM-ROM's FOM) at mu = 1.0:
 
-Default: the two test parameters for the comparison. ``--full``: all 80 training parameters.
+- 60^2: whole trajectories (1500 steps) of both, their ratio, and their agreement (relative
+  trajectory error; acceptance 1e-7: the Newton tolerance is 1e-8 on the residual norm);
+- 128^2: the first ``--steps-128`` steps of both (whole numba trajectory with ``--full``),
+  the ratio of the times per step;
+- time per step of the numba FOM at 60^2, 128^2, 256^2 and 512^2 (``--steps`` steps each; whole
+  trajectories with ``--full``), with its factorizations and linear solves.
+
+Acceptance (exit status 1 if one fails): numba >= 10x faster than NumPy/SciPy at 60^2, and the
+two trajectories agree to 1e-7.
+
+    python benchmarks/fom_speed.py [--problem all|burgers1d|burgers2d] [--full] [--json PATH]
 """
 
 from __future__ import annotations
@@ -18,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,22 +42,35 @@ import numpy as np
 
 import fom
 from fom.burgers1d_numpy import Burgers1DNumPy
+from fom.burgers2d import Burgers2D
+from fom.burgers2d_numpy import Burgers2DNumPy
 from fom.snapshots import generate_snapshots, paper_test_params, paper_train_grid
+
+MU_2D = [1.0]
+GRIDS_2D = (60, 128, 256, 512)
+
+
+def cpu_model() -> str:
+    """``lscpu``'s model name (the CPU to quote with any timing)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        out = ""
+    for line in out.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
 
 
 def machine() -> str:
-    return f"{platform.node()} {platform.machine()} {platform.processor() or ''} " \
-           f"{os.cpu_count()} cpus, Python {platform.python_version()}, numpy {np.__version__}"
+    return f"{platform.node()} {platform.machine()} {cpu_model()}, {os.cpu_count()} cpus, " \
+           f"Python {platform.python_version()}, numpy {np.__version__}"
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true", help="compare on all 80 parameters")
-    parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
-    args = parser.parse_args(argv)
-
+def bench_1d(full: bool) -> dict[str, float]:
+    """The 1D Burgers comparison (module docstring); exits on disagreement."""
     fast, slow = fom.Burgers1D(), Burgers1DNumPy()
-    mus = paper_train_grid() if args.full else paper_test_params()
+    mus = paper_train_grid() if full else paper_test_params()
     fom.solve(fast, mus[0])  # warm-up: load the cached numba kernels
 
     t0 = time.perf_counter()
@@ -64,14 +92,122 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     out = {"numba_s": numba_s, "numpy_s": numpy_s, "speedup": numpy_s / numba_s,
            "train_set_s": train_set_s}
-    print(f"machine: {machine()}")
     print(f"1D Burgers, N = 256, 500 backward-Euler steps, {len(mus)} parameters")
     print(f"  numba FOM          {numba_s:9.3f} s")
     print(f"  NumPy/SciPy FOM    {numpy_s:9.3f} s")
     print(f"  speedup            {out['speedup']:9.1f} x   (max state difference {diff:.1e})")
-    print(f"80-parameter training set (solve + HDF5 write): {train_set_s:.2f} s")
+    print(f"80-parameter training set (solve + HDF5 write): {train_set_s:.2f} s", flush=True)
+    return out
+
+
+def run_2d(cls: type, n: int, n_steps: int | None) -> tuple[fom.FOMResult, float]:
+    """One 2D trajectory at mu = 1 (``n_steps`` steps, or all); returns it and the setup time."""
+    t0 = time.perf_counter()
+    prob = cls(n=n)
+    setup = time.perf_counter() - t0
+    t_final = None if n_steps is None else n_steps * prob.dt
+    method = "generic" if cls is Burgers2DNumPy else "auto"
+    return fom.solve(prob, MU_2D, t_final=t_final, method=method), setup
+
+
+def per_step(res: fom.FOMResult) -> float:
+    return res.wall_s / res.solver["n_steps"]
+
+
+def work(res: fom.FOMResult) -> str:
+    st = res.stats
+    its = int(np.sum(res.iterations))
+    if st:
+        return f"{st['factorizations']} factorizations, {st['solves']} solves"
+    return f"{its} Newton iterations (a factorization each)"
+
+
+def bench_2d(full: bool, steps: int, steps_128: int) -> tuple[dict[str, object], list[str]]:
+    """The 2D Burgers comparison and scaling (module docstring); returns figures, failures."""
+    fom.solve(Burgers2D(n=8), MU_2D, t_final=3 * 2.0 / 1500)  # warm-up: cached kernels
+    failures: list[str] = []
+    out: dict[str, object] = {}
+
+    fast, _ = run_2d(Burgers2D, 60, None)
+    slow, _ = run_2d(Burgers2DNumPy, 60, None)
+    rel = float(np.linalg.norm(fast.states - slow.states) / np.linalg.norm(slow.states))
+    step_rel = np.linalg.norm(fast.states - slow.states, axis=1) / np.maximum(
+        np.linalg.norm(slow.states, axis=1), 1e-300)
+    ratio60 = slow.wall_s / fast.wall_s
+    out["n60"] = {"numba_s": fast.wall_s, "numpy_s": slow.wall_s, "speedup": ratio60,
+                  "relative_difference": rel, "max_step_relative_difference":
+                  float(step_rel.max()), "numba_work": fast.stats,
+                  "numpy_newton_iterations": int(np.sum(slow.iterations))}
+    print("2D viscous Burgers, mu = 1.0, backward Euler, dt = 2/1500, Newton ||r|| <= 1e-8")
+    print(f"60^2 (N = {fast.states.shape[1]}), whole trajectories (1500 steps):")
+    print(f"  numba FOM (sparse modified Newton)   {fast.wall_s:9.2f} s   ({work(fast)})")
+    print(f"  NumPy/SciPy FOM (spsolve Newton)     {slow.wall_s:9.2f} s   ({work(slow)})")
+    print(f"  speedup                              {ratio60:9.1f} x")
+    print(f"  agreement: relative trajectory difference {rel:.2e} "
+          f"(largest at one step {step_rel.max():.2e})", flush=True)
+    if ratio60 < 10:
+        failures.append(f"numba FOM only {ratio60:.1f}x faster than NumPy/SciPy at 60^2 (< 10x)")
+    if not rel <= 1e-7:
+        failures.append(f"numba and NumPy/SciPy FOMs differ by {rel:.2e} > 1e-7 at 60^2")
+
+    numba_128, setup_128 = run_2d(Burgers2D, 128, None if full else steps_128)
+    slow_128, _ = run_2d(Burgers2DNumPy, 128, steps_128)
+    ratio128 = per_step(slow_128) / per_step(numba_128)
+    out["n128"] = {"numba_s_per_step": per_step(numba_128), "numba_steps":
+                   numba_128.solver["n_steps"], "numpy_s_per_step": per_step(slow_128),
+                   "numpy_steps": steps_128, "speedup_per_step": ratio128}
+    print(f"128^2 (N = {numba_128.states.shape[1]}), time per step:")
+    print(f"  numba FOM        {per_step(numba_128):8.3f} s/step over "
+          f"{numba_128.solver['n_steps']} steps ({work(numba_128)})")
+    print(f"  NumPy/SciPy FOM  {per_step(slow_128):8.3f} s/step over the first {steps_128} "
+          f"steps ({work(slow_128)})")
+    print(f"  speedup          {ratio128:8.1f} x", flush=True)
+
+    print(f"numba FOM, time per step ({'whole trajectories' if full else f'{steps} steps'}; "
+          f"the setup builds the neighbour tables and the CSR structure):")
+    scaling = {}
+    for n in GRIDS_2D:
+        if n == 60 and full:
+            res, setup = fast, 0.0
+        else:
+            res, setup = run_2d(Burgers2D, n, None if full else steps)
+        scaling[n] = {"N": int(res.states.shape[1]), "steps": res.solver["n_steps"],
+                      "s_per_step": per_step(res), "wall_s": res.wall_s, "setup_s": setup,
+                      **res.stats}
+        print(f"  {n:3d}^2  N = {res.states.shape[1]:7d}  {per_step(res):8.4f} s/step  "
+              f"({res.wall_s:7.1f} s, {work(res)}; setup {setup:.1f} s)", flush=True)
+        del res
+    out["scaling"] = scaling
+    return out, failures
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problem", choices=("all", "burgers1d", "burgers2d"), default="all")
+    parser.add_argument("--full", action="store_true",
+                        help="1D: all 80 parameters; 2D: whole numba trajectories everywhere")
+    parser.add_argument("--steps", type=int, default=30,
+                        help="2D time-per-step runs: steps per grid (default 30)")
+    parser.add_argument("--steps-128", type=int, default=20,
+                        help="2D at 128^2: steps of the NumPy/SciPy FOM (default 20)")
+    parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    args = parser.parse_args(argv)
+
+    print(f"machine: {machine()}", flush=True)
+    out: dict[str, object] = {"cpu": cpu_model()}
+    failures: list[str] = []
+    if args.problem in ("all", "burgers1d"):
+        out["burgers1d"] = bench_1d(args.full)
+    if args.problem in ("all", "burgers2d"):
+        out["burgers2d"], failures = bench_2d(args.full, args.steps, args.steps_128)
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
+    for msg in failures:
+        print(f"FAIL: {msg}", file=sys.stderr)
+    if failures:
+        sys.exit(1)
+    if args.problem in ("all", "burgers2d"):
+        print("PASS: numba >= 10x faster at 60^2 and the FOMs agree to 1e-7")
     return out
 
 

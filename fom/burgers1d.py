@@ -33,9 +33,7 @@ from .problem import Problem
 from .sampled import (
     SampledOperator,
     check_sample_rows,
-    jacobian_rows_by_sample,
     local_positions,
-    velocity_rows_by_sample,
 )
 from .tridiagonal import solve_tridiagonal
 
@@ -355,12 +353,6 @@ class Burgers1D(Problem):
     def sample(self, rows: Any) -> SampledBurgers1D:
         """Velocity (3) and its Jacobian on the cells ``rows`` from their stencil only."""
         return SampledBurgers1D(self, rows)
-
-    def velocity_rows(self, x, t, mu, rows):
-        return velocity_rows_by_sample(self, x, mu, rows)
-
-    def jacobian_rows(self, x, t, mu, rows):
-        return jacobian_rows_by_sample(self, x, mu, rows)
 
     def compiled_integrator(self):
         """Whole-trajectory numba kernel for :func:`fom.solve` (:func:`burgers_integrate`)."""

@@ -68,9 +68,7 @@ from .problem import Problem
 from .sampled import (
     SampledOperator,
     check_sample_rows,
-    jacobian_rows_by_sample,
     local_positions,
-    velocity_rows_by_sample,
 )
 
 FIELDS = ("T", "Y_H2", "Y_O2", "Y_H2O")
@@ -482,9 +480,3 @@ class Flame2D(Problem):
     def stencil(self, rows: np.ndarray) -> np.ndarray:
         rows = np.unique(self.check_rows(rows))
         return self.sample(rows).stencil if rows.size else rows
-
-    def velocity_rows(self, x, t, mu, rows):
-        return velocity_rows_by_sample(self, x, mu, rows)
-
-    def jacobian_rows(self, x, t, mu, rows):
-        return jacobian_rows_by_sample(self, x, mu, rows)

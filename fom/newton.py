@@ -14,6 +14,8 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from .errors import InputError
+
 
 @dataclass(frozen=True)
 class NewtonOptions:
@@ -39,6 +41,12 @@ class NewtonOptions:
     stol: float = 1e-14
     max_iter: int = 20
     predictor: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.predictor, bool) or not isinstance(self.predictor, int) \
+                or not 0 <= self.predictor <= 8:
+            raise InputError(f"Newton option predictor must be an integer in [0, 8] (the "
+                             f"degree of the extrapolation), got {self.predictor!r}")
 
     def to_dict(self) -> dict[str, float | int]:
         return {"atol": self.atol, "rtol": self.rtol, "stol": self.stol,

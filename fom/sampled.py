@@ -138,36 +138,3 @@ def check_sample_rows(rows: Any, n_dofs: int, problem: str) -> np.ndarray:
     if out.size != arr.size:
         raise InputError(f"{problem}: sample rows must be distinct")
     return out
-
-
-def sampled_rows(problem: Any, x: Any, mu: Any, rows: Any
-                 ) -> tuple[SampledOperator, np.ndarray, np.ndarray, np.ndarray]:
-    """``f[rows]`` and ``(df/dx)[rows]`` of a full state through ``problem.sample``: the
-    problem's ``velocity_rows`` and ``jacobian_rows`` for problems with a sampled operator.
-
-    Returns the sample of the distinct rows, its velocity and CSR values at ``x`` (read on the
-    stencil only), and where each requested row sits among the sample's rows.
-    """
-    rows = problem.check_rows(rows)
-    uniq, where = np.unique(rows, return_inverse=True)
-    op = problem.sample(uniq)
-    x = np.asarray(x, dtype=np.float64)
-    if x.shape != (problem.n_dofs,):
-        raise InputError(f"state has shape {x.shape}, expected ({problem.n_dofs},) for problem "
-                         f"{problem.name}")
-    f, data = op._evaluate(x[op.stencil], 0.0, problem.check_mu(mu))
-    return op, f, data, where
-
-
-def velocity_rows_by_sample(problem: Any, x: Any, mu: Any, rows: Any) -> np.ndarray:
-    """``f(x)[rows]`` (any order, repeats allowed) through :func:`sampled_rows`."""
-    _, f, _, where = sampled_rows(problem, x, mu, rows)
-    return f[where]
-
-
-def jacobian_rows_by_sample(problem: Any, x: Any, mu: Any, rows: Any) -> sp.csr_matrix:
-    """``(df/dx)[rows]`` as CSR ``(len(rows), N)`` through :func:`sampled_rows`."""
-    op, _, data, where = sampled_rows(problem, x, mu, rows)
-    local = sp.csr_matrix((data, op.stencil[op.indices], op.indptr),
-                          shape=(op.n_rows, problem.n_dofs))
-    return local[where]

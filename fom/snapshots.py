@@ -5,9 +5,19 @@
     /mu        float64 (n_mu, n_params)   attrs: names = param_names
     /t         float64 (n_t,)             times, t[0] = 0
     /states    float64 (n_mu, n_t, N)     chunked one trajectory per chunk
-    /grid/...  coordinates of the degrees of freedom
+    /grid/...  coordinates of the unknowns (e.g. x, y), attrs: the state layout (below)
     /stats/iterations (n_mu, n_t) int64, /stats/residuals (n_mu, n_t), /stats/wall_s (n_mu,)
+    /residuals/values float64 (n_res, N), /residuals/index int64 (n_res, 3)   (optional)
     file attrs: problem, problem_config (JSON), solver (JSON), version, created (ISO 8601)
+
+``/t`` holds the times of the stored steps: every step, or with ``store_every = k`` the steps
+``0, k, 2k, ...`` and the last one (``solver["store_every"]``). ``/grid``'s attributes
+``fields`` (field names in state order), ``grid_shape`` (shape of one field's unknowns),
+``axes`` (the coordinate name of each axis of ``grid_shape``) and ``order`` say how a state
+vector maps to fields on the grid: the fields one after the other, each in row-major order of
+``grid_shape`` (the last axis, x, varies fastest). With ``store_residuals`` the file holds the
+residual vector ``r^n(x^(k))`` of every Newton iterate ``k`` (0 = the initial guess) of every
+stored step, and ``/residuals/index`` its ``(mu_index, step, iteration)``.
 
 Files are written atomically. A long run checkpoints each finished trajectory into a folder
 ``<output>.ckpt/`` (one small HDF5 file per trajectory, itself written atomically, so a file
@@ -17,12 +27,14 @@ removed once the final file is in place.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +43,7 @@ import h5py
 import numpy as np
 
 from .atomic import atomic_path, check_writable_dir, make_output_folder, write_text_atomic
-from .config import Field, RunConfig, load_config, one_of
+from .config import Field, RunConfig, load_config, one_of, positive
 from .errors import InputError
 from .hdf5 import open_for_reading
 from .newton import NewtonOptions
@@ -182,6 +194,15 @@ class SnapshotSet:
         """SHA-256 of the file's bytes (recorded in trained-model manifests)."""
         return file_checksum(self.path)
 
+    @functools.cached_property
+    def newton_residuals(self) -> np.ndarray | None:
+        """The Newton iterates' residuals ``(n_res, N)`` of a file written with
+        ``store_residuals`` (read from the file on first access; :func:`read_residuals` also
+        gives their index), else None."""
+        if not self.solver.get("store_residuals", False):
+            return None
+        return read_residuals(self.path)[0]
+
 
 def file_checksum(path: str | os.PathLike) -> str:
     """SHA-256 hex digest of a file."""
@@ -282,49 +303,168 @@ def _file_attrs(problem: Problem, solver: dict[str, Any],
     return attrs
 
 
+def grid_layout(problem: Problem) -> dict[str, Any]:
+    """The ``/grid`` attributes that describe the state layout of ``problem``."""
+    shape = tuple(int(v) for v in problem.grid_shape)
+    axes = ("z", "y", "x")[-len(shape):] if len(shape) <= 3 else tuple(
+        f"axis{k}" for k in range(len(shape)))
+    return {"fields": list(problem.fields), "grid_shape": list(shape), "axes": list(axes),
+            "order": "state = [field 0, field 1, ...]; each field row-major over grid_shape "
+                     "(the last axis varies fastest)"}
+
+
 def write_snapshots(path: str | os.PathLike, problem: Problem, results: Sequence[FOMResult],
                     extra_attrs: dict[str, str] | None = None, *,
-                    deterministic: bool = False) -> Path:
+                    deterministic: bool = False,
+                    residual_parts: Sequence[str | os.PathLike] | None = None) -> Path:
     """Write trajectories of one problem to ``path`` atomically (the snapshot layout of
     docs/formats.md).
+
+    ``results`` is read one trajectory at a time (it may load each on access, like the
+    checkpoint folder of :func:`generate_snapshots`), so memory holds one trajectory.
+    ``residual_parts``: HDF5 files whose ``/residuals`` groups (``values``, ``index``) are
+    concatenated, in order, into the file's ``/residuals``.
 
     With ``deterministic=True`` the file holds nothing that depends on when or how fast it was
     made (no ``created`` attribute, no ``/stats/wall_s``), so the same trajectories always give
     the same bytes (used by ``mrom sweep``; timings go to a sidecar log instead). Object
     timestamps are never stored (``track_times=False``).
     """
-    if not results:
+    n_mu, n = len(results), problem.n_dofs
+    if not n_mu:
         raise InputError("no trajectories to write")
-    t = results[0].t
-    for r in results:
-        if r.t.shape != t.shape or not np.array_equal(r.t, t):
-            raise InputError("all trajectories in a snapshot file must share the same times")
-    mu = np.array([r.mu for r in results])
-    n_mu, n_t, n = len(results), t.size, problem.n_dofs
-    attrs = _file_attrs(problem, results[0].solver, deterministic)
-    attrs.update(extra_attrs or {})
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        dmu = f.create_dataset("mu", data=mu, track_times=False)
+        mu, iters, res, wall = [], [], [], []
+        for i in range(n_mu):
+            r = results[i]
+            if i == 0:
+                t, solver = r.t, r.solver
+                ds = f.create_dataset("states", shape=(n_mu, t.size, n), dtype="f8",
+                                      chunks=(1, t.size, n), track_times=False)
+            elif r.t.shape != t.shape or not np.array_equal(r.t, t):
+                raise InputError("all trajectories in a snapshot file must share the same times")
+            ds[i] = r.states
+            mu.append(r.mu)
+            iters.append(r.iterations)
+            res.append(r.residuals)
+            wall.append(r.wall_s)
+            del r
+        dmu = f.create_dataset("mu", data=np.array(mu), track_times=False)
         dmu.attrs["names"] = list(problem.param_names)
         f.create_dataset("t", data=t, track_times=False)
-        ds = f.create_dataset("states", shape=(n_mu, n_t, n), dtype="f8", chunks=(1, n_t, n),
-                              track_times=False)
-        for i, r in enumerate(results):
-            ds[i] = r.states
         g = f.create_group("grid")
         for k, v in problem.grid.items():
             g.create_dataset(k, data=v, track_times=False)
+        for k, v in grid_layout(problem).items():
+            g.attrs[k] = v
         st = f.create_group("stats")
-        st.create_dataset("iterations", data=np.array([r.iterations for r in results]),
-                          track_times=False)
-        st.create_dataset("residuals", data=np.array([r.residuals for r in results]),
-                          track_times=False)
+        st.create_dataset("iterations", data=np.array(iters), track_times=False)
+        st.create_dataset("residuals", data=np.array(res), track_times=False)
         if not deterministic:
-            st.create_dataset("wall_s", data=np.array([r.wall_s for r in results]),
-                              track_times=False)
+            st.create_dataset("wall_s", data=np.array(wall), track_times=False)
+        if residual_parts is not None:
+            _concatenate_residuals(f, n, residual_parts)
+        solver = {**solver, "store_residuals": residual_parts is not None}
+        attrs = _file_attrs(problem, solver, deterministic)
+        attrs.update(extra_attrs or {})
         for k, v in attrs.items():
             f.attrs[k] = v
     return Path(path)
+
+
+# ----------------------------------------------------------------------------- residuals
+
+RESIDUAL_INDEX_COLUMNS = ("mu_index", "step", "iteration")
+#: group of a checkpoint part that holds its Newton residuals (its "residuals" are the norms)
+PART_RESIDUALS = "newton_residuals"
+
+
+class ResidualRecorder:
+    """``fom.solve`` callback that appends the Newton residuals of the stored steps to an HDF5
+    group (``values`` (n, N), ``index`` (n, 3)), a block of rows at a time: memory holds one
+    block, never the whole trajectory's residuals."""
+
+    def __init__(self, group: h5py.Group, n_dofs: int, steps: np.ndarray, mu_index: int) -> None:
+        self.keep = np.zeros(int(steps[-1]) + 1, dtype=bool)
+        self.keep[steps] = True
+        self.mu_index = mu_index
+        block = max(1, min(64, (32 << 20) // (8 * n_dofs)))  # at most 32 MiB buffered
+        self.buf = np.empty((block, n_dofs))
+        self.ibuf = np.empty((block, 3), dtype=np.int64)
+        self.fill = 0
+        self.values = group.create_dataset("values", shape=(0, n_dofs), maxshape=(None, n_dofs),
+                                           chunks=(1, n_dofs), dtype="f8")
+        self.index = group.create_dataset("index", shape=(0, 3), maxshape=(None, 3),
+                                          chunks=(1024, 3), dtype="i8")
+
+    def __call__(self, step: int, iteration: int, r: np.ndarray) -> None:
+        if step < self.keep.size and self.keep[step]:
+            self.buf[self.fill] = r
+            self.ibuf[self.fill] = (self.mu_index, step, iteration)
+            self.fill += 1
+            if self.fill == self.buf.shape[0]:
+                self.flush()
+
+    def flush(self) -> None:
+        """Append the buffered rows to the datasets."""
+        if self.fill:
+            m = self.values.shape[0]
+            self.values.resize(m + self.fill, axis=0)
+            self.index.resize(m + self.fill, axis=0)
+            self.values[m:] = self.buf[:self.fill]
+            self.index[m:] = self.ibuf[:self.fill]
+            self.fill = 0
+
+
+def _concatenate_residuals(f: h5py.File, n: int, parts: Sequence[str | os.PathLike]) -> None:
+    """``/residuals`` of ``f`` from the parts' ``/residuals`` groups, copied a block at a time."""
+    sizes = []
+    for p in parts:
+        with h5py.File(p, "r") as src:
+            sizes.append(src[PART_RESIDUALS + "/values"].shape[0])
+    g = f.create_group("residuals")
+    g.attrs["index_columns"] = list(RESIDUAL_INDEX_COLUMNS)
+    total = int(sum(sizes))
+    values = g.create_dataset("values", shape=(total, n), dtype="f8",
+                              chunks=(1, n) if total else None, track_times=False)
+    index = g.create_dataset("index", shape=(total, 3), dtype="i8", track_times=False)
+    block = max(1, (64 << 20) // (8 * n))
+    at = 0
+    for p, size in zip(parts, sizes, strict=True):
+        with h5py.File(p, "r") as src:
+            index[at:at + size] = src[PART_RESIDUALS + "/index"][()]
+            for lo in range(0, size, block):
+                hi = min(size, lo + block)
+                values[at + lo:at + hi] = src[PART_RESIDUALS + "/values"][lo:hi]
+        at += size
+
+
+def read_residuals(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """The Newton residuals of a snapshot file made with ``store_residuals``.
+
+    Returns ``(values (n_res, N), index (n_res, 3))``; the columns of ``index`` are
+    ``(mu_index, step, iteration)`` (iteration 0 is the step's initial guess).
+
+    Raises
+    ------
+    InputError
+        If the file has no residuals or they do not match its states.
+    """
+    path = Path(path)
+    with open_for_reading(path, "snapshot file") as f:
+        if "residuals" not in f:
+            raise InputError(f"{path}: no /residuals (generate the snapshots with "
+                             f"store_residuals = true)")
+        try:
+            values = _dataset(f["residuals"], "values", path, 2)
+            index = np.asarray(f["residuals/index"][()])
+            n = f["states"].shape[2]
+        except KeyError as exc:
+            raise InputError(f"{path}: incomplete /residuals ({exc})") from None
+    if values.shape[1] != n or index.shape != (values.shape[0], 3):
+        raise InputError(f"{path}: /residuals/values {values.shape} and /residuals/index "
+                         f"{index.shape} do not match the states' N = {n}")
+    return values, index.astype(np.int64)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -383,16 +523,28 @@ class Checkpoint:
         """Indices of the trajectories already committed."""
         return [i for i in range(len(self.mus)) if self.part(i).exists()]
 
+    @contextlib.contextmanager
+    def part_file(self, i: int) -> Iterator[h5py.File]:
+        """Trajectory ``i``'s part, open for writing under a temporary name and renamed into
+        place when the block ends without an error (see :meth:`commit`)."""
+        with atomic_path(self.part(i)) as tmp, h5py.File(tmp, "w") as f:
+            yield f
+
+    @staticmethod
+    def write_result(f: h5py.File, result: FOMResult) -> None:
+        """Store a trajectory in an open part file."""
+        f.create_dataset("mu", data=result.mu)
+        f.create_dataset("t", data=result.t)
+        f.create_dataset("states", data=result.states)
+        f.create_dataset("iterations", data=result.iterations)
+        f.create_dataset("residuals", data=result.residuals)
+        f.attrs["wall_s"] = result.wall_s
+        f.attrs["solver"] = json.dumps(result.solver, sort_keys=True)
+
     def commit(self, i: int, result: FOMResult) -> None:
         """Store trajectory ``i`` atomically."""
-        with atomic_path(self.part(i)) as tmp, h5py.File(tmp, "w") as f:
-            f.create_dataset("mu", data=result.mu)
-            f.create_dataset("t", data=result.t)
-            f.create_dataset("states", data=result.states)
-            f.create_dataset("iterations", data=result.iterations)
-            f.create_dataset("residuals", data=result.residuals)
-            f.attrs["wall_s"] = result.wall_s
-            f.attrs["solver"] = json.dumps(result.solver, sort_keys=True)
+        with self.part_file(i) as f:
+            self.write_result(f, result)
 
     def load(self, i: int) -> FOMResult:
         with h5py.File(self.part(i), "r") as f:
@@ -401,12 +553,32 @@ class Checkpoint:
                              np.asarray(f["residuals"][()]), float(f.attrs["wall_s"]),
                              json.loads(f.attrs["solver"]))
 
+    def results(self) -> Sequence[FOMResult]:
+        """Every trajectory, each loaded from its part when accessed (one in memory at a
+        time)."""
+        return _LoadedOnAccess(self)
+
     def remove(self) -> None:
         """Delete the folder: renamed away first (atomic), so it is never seen half-deleted."""
         if self.folder.exists():
             shutil.rmtree(self._trash, ignore_errors=True)
             os.replace(self.folder, self._trash)
         shutil.rmtree(self._trash, ignore_errors=True)
+
+
+class _LoadedOnAccess(Sequence):
+    """The trajectories of a checkpoint folder as a sequence that reads each part on access."""
+
+    def __init__(self, ckpt: Checkpoint) -> None:
+        self.ckpt = ckpt
+
+    def __len__(self) -> int:
+        return len(self.ckpt.mus)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self.ckpt.load(i)
 
 
 def debug_pause(stage: str) -> None:
@@ -434,11 +606,13 @@ def generate_snapshots(problem: Problem, mus: Iterable[Any], output: str | os.Pa
                        dt: float | None = None, t_final: float | None = None,
                        scheme: str = "backward_euler", options: NewtonOptions | None = None,
                        progress: bool = True, check_bounds: bool = True,
-                       override: str = CONFIG_OVERRIDE) -> Path:
+                       override: str = CONFIG_OVERRIDE, store_every: int = 1,
+                       store_residuals: bool = False) -> Path:
     """Integrate the FOM at every parameter in ``mus`` and write one snapshot file.
 
     Resumable: finished trajectories are checkpointed in ``<output>.ckpt/`` and skipped when
-    the same call is repeated after an interruption.
+    the same call is repeated after an interruption. Memory holds one trajectory at a time
+    (the solve's stored states, then, while the file is assembled, one part).
 
     Parameters
     ----------
@@ -455,6 +629,11 @@ def generate_snapshots(problem: Problem, mus: Iterable[Any], output: str | os.Pa
     check_bounds, override
         See :func:`check_mu_list`: parameters outside the problem's domain are refused unless
         ``check_bounds`` is false.
+    store_every : int
+        Store the states of every ``store_every``-th step and of the last step only.
+    store_residuals : bool
+        Also store the residual of every Newton iterate of the stored steps (``/residuals``;
+        the sparse solver computes the trajectories then).
 
     Raises
     ------
@@ -465,6 +644,7 @@ def generate_snapshots(problem: Problem, mus: Iterable[Any], output: str | os.Pa
 
     from .solve import time_grid
     from .steppers import get_scheme
+    from .trajectory import stored_steps
 
     # every input is checked before anything is written (no checkpoint folder of a bad run)
     mu_arr = check_mu_list(problem, mus, check_bounds=check_bounds, override=override)
@@ -472,7 +652,9 @@ def generate_snapshots(problem: Problem, mus: Iterable[Any], output: str | os.Pa
     dt_, n_steps = time_grid(problem.dt if dt is None else dt,
                              problem.t_final if t_final is None else t_final)
     scheme = get_scheme(scheme).name
-    solver = {"scheme": scheme, "dt": dt_, "n_steps": n_steps, "newton": options.to_dict()}
+    steps = stored_steps(n_steps, store_every)
+    solver = {"scheme": scheme, "dt": dt_, "n_steps": n_steps, "newton": options.to_dict(),
+              "store_every": int(store_every), "store_residuals": bool(store_residuals)}
     check_writable_dir(output)
     ckpt = Checkpoint(output, problem, mu_arr, solver)
     ckpt.open()
@@ -480,12 +662,17 @@ def generate_snapshots(problem: Problem, mus: Iterable[Any], output: str | os.Pa
     todo = [i for i in range(len(mu_arr)) if i not in done]
     for i in tqdm(todo, desc=f"FOM {problem.name}", unit="traj", disable=not progress,
                   initial=len(done), total=len(mu_arr)):
-        res = solve(problem, mu_arr[i], dt=dt_, t_final=n_steps * dt_, scheme=scheme,
-                    options=options)
-        ckpt.commit(i, res)
+        with ckpt.part_file(i) as f:
+            rec = ResidualRecorder(f.create_group(PART_RESIDUALS), problem.n_dofs, steps, i) \
+                if store_residuals else None
+            res = solve(problem, mu_arr[i], dt=dt_, t_final=n_steps * dt_, scheme=scheme,
+                        options=options, store_every=store_every, callback=rec)
+            if rec is not None:
+                rec.flush()
+            ckpt.write_result(f, res)
         debug_pause("commit")
-    results = [ckpt.load(i) for i in range(len(mu_arr))]
-    write_snapshots(output, problem, results)
+    parts = [ckpt.part(i) for i in range(len(mu_arr))] if store_residuals else None
+    write_snapshots(output, problem, ckpt.results(), residual_parts=parts)
     debug_pause("assemble")
     ckpt.remove()
     return Path(output)
@@ -500,6 +687,10 @@ SNAPSHOTS_SCHEMA = {
                     doc="time scheme of the FOM (and of the ROMs)"),
     "check_bounds": Field(bool, True, doc="refuse parameters outside the problem's parameter "
                                           "domain (false allows them)"),
+    "store_every": Field(int, 1, positive,
+                         doc="store the states of every k-th step (and the last) only"),
+    "store_residuals": Field(bool, False,
+                             doc="also store every Newton iterate's residual (/residuals)"),
 }
 
 
@@ -542,10 +733,12 @@ def snapshots_from_config(config: str | os.PathLike | RunConfig, *,
     scheme = cfg.section("snapshots", SNAPSHOTS_SCHEMA)["scheme"]
     make_output_folder(cfg.output_dir, f"{cfg.path} output_dir")
     written = []
+    sec = cfg.section("snapshots", SNAPSHOTS_SCHEMA)
+    store = {"store_every": sec["store_every"], "store_residuals": sec["store_residuals"]}
     for path, mus in sets.values():
-        if not snapshot_file_matches(path, problem, mus, scheme):
+        if not snapshot_file_matches(path, problem, mus, scheme, **store):
             generate_snapshots(problem, mus, path, scheme=scheme, progress=progress,
-                               check_bounds=False)  # checked by snapshot_sets
+                               check_bounds=False, **store)  # checked by snapshot_sets
         else:  # complete; drop a checkpoint left by a run killed just after writing the file
             shutil.rmtree(str(path) + ".ckpt", ignore_errors=True)
         written.append(path)
@@ -569,8 +762,10 @@ def snapshot_sets(cfg: RunConfig) -> tuple[Problem, dict[str, tuple[Path, np.nda
     return problem, sets
 
 
-def snapshot_file_matches(path: Path, problem: Problem, mus: np.ndarray, scheme: str) -> bool:
-    """True if ``path`` is a valid snapshot file of exactly this problem, scheme and mu list."""
+def snapshot_file_matches(path: Path, problem: Problem, mus: np.ndarray, scheme: str, *,
+                          store_every: int = 1, store_residuals: bool = False) -> bool:
+    """True if ``path`` is a valid snapshot file of exactly this problem, scheme, mu list and
+    storage options."""
     if not path.exists():
         return False
     try:
@@ -580,4 +775,6 @@ def snapshot_file_matches(path: Path, problem: Problem, mus: np.ndarray, scheme:
     return (snap.problem_name == problem.name
             and snap.problem_config == json.loads(json.dumps(problem.config()))
             and snap.solver.get("scheme") == scheme
+            and snap.solver.get("store_every", 1) == store_every
+            and snap.solver.get("store_residuals", False) == store_residuals
             and snap.mu.shape == mus.shape and bool(np.array_equal(snap.mu, mus)))

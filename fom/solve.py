@@ -13,6 +13,7 @@ from .newton import NewtonOptions, newton_solve
 from .problem import Problem
 from .sparse_newton import ResidualCallback, integrate_sparse
 from .steppers import get_scheme, history_term, scheme_at_step, time_jacobian, time_residual
+from .trajectory import TrajectoryStore
 
 
 @dataclass
@@ -23,18 +24,21 @@ class FOMResult:
     ----------
     mu : ndarray, shape (n_params,)
     t : ndarray, shape (n_t,)
-        Times, ``t[0] = 0``.
+        Times of the stored steps (every step by default; see ``store_every`` of
+        :func:`solve`), ``t[0] = 0``.
     states : ndarray, shape (n_t, N)
     iterations : ndarray of int, shape (n_t,)
-        Newton iterations per step (0 at ``t[0]``).
+        Newton iterations of each stored step (0 at ``t[0]``).
     residuals : ndarray, shape (n_t,)
-        Final residual norm per step.
+        Final residual norm of each stored step.
     wall_s : float
         Wall time of the integration.
     solver : dict
         Scheme, time step and tolerances (written to snapshot files).
     stats : dict
-        Solver work counters (the sparse solver: ``factorizations``, ``solves``).
+        Solver work counters (the sparse solver: ``factorizations``, ``solves``,
+        ``evaluations`` and the wall time of each kind of work, see
+        :class:`fom.sparse_newton.SparseStats`).
     """
 
     mu: np.ndarray
@@ -65,7 +69,8 @@ def time_grid(dt: float, t_final: float) -> tuple[float, int]:
 
 def solve(problem: Problem, mu: Any, *, dt: float | None = None, t_final: float | None = None,
           scheme: str = "backward_euler", options: NewtonOptions | None = None,
-          method: str = "auto", callback: ResidualCallback | None = None) -> FOMResult:
+          method: str = "auto", callback: ResidualCallback | None = None,
+          store_every: int = 1) -> FOMResult:
     """Integrate ``dx/dt = f(x, t; mu)`` from ``x0(mu)`` by an implicit scheme with Newton.
 
     Parameters
@@ -87,6 +92,10 @@ def solve(problem: Problem, mu: Any, *, dt: float | None = None, t_final: float 
     callback : callable, optional
         ``callback(step, iteration, r)`` with every Newton iterate's residual (``"sparse"``
         only; iteration 0 is the initial guess). ``r`` is reused: copy it to keep it.
+    store_every : int
+        Keep the state of every ``store_every``-th step and of the last step only (memory is
+        bounded by the stored states, see :mod:`fom.trajectory`); ``t``, ``states``,
+        ``iterations`` and ``residuals`` of the result refer to the stored steps.
 
     Raises
     ------
@@ -113,48 +122,55 @@ def solve(problem: Problem, mu: Any, *, dt: float | None = None, t_final: float 
         raise InputError(f"problem {problem.name} has no compiled integrator")
     if method == "auto" and integrator is None:
         method = "sparse" if problem.jacobian_structure() is not None else "generic"
-    t = dt * np.arange(n_steps + 1)
-    solver_info = {"scheme": sch.name, "dt": dt, "t_final": float(t[-1]), "n_steps": n_steps,
+    store = TrajectoryStore(problem.initial_state(mu), n_steps, store_every,
+                            history=max(sch.n_history, opts.predictor + 1))
+    t_all = dt * np.arange(n_steps + 1)
+    t = t_all[store.steps]
+    solver_info = {"scheme": sch.name, "dt": dt, "t_final": float(t_all[-1]),
+                   "n_steps": n_steps, "store_every": int(store_every),
                    "newton": opts.to_dict()}
     extra: dict[str, Any] = {}
     start = _time.perf_counter()
     if integrator is not None:
         states, iters, res, failed = integrator(mu, dt, n_steps, sch.name, opts.atol, opts.rtol,
                                                 opts.stol, opts.max_iter)
+        store.fill(states, iters, res, failed)
     elif method == "sparse":
-        states, iters, res, failed, stats = integrate_sparse(problem, mu, sch, dt, n_steps, opts,
-                                                             callback=callback)
-        extra = {"factorizations": stats.factorizations, "solves": stats.solves}
+        failed, stats = integrate_sparse(problem, mu, sch, dt, opts, store, callback=callback)
+        extra = stats.as_dict()
     else:
-        states, iters, res, failed = _integrate_generic(problem, mu, sch, dt, n_steps, opts)
+        failed = _integrate_generic(problem, mu, sch, dt, opts, store)
     wall = _time.perf_counter() - start
     if failed:
-        partial = FOMResult(mu, t[:failed], states[:failed], iters[:failed], res[:failed], wall,
-                            solver_info)
+        k = store.upto(failed)
+        partial = FOMResult(mu, t[:k], store.states[:k], store.iterations[:k],
+                            store.residuals[:k], wall, solver_info)
         raise ConvergenceError(
-            f"Newton did not converge at step {failed} (t = {t[failed]:.6g}) for mu = "
-            f"{mu.tolist()}: residual {res[failed]:.3e} after {iters[failed]} iterations",
-            step=failed, time=float(t[failed]), residual=float(res[failed]), partial=partial)
-    return FOMResult(mu, t, states, iters, res, wall, solver_info, extra)
+            f"Newton did not converge at step {failed} (t = {t_all[failed]:.6g}) for mu = "
+            f"{mu.tolist()}: residual {store.last_residual:.3e} after "
+            f"{store.last_iterations} iterations",
+            step=failed, time=float(t_all[failed]), residual=store.last_residual,
+            partial=partial)
+    return FOMResult(mu, t, store.states, store.iterations, store.residuals, wall, solver_info,
+                     extra)
 
 
-def _integrate_generic(problem: Problem, mu: np.ndarray, sch, dt: float, n_steps: int,
-                       opts: NewtonOptions):
-    states = np.empty((n_steps + 1, problem.n_dofs))
-    iters = np.zeros(n_steps + 1, dtype=np.int64)
-    res = np.zeros(n_steps + 1)
-    states[0] = problem.initial_state(mu)
-    for n in range(1, n_steps + 1):
+def _integrate_generic(problem: Problem, mu: np.ndarray, sch, dt: float, opts: NewtonOptions,
+                       store: TrajectoryStore) -> int:
+    """Plain Newton (a sparse solve per iteration) from ``x^{n-1}`` at every step; returns 0
+    or the failing step."""
+    for n in range(1, store.n_steps + 1):
         s = scheme_at_step(sch, n)
-        hist = history_term(s, [states[n - j] for j in range(1, s.n_history + 1)])
+        hist = history_term(s, [store.previous(n, j) for j in range(1, s.n_history + 1)])
         tn = n * dt
 
         def fun(x, s=s, hist=hist, tn=tn):
             return (time_residual(problem, s, x, hist, tn, dt, mu),
                     time_jacobian(problem, s, x, tn, dt, mu))
 
-        out = newton_solve(fun, states[n - 1], opts)
-        states[n], iters[n], res[n] = out.x, out.iterations, out.residual
+        out = newton_solve(fun, store.previous(n, 1), opts)
+        store.current(n)[:] = out.x
+        store.commit(n, out.iterations, out.residual)
         if not out.converged:
-            return states, iters, res, n
-    return states, iters, res, 0
+            return n
+    return 0

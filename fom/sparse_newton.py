@@ -9,11 +9,19 @@ At step ``n`` the implicit scheme of :mod:`fom.steppers` solves ``r^n(x) = 0`` w
 sparse LU factors of ``M`` (SuperLU, ``scipy.sparse.linalg.splu``) are kept across iterations
 *and time steps* (the chord or modified Newton method) and renewed only when
 
-- the residual contracted by less than ``refactor_ratio`` in the last iteration (the factors
-  have become stale; an iteration that did not reduce the residual at all is undone first), or
+- the residual contracted by less than ``refactor_ratio`` in the last iteration and would not
+  reach the tolerance in the next one at that rate (the factors have become stale; an
+  iteration that did not reduce the residual at all is undone first), or
 - ``alpha_0`` or ``beta dt`` changed (BDF2's first step is backward Euler), or
 - a step reached ``max_iter`` iterations with stale factors (the step is then restarted from
   its initial guess with fresh factors, i.e. it gets a true Newton solve).
+
+The initial guess of a step is the polynomial extrapolation of the last ``q + 1`` states
+(``q = options.predictor``: ``2 x^{n-1} - x^{n-2}`` for ``q = 1``, ``3 x^{n-1} - 3 x^{n-2} +
+x^{n-3}`` for ``q = 2``, ...), an ``O(dt^(q+1))`` error instead of the ``O(dt)`` of ``x^{n-1}``:
+on 2D Burgers at 60^2 ``q = 2`` saves a quarter of the solves, on the flame ``q = 4`` cuts the
+iterations per step from 4.3 to 1.8. A step that fails from the extrapolation is retried from
+``x^{n-1}`` with fresh factors.
 
 The iteration stops on the same tests as :func:`fom.newton.newton_solve`:
 ``||r|| <= atol + rtol ||r_0||`` or ``||dx|| <= stol (1 + ||x||)``, so the converged states
@@ -26,6 +34,7 @@ the solves use ``trans="T"``.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,6 +46,7 @@ from .errors import InputError
 from .newton import NewtonOptions
 from .problem import Problem
 from .steppers import Scheme, history_term, scheme_at_step
+from .trajectory import TrajectoryStore
 
 #: ``callback(step, iteration, r)`` receives every Newton iterate's residual (iteration 0 is
 #: the initial guess ``x^{n-1}``); the array is reused afterwards, copy it to keep it.
@@ -45,11 +55,19 @@ ResidualCallback = Callable[[int, int, np.ndarray], None]
 
 @dataclass
 class SparseStats:
-    """Work counters of one integration."""
+    """Work counters and wall times (s) of one integration: evaluations of the residual and
+    Jacobian values (the numba kernel plus the residual arithmetic), factorizations and
+    linear solves."""
 
     factorizations: int = 0
     solves: int = 0
     evaluations: int = 0
+    evaluation_s: float = 0.0
+    factorization_s: float = 0.0
+    solve_s: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(vars(self))
 
 
 def diagonal_positions(indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
@@ -72,15 +90,26 @@ class SparseNewton:
     mu : ndarray
     options : NewtonOptions
     refactor_ratio : float
-        Refactor when an iteration reduces ``||r||`` by less than this factor.
+        Refactor when an iteration reduces ``||r||`` by less than this factor. Staler factors
+        (a larger ratio) cost fewer factorizations but bias the converged states
+        systematically within the tolerance: on 2D Burgers at 60^2 the relative trajectory
+        difference to plain Newton is 3.7e-8 with 0.1 (15 factorizations) and 6.6e-8 with
+        0.3 (one).
+    lookahead : bool
+        Keep slowly contracting factors when the next iterate will converge at the observed
+        rate anyway (saves a factorization for one iteration).
     lu_options : dict, optional
         Keyword arguments of ``splu`` (ordering, pivoting); default the problem's
-        :meth:`~fom.Problem.lu_options`. If a factorization with them fails (a zero pivot
-        without pivoting), it is redone with COLAMD and partial pivoting.
+        :meth:`~fom.Problem.lu_options` (minimum degree on the pattern of ``M^T + M``, which
+        suits the structurally symmetric Jacobians of stencil discretizations: on 2D Burgers
+        40-50 % less fill than ``"COLAMD"`` and solves about twice as fast). If a
+        factorization with them fails (a zero pivot without pivoting), it is redone with
+        COLAMD and partial pivoting.
     """
 
     def __init__(self, problem: Problem, mu: np.ndarray, options: NewtonOptions, *,
-                 refactor_ratio: float = 0.1, lu_options: dict | None = None) -> None:
+                 refactor_ratio: float = 0.1, lu_options: dict | None = None,
+                 lookahead: bool = True) -> None:
         structure = problem.jacobian_structure()
         if structure is None:
             raise InputError(f"problem {problem.name} has no Jacobian structure (fused kernel); "
@@ -88,11 +117,13 @@ class SparseNewton:
         self.problem, self.mu, self.opts = problem, mu, options
         self.refactor_ratio = refactor_ratio
         self.lu_options = dict(problem.lu_options() if lu_options is None else lu_options)
+        self.lookahead = lookahead
         self.indptr, self.indices = (np.asarray(a, dtype=np.int64) for a in structure)
         self.diag = diagonal_positions(self.indptr, self.indices)
         n = problem.n_dofs
         self.f = np.empty(n)
         self.r = np.empty(n)
+        self.x0 = np.empty(n)
         self.data = np.empty(self.indices.size)
         self.mdata = np.empty(self.indices.size)
         self.lu = None
@@ -102,12 +133,16 @@ class SparseNewton:
     def _residual(self, x: np.ndarray, hist: np.ndarray, t: float, alpha0: float,
                   bdt: float) -> float:
         """``r = alpha0 x + hist - bdt f(x)`` into ``self.r`` (and ``df/dx`` into ``data``)."""
+        start = time.perf_counter()
         self.problem.velocity_jacobian_into(x, t, self.mu, self.f, self.data)
-        self.stats.evaluations += 1
         np.multiply(x, alpha0, out=self.r)
         self.r += hist
-        self.r -= bdt * self.f
-        return float(np.linalg.norm(self.r))
+        self.f *= bdt  # f is scratch here: no temporary of size N per iterate
+        self.r -= self.f
+        norm = float(np.linalg.norm(self.r))
+        self.stats.evaluations += 1
+        self.stats.evaluation_s += time.perf_counter() - start
+        return norm
 
     def _factor(self, alpha0: float, bdt: float) -> None:
         """Factor ``M`` (1) at the state of the last residual evaluation."""
@@ -115,11 +150,13 @@ class SparseNewton:
         self.mdata[self.diag] += alpha0
         n = self.problem.n_dofs
         mt = sp.csc_matrix((self.mdata, self.indices, self.indptr), shape=(n, n))  # = M^T
+        start = time.perf_counter()
         try:
             self.lu = spla.splu(mt, **self.lu_options)
         except RuntimeError:  # singular without pivoting: the safe default from now on
             self.lu_options = {"permc_spec": "COLAMD"}
             self.lu = spla.splu(mt, **self.lu_options)
+        self.stats.factorization_s += time.perf_counter() - start
         self.coeffs = (alpha0, bdt)
         self.stats.factorizations += 1
 
@@ -131,7 +168,8 @@ class SparseNewton:
         Returns ``(iterations, final residual norm, converged)``.
         """
         o = self.opts
-        x0 = x.copy()
+        x0 = self.x0
+        x0[:] = x
         for attempt in range(2):
             if attempt:  # restart with fresh factors: a full Newton solve
                 x[:] = x0
@@ -150,7 +188,9 @@ class SparseNewton:
                 if self.lu is None or self.coeffs != (alpha0, bdt):
                     self._factor(alpha0, bdt)
                     fresh = True
+                start = time.perf_counter()
                 dx = self.lu.solve(self.r, trans="T")
+                self.stats.solve_s += time.perf_counter() - start
                 self.stats.solves += 1
                 x -= dx
                 k += 1
@@ -164,10 +204,14 @@ class SparseNewton:
                     norm = self._residual(x, hist, t, alpha0, bdt)
                     self.lu = None
                     continue
-                if norm > self.refactor_ratio * old:
-                    self.lu = None  # slow contraction: refactor at the next iterate
+                tol = o.atol + o.rtol * r0
+                if norm > self.refactor_ratio * old and not (
+                        self.lookahead and norm * (norm / old) <= tol):
+                    # slow contraction, and the next iterate would not converge at this rate:
+                    # refactor at the next iterate
+                    self.lu = None
                 fresh = False
-                if np.linalg.norm(dx) <= o.stol * (1.0 + np.linalg.norm(x)):
+                if o.stol > 0 and np.linalg.norm(dx) <= o.stol * (1.0 + np.linalg.norm(x)):
                     return k, norm, bool(math.isfinite(norm))
             # not converged (max_iter or a non-finite residual): once more with fresh factors
         return k, norm, False
@@ -182,42 +226,34 @@ def extrapolation_weights(order: int) -> np.ndarray:
 
 
 def integrate_sparse(problem: Problem, mu: np.ndarray, scheme: Scheme, dt: float,
-                     n_steps: int, options: NewtonOptions, *,
+                     options: NewtonOptions, store: TrajectoryStore, *,
                      callback: ResidualCallback | None = None,
-                     refactor_ratio: float = 0.1, lu_options: dict | None = None):
-    """Integrate ``dx/dt = f`` over ``n_steps`` steps with :class:`SparseNewton`.
+                     refactor_ratio: float = 0.1, lu_options: dict | None = None,
+                     lookahead: bool = True) -> tuple[int, SparseStats]:
+    """Integrate ``dx/dt = f`` over ``store.n_steps`` steps with :class:`SparseNewton`.
 
-    Each step's Newton iteration starts from the polynomial extrapolation of the last
-    ``options.predictor + 1`` states (fewer on the first steps): on a smooth trajectory its
-    residual is ``O(dt^(q+1))`` instead of ``O(dt)`` for the previous state, which saves
-    iterations; the converged states are the same to the Newton tolerance. A step that fails
-    from the extrapolation is retried from the previous state with fresh factors.
-
-    Returns ``(states, iterations, residuals, failed, stats)`` in the convention of
-    :func:`fom.solve`'s integrators (``failed`` = 0 or the failing step).
+    The states go into ``store`` (:class:`fom.trajectory.TrajectoryStore`, whose ring must
+    hold ``options.predictor + 2`` states). Step ``n`` starts from the extrapolation of
+    order ``min(options.predictor, n - 1)`` (module docstring). Returns ``(failed, stats)``:
+    ``failed`` = 0 or the failing step.
     """
     solver = SparseNewton(problem, mu, options, refactor_ratio=refactor_ratio,
-                          lu_options=lu_options)
-    n = problem.n_dofs
-    states = np.empty((n_steps + 1, n))
-    iters = np.zeros(n_steps + 1, dtype=np.int64)
-    res = np.zeros(n_steps + 1)
-    states[0] = problem.initial_state(mu)
-    for k in range(1, n_steps + 1):
+                          lu_options=lu_options, lookahead=lookahead)
+    order = max(int(options.predictor), 0)
+    for k in range(1, store.n_steps + 1):
         s = scheme_at_step(scheme, k)
-        hist = history_term(s, [states[k - j] for j in range(1, s.n_history + 1)])
-        x = states[k]
-        weights = extrapolation_weights(min(max(options.predictor, 0), k - 1))
-        x[:] = weights[0] * states[k - 1]
+        hist = history_term(s, [store.previous(k, j) for j in range(1, s.n_history + 1)])
+        x = store.current(k)
+        weights = extrapolation_weights(min(order, k - 1))
+        np.multiply(store.previous(k, 1), weights[0], out=x)
         for j in range(1, weights.size):
-            x += weights[j] * states[k - 1 - j]
-        iters[k], res[k], ok = solver.step(x, hist, k * dt, s.alpha[0], s.beta * dt, k,
-                                           callback)
+            x += weights[j] * store.previous(k, j + 1)
+        iters, res, ok = solver.step(x, hist, k * dt, s.alpha[0], s.beta * dt, k, callback)
         if not ok and weights.size > 1:  # retry from the previous state, fresh factors
-            x[:] = states[k - 1]
+            x[:] = store.previous(k, 1)
             solver.lu = None
-            iters[k], res[k], ok = solver.step(x, hist, k * dt, s.alpha[0], s.beta * dt, k,
-                                               callback)
+            iters, res, ok = solver.step(x, hist, k * dt, s.alpha[0], s.beta * dt, k, callback)
+        store.commit(k, iters, res)
         if not ok:
-            return states, iters, res, k, solver.stats
-    return states, iters, res, 0, solver.stats
+            return k, solver.stats
+    return 0, solver.stats

@@ -37,14 +37,29 @@ def _parse_mu(text: str) -> list[float]:
             from None
 
 
+def _parse_option(text: str) -> tuple[str, Any]:
+    """``--option KEY=VALUE``: a problem config value (a number if it parses as one)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise InputError(f"--option {text!r}: expected KEY=VALUE, e.g. n=128")
+    for conv in (int, float):
+        try:
+            return key.strip(), conv(value)
+        except ValueError:
+            pass
+    return key.strip(), value
+
+
 def cmd_snapshots(args: argparse.Namespace) -> int:
     from fom.snapshots import CLI_OVERRIDE, generate_snapshots, named_grid, snapshots_from_config
 
     if args.config is not None:
-        if args.mu or args.grid or args.problem or args.output or args.allow_outside_domain:
-            raise InputError("give either a CONFIG file or --problem/--mu/--grid/-o/"
-                             "--allow-outside-domain, not both (a config sets check_bounds "
-                             "in [snapshots])")
+        if args.mu or args.grid or args.problem or args.output or args.allow_outside_domain \
+                or args.option or args.store_every is not None or args.store_residuals:
+            raise InputError("give either a CONFIG file or --problem/--mu/--grid/-o (and "
+                             "--option/--store-every/--store-residuals/--allow-outside-domain), "
+                             "not both (a config sets check_bounds and the storage options in "
+                             "[snapshots])")
         for path in snapshots_from_config(args.config, progress=not args.quiet):
             print(f"wrote {path}")
         return 0
@@ -56,12 +71,16 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
         raise InputError("-o/--output is required without a CONFIG file")
     if bool(args.mu) == bool(args.grid):
         raise InputError("give the parameters either by --mu (repeatable) or by --grid")
-    problem = get_problem(args.problem)
+    problem = get_problem(args.problem, **dict(_parse_option(o) for o in args.option))
     mus = [_parse_mu(m) for m in args.mu] if args.mu else named_grid(args.grid)
+    store_every = 1 if args.store_every is None else args.store_every
+    if store_every < 1:
+        raise InputError(f"--store-every must be a positive integer, got {store_every}")
     path = generate_snapshots(problem, mus, args.output, dt=args.dt, t_final=args.t_final,
                               scheme=args.scheme, progress=not args.quiet,
                               check_bounds=not args.allow_outside_domain,
-                              override=CLI_OVERRIDE)
+                              override=CLI_OVERRIDE, store_every=store_every,
+                              store_residuals=args.store_residuals)
     print(f"wrote {path}")
     return 0
 
@@ -198,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-outside-domain", action="store_true",
                    help="accept parameters outside the problem's parameter domain (refused "
                         "by default)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="problem option, e.g. n=128 for burgers2d (repeatable)")
+    p.add_argument("--store-every", type=int, default=None, metavar="K",
+                   help="store every K-th step (and the last) only")
+    p.add_argument("--store-residuals", action="store_true",
+                   help="also store every Newton iterate's residual (/residuals)")
     p.set_defaults(func=cmd_snapshots)
 
     p = add("train", "train the autoencoder(s) of a config",

@@ -188,8 +188,13 @@ def trial_manifold(kind: str, p: int, sec: dict[str, Any], *, pod: AffineManifol
 
 def run_rom(problem: Any, manifold: Any, mu: np.ndarray, projection: str,
             reference: np.ndarray, *, scheme: str, dt: float, t_final: float,
-            options: ROMOptions, on_failure: str = "record") -> tuple[ROMResult, float, str]:
+            options: ROMOptions, on_failure: str = "record",
+            steps: np.ndarray | None = None) -> tuple[ROMResult, float, str]:
     """One ROM trajectory and its relative error against the FOM states ``reference``.
+
+    ``steps``: the time steps of the rows of ``reference`` when it does not hold every step
+    (a snapshot file written with ``store_every``, see :func:`stored_steps`); the ROM still
+    takes every step, and its result keeps these ones.
 
     Returns
     -------
@@ -203,7 +208,10 @@ def run_rom(problem: Any, manifold: Any, mu: np.ndarray, projection: str,
     except ConvergenceError as exc:
         if on_failure == "raise":
             raise
-        return exc.partial, float("nan"), str(exc)
+        partial = exc.partial if steps is None else exc.partial.at_steps(steps)
+        return partial, float("nan"), str(exc)
+    if steps is not None:
+        res = res.at_steps(steps)
     return res, relative_error(reference, res.states), ""
 
 
@@ -232,6 +240,20 @@ def training_box_warning(mus: np.ndarray, train_path: Path, names: tuple[str, ..
              f"{len(outside)} of {len(mus)} parameters (first: {first}) lie")
     return (f"warning: the ROMs run at {which} outside the box of the training parameters "
             f"{box} of {train_path}: they extrapolate there")
+
+
+def stored_steps(snap: SnapshotSet, dt: float) -> np.ndarray | None:
+    """The step index of each stored time of a snapshot file, or None if it stores every step.
+
+    Raises
+    ------
+    InputError
+        If a stored time is not a whole number of steps ``dt``.
+    """
+    steps = np.rint(snap.t / dt).astype(np.int64)
+    if np.any(np.abs(steps * dt - snap.t) > 1e-9 * max(1.0, float(snap.t[-1]))):
+        raise InputError(f"{snap.path}: the stored times /t are not whole steps of dt = {dt}")
+    return None if np.array_equal(steps, np.arange(snap.t.size)) else steps
 
 
 def _load_test(path: Path, cfg: RunConfig, kind: str) -> SnapshotSet:
@@ -286,6 +308,7 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
         raise InputError(f"{paths['test']}: {exc}") from None
     dt = float(test.solver.get("dt", test.t[1] - test.t[0] if test.t.size > 1 else 0.0))
     scheme = str(test.solver.get("scheme", "backward_euler"))
+    steps = stored_steps(test, dt)
     methods, dims = sec["methods"], sec["latent_dims"]
     deep = any(m.startswith("deep") for m in methods)
     pod = any(m.startswith("pod") for m in methods)
@@ -333,7 +356,7 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
                 res, err, failure = run_rom(problem, manifold, test.mu[i], projection,
                                             test.states[i], scheme=scheme, dt=dt,
                                             t_final=float(test.t[-1]), options=opts,
-                                            on_failure=sec["on_failure"])
+                                            on_failure=sec["on_failure"], steps=steps)
                 if failure and progress:
                     tqdm.write(f"warning: {failure}")
                 results.append(res)

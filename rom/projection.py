@@ -195,10 +195,16 @@ class ROMResult:
 
     def truncated(self, n_t: int) -> ROMResult:
         """The first ``n_t`` time points (what a failed run keeps)."""
-        return ROMResult(self.mu, self.t[:n_t].copy(), self.latent[:n_t].copy(),
-                         None if self.states is None else self.states[:n_t].copy(),
-                         self.iterations[:n_t].copy(),
-                         self.residuals[:n_t].copy(), self.backtracks[:n_t].copy(), self.wall_s,
+        return self.at_steps(np.arange(n_t))
+
+    def at_steps(self, steps: np.ndarray) -> ROMResult:
+        """The time points ``steps`` (indices into :attr:`t`) among those computed, e.g. the
+        stored steps of a snapshot file written with ``store_every``."""
+        steps = np.asarray(steps, dtype=np.int64)
+        k = steps[steps < len(self.t)]
+        return ROMResult(self.mu, self.t[k], self.latent[k],
+                         None if self.states is None else self.states[k],
+                         self.iterations[k], self.residuals[k], self.backtracks[k], self.wall_s,
                          self.method, self.p, self.manifold, self.scheme, self.dt, self.x_ref,
                          self.decoder_calls, self.options)
 

@@ -250,6 +250,16 @@ def _variant(folder, old, new, rom='methods = ["pod-lspg"]\nlatent_dims = [2]'):
     return path
 
 
+def stride_config(tmp_path):
+    """The config with POD-LSPG at p = 2 and snapshot files that store every 3rd step."""
+    path = write_config(tmp_path, 'methods = ["pod-lspg"]\nlatent_dims = [2]')
+    text = path.read_text().replace("test = [[4.3, 0.021], [5.15, 0.0285]]\n",
+                                    "test = [[4.3, 0.021], [5.15, 0.0285]]\nstore_every = 3\n")
+    path.write_text(text)
+    snapshots_from_config(path, progress=False)
+    return path
+
+
 def test_test_parameters_outside_the_domain_are_refused(tmp_path):
     """A test file whose parameters lie outside the problem's domain (made with
     check_bounds = false) is refused by mrom rom unless the config allows them."""
@@ -295,3 +305,31 @@ def test_rom_sweep_warns_once_outside_the_training_box(tmp_path):
     inside = half.read_text().replace("[5.0, 0.02], [5.2, 0.025]", "[4.5, 0.02]")
     half.write_text(inside)
     assert sweep_plan(half).warning == ""
+
+
+def test_rom_errors_are_taken_at_the_stored_steps(tmp_path):
+    cfg = stride_config(tmp_path)
+    test = read_snapshots(tmp_path / "out" / "test.h5")
+    train = read_snapshots(tmp_path / "out" / "train.h5")
+    steps = [0, 3, 6, 9, 10]  # every 3rd and the last of 10 steps
+    assert test.t.size == 5 and np.allclose(test.t, 0.07 * np.array(steps))
+    rs = read_results(roms_from_config(cfg, progress=False))
+    run = rs.runs["pod-lspg-p2"]
+    pod = AffineManifold.from_snapshots(train.states, 2)
+    for i in range(2):
+        direct = solve_rom(test.problem(), pod, test.mu[i], "lspg")  # every step
+        assert direct.t.size == 11
+        np.testing.assert_allclose(run.states[i], direct.states[steps], rtol=0, atol=1e-12)
+        assert run.relative_error[i] == pytest.approx(
+            relative_error(test.states[i], direct.states[steps]), rel=1e-10)
+    np.testing.assert_array_equal(rs.t, test.t)
+
+
+def test_residual_training_term_refuses_a_stride(tmp_path):
+    from autoencoder.data import Restriction
+    from autoencoder.residual import trajectory_residual
+
+    stride_config(tmp_path)
+    train = read_snapshots(tmp_path / "out" / "train.h5")
+    with pytest.raises(InputError, match="needs every time step.*every 3-th"):
+        trajectory_residual(train, Restriction.from_image_shape((16, 2), 1))
