@@ -372,8 +372,9 @@ def figures(results: list[dict[str, Any]], folder: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for name in ("fom", *METHODS):
         for prob in sorted({r["problem"] for r in rows}):
-            pts = sorted({r["n"]: r["time_per_step_s"] for r in rows
-                          if r["method"] == name and r["problem"] == prob}.items())
+            sel = [r for r in rows if r["method"] == name and r["problem"] == prob]
+            pts = [(n, float(np.mean([r["time_per_step_s"] for r in sel if r["n"] == n])))
+                   for n in sorted({r["n"] for r in sel})]  # mean over the test parameters
             if pts:
                 ax.loglog(*zip(*pts, strict=True), marker="o",
                           label=f"{LABEL[name]} ({prob})")

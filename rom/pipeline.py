@@ -111,7 +111,7 @@ def check_run_config(cfg: RunConfig) -> None:
 
     problem, _ = snapshot_sets(cfg)
     settings_from_config(cfg)
-    if uses_hyperreduction(rom_settings(cfg)) or "hyperreduction" in cfg.sections:
+    if uses_hyperreduction(rom_settings(cfg)) or cfg.sections.get("hyperreduction"):
         check_mesh_output(cfg, hyperreduction_settings(cfg, problem))
 
 

@@ -214,3 +214,18 @@ def test_example_config_hyperreduction_section_is_valid(monkeypatch, tmp_path):
     sec = hyperreduction_settings(cfg)
     assert (sec["n_samples"], sec["n_basis"], sec["sample_by"]) == (96, 32, "row")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_hyperreduction_defaults_do_not_bind_configs_without_hr_methods(tmp_path):
+    """A problem with fewer rows than the default n_samples runs without hyper-reduction;
+    asking for it there is refused with the key named."""
+    from fom.config import load_config
+    from rom.pipeline import check_run_config
+
+    text = tiny_config("out", 'methods = ["pod-lspg"]').replace("n_cells = 64", "n_cells = 32")
+    (tmp_path / "small.toml").write_text(text)
+    check_run_config(load_config(tmp_path / "small.toml"))
+    (tmp_path / "hr.toml").write_text(text.replace('"pod-lspg"', '"hr-pod-lspg"'))
+    with pytest.raises(InputError, match=r"hr.toml \[hyperreduction\] n_samples: must be at "
+                                         r"most 32, the rows of burgers1d \(N = 32\), got 40"):
+        check_run_config(load_config(tmp_path / "hr.toml"))
