@@ -1,5 +1,4 @@
-"""Numba kernels of the exported decoder ``g`` and encoder ``h`` (design.md, "The decoder
-kernels").
+"""Numba kernels of the exported decoder ``g`` and encoder ``h``.
 
 A network is exported to two arrays: ``meta`` (one row of integers per layer, see
 :data:`META_FIELDS`) and ``data`` (all weights, float64, concatenated). The kernels evaluate
@@ -12,8 +11,10 @@ A network is exported to two arrays: ``meta`` (one row of integers per layer, se
   k*k*Cout)`` followed by a scatter-add (col2im); activations scale the tangents by their
   derivative at the value. For the usual decoder (dense layers, then transposed convolutions)
   :func:`decode_jacobian_kernel` runs the transposed convolutions on a channel-major batch
-  (:func:`_conv_t_t`): per kernel row one BLAS GEMM restricted to the input rows that stay
-  inside the image, whose result is scattered at once, in contiguous vectorized runs;
+  (:func:`_conv_t_t`): per kernel row one BLAS GEMM (``dgemm`` of
+  ``scipy.linalg.cython_blas``, :mod:`autoencoder.blas`) restricted to the input rows that
+  stay inside the image, whose result is scattered at once, in contiguous vectorized runs.
+  :func:`decode_jacobian_parallel` shares the tangent directions out among threads;
 * only some output entries of ``g`` and ``J`` (hyper-reduction): the last weight layer is
   evaluated only at the requested outputs, and the transposed convolutions before it only at
   the pixels those outputs depend on, as long as that is a small part of the layer
@@ -27,11 +28,19 @@ stored flat in Keras's row-major ``(H, W, C)`` order.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit, prange
+
+from .blas import dgemm
+
+# The threads of decode_jacobian_parallel (numba's OpenMP layer) sleep while they wait instead
+# of spinning: a spinning thread on a machine whose cores are busy loses its time slice to the
+# other processes and every parallel call then waits for it to be scheduled again (measured
+# under load 7 on 2 cores: 3-17 ms per call instead of 0.8-1.1 ms). Read by OpenMP when it is
+# loaded (at the first parallel call); a value set by the user is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: Layer kinds (``meta[:, 0]``).
 DENSE, CONV_T, CONV, ACTIVATION = 0, 1, 2, 3
@@ -168,51 +177,6 @@ def _layer(m, data, X, tangents):
     return Y
 
 
-@intrinsic
-def _dgemm(typingctx, transa, transb, m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off,
-           ldc):
-    """BLAS ``C = op(A) op(B) + beta C`` (column-major, float64) on offsets into flat arrays."""
-    from numba.np.linalg import ensure_blas
-    ensure_blas()
-    sig = types.void(transa, transb, m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc)
-
-    def codegen(context, builder, sig, args):
-        (ta, tb, m_, n_, k_, a_, ao, lda_, b_, bo, ldb_, beta_, c_, co, ldc_) = args
-        ll_char = ir.IntType(8)
-        ll_void_p = ll_char.as_pointer()
-        intp_t = cgutils.intp_t
-        fnty = ir.FunctionType(ir.IntType(32), [ll_char, ll_char, ll_char, intp_t, intp_t,
-                                                intp_t, ll_void_p, ll_void_p, intp_t,
-                                                ll_void_p, intp_t, ll_void_p, ll_void_p,
-                                                intp_t])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
-        f64 = context.get_value_type(types.float64)
-
-        def ptr(arr_val, arr_ty, off, off_ty):
-            ary = context.make_array(arr_ty)(context, builder, arr_val)
-            p = builder.gep(ary.data, [context.cast(builder, off, off_ty, types.intp)])
-            return builder.bitcast(p, ll_void_p)
-
-        def cast(v, ty):
-            return context.cast(builder, v, ty, types.intp)
-
-        alpha = cgutils.alloca_once_value(builder, ir.Constant(f64, 1.0))
-        betap = cgutils.alloca_once_value(builder, context.cast(builder, beta_, sig.args[11],
-                                                                 types.float64))
-        builder.call(fn, (ir.Constant(ll_char, ord('d')),
-                          builder.trunc(cast(ta, sig.args[0]), ll_char),
-                          builder.trunc(cast(tb, sig.args[1]), ll_char),
-                          cast(m_, sig.args[2]), cast(n_, sig.args[3]), cast(k_, sig.args[4]),
-                          builder.bitcast(alpha, ll_void_p),
-                          ptr(a_, sig.args[5], ao, sig.args[6]), cast(lda_, sig.args[7]),
-                          ptr(b_, sig.args[8], bo, sig.args[9]), cast(ldb_, sig.args[10]),
-                          builder.bitcast(betap, ll_void_p),
-                          ptr(c_, sig.args[12], co, sig.args[13]), cast(ldc_, sig.args[14])))
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
 @njit(cache=True)
 def _bias_activate_t(Y, bias, act, c_out, P, B):
     """Channel-major batch ``Y`` (see :func:`_conv_t_t`): add ``bias`` to the values, apply
@@ -266,8 +230,8 @@ def _conv_t_t(m, data, X, B):
         if i_hi <= i_lo:
             continue
         l0 = i_lo * w_in * B
-        _dgemm(ord('n'), ord('t'), (i_hi - i_lo) * w_in * B, nb, c_in, X, l0, L,
-               data, w_off + a * nb, ncol, 0.0, cols, l0, L)
+        dgemm(ord('n'), ord('t'), (i_hi - i_lo) * w_in * B, nb, c_in, X, l0, L,
+              data, w_off + a * nb, ncol, 0.0, cols, l0, L)
         for b in range(kw):
             j_lo = max(0, -((b - pw) // sw))
             j_hi = min(w_in, (w_out - 1 + pw - b) // sw + 1)
@@ -294,13 +258,15 @@ def _conv_t_t(m, data, X, B):
     for o in range(c_out):
         bo = data[b_off + o]
         for y in range(h_out):
-            for x in range(w_out):
-                s = (o * P_out + y * w_out + (x % sw) * wq + x // sw) * B
-                d = (o * P_out + y * w_out + x) * B
-                v, dv = _act1(Y[s] + bo, act)
-                Z[d] = v
-                for t in range(np.uint64(1), np.uint64(B)):
-                    Z[np.uint64(d) + t] = Y[np.uint64(s) + t] * dv
+            row = o * P_out + y * w_out
+            for par in range(sw):  # x = xq * sw + par (no integer division per pixel)
+                for xq in range(wq):
+                    s = (row + par * wq + xq) * B
+                    d = (row + xq * sw + par) * B
+                    v, dv = _act1(Y[s] + bo, act)
+                    Z[d] = v
+                    for t in range(np.uint64(1), np.uint64(B)):
+                        Z[np.uint64(d) + t] = Y[np.uint64(s) + t] * dv
     return Z
 
 
@@ -329,12 +295,15 @@ def forward(meta, data, X, n_layers, tangents):
 
 
 @njit(cache=True)
-def _seed(z):
+def _seed(z, j0, j1):
+    """The forward-mode batch of the value and the tangent directions ``j0 .. j1-1``: row 0
+    is ``z``, row ``1 + t`` the unit vector ``e_{j0 + t}``."""
     p = z.size
-    X = np.zeros((p + 1, p))
+    X = np.zeros((1 + j1 - j0, p))
     for k in range(p):
         X[0, k] = z[k]
-        X[k + 1, k] = 1.0
+    for t in range(j1 - j0):
+        X[1 + t, j0 + t] = 1.0
     return X
 
 
@@ -350,25 +319,25 @@ def decode_kernel(meta, data, z, lo, rng, perm):
 
 
 @njit(cache=True)
-def decode_jacobian_kernel(meta, data, z, lo, rng, perm):
-    """``g(z)`` (N,) and ``J = dg/dz`` (N, p) in one forward-mode pass."""
-    p = z.size
-    B = p + 1
+def _decode_directions(meta, data, z, lo, rng, perm, j0, j1, g, J):
+    """Columns ``j0 .. j1-1`` of ``J = dg/dz`` (into ``J``) and, if ``g.size``, ``g(z)``
+    (into ``g``), by one forward-mode pass of the value and those ``j1 - j0`` directions."""
+    B = 1 + j1 - j0
     n = perm.size
-    g = np.empty(n)
-    J = np.empty((n, p))
+    write_g = g.size > 0
     if not _channel_major_ok(meta):
-        X = forward(meta, data, _seed(z), meta.shape[0], True)
+        X = forward(meta, data, _seed(z, j0, j1), meta.shape[0], True)
         for k in range(n):
             r = perm[k]
-            g[r] = lo + rng * X[0, k]
-            for j in range(p):
-                J[r, j] = rng * X[j + 1, k]
-        return g, J
+            if write_g:
+                g[r] = lo + rng * X[0, k]
+            for j in range(j0, j1):
+                J[r, j] = rng * X[j - j0 + 1, k]
+        return
     l = 0
     while meta[l, 0] != CONV_T:
         l += 1
-    Xr = forward(meta, data, _seed(z), l, True)  # (B, features), Keras (H, W, C) order
+    Xr = forward(meta, data, _seed(z, j0, j1), l, True)  # (B, features), Keras (H, W, C)
     c = meta[l, 4]
     P = meta[l, 2] * meta[l, 3]
     X = np.empty(c * P * B)
@@ -388,10 +357,42 @@ def decode_jacobian_kernel(meta, data, z, lo, rng, perm):
         for ch in range(c):
             base = (ch * P + q) * B
             r = perm[q * c + ch]
-            g[r] = lo + rng * X[base]
-            for j in range(p):
-                J[r, j] = rng * X[base + 1 + j]
+            if write_g:
+                g[r] = lo + rng * X[base]
+            for j in range(j0, j1):
+                J[r, j] = rng * X[base + 1 + j - j0]
+
+
+@njit(cache=True)
+def decode_jacobian_kernel(meta, data, z, lo, rng, perm):
+    """``g(z)`` (N,) and ``J = dg/dz`` (N, p) in one forward-mode pass (one thread)."""
+    g = np.empty(perm.size)
+    J = np.empty((perm.size, z.size))
+    _decode_directions(meta, data, z, lo, rng, perm, 0, z.size, g, J)
     return g, J
+
+
+@njit(cache=True, parallel=True)
+def decode_jacobian_parallel(meta, data, z, lo, rng, perm, n_threads):
+    """:func:`decode_jacobian_kernel` on up to ``n_threads`` threads.
+
+    Forward mode propagates the ``p`` tangent directions independently of each other, given
+    the value (the activations' derivatives are taken at it). Each thread takes a contiguous
+    share of the directions and computes the value itself, so the threads never wait for one
+    another: ``1 + p / n_threads`` batch rows each instead of ``1 + p``. The first share also
+    writes ``g``; each share writes its rows of ``J^T`` (no cache line written by two
+    threads), transposed at the end. The results agree with the one-thread kernel to
+    round-off (the GEMMs see batches of another size; bit-identical with OpenBLAS in the
+    tests).
+    """
+    p = z.size
+    g = np.empty(perm.size)
+    Jt = np.empty((p, perm.size))
+    n_chunks = max(1, min(n_threads, p))
+    for c in prange(n_chunks):
+        _decode_directions(meta, data, z, lo, rng, perm, c * p // n_chunks,
+                           (c + 1) * p // n_chunks, g if c == 0 else g[:0], Jt.T)
+    return g, np.ascontiguousarray(Jt.T)
 
 
 @njit(cache=True)
@@ -569,7 +570,7 @@ def decode_rows_kernel(meta, data, z, lo, rng, pix, n_full, n_last, sites, offse
     activation-only layers after it elementwise.
     """
     p = z.size
-    X = forward(meta, data, _seed(z), n_full, True)
+    X = forward(meta, data, _seed(z, 0, p), n_full, True)
     for t in range(n_last - n_full):
         X = _conv_t_at(meta[n_full + t], data, X, sites[offsets[t]:offsets[t + 1]])
     Y = _restricted_last(meta[n_last], data, X, pix)

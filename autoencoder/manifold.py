@@ -4,8 +4,8 @@ The trial manifold of Lee & Carlberg (2019), eq. (3.1): ``x~(t; mu) = x_ref(mu) 
 with ``g`` the decoder in state units (decoder, then unscaling, then prolongation) and the
 reference state of Remark 3.1, ``x_ref(mu) = x0(mu) - g(x^0(mu))``, so ``x~(0) = x0``.
 
-This module imports numpy, h5py and numba only. The model directory layout (design.md, "File
-formats")::
+This module imports numpy, h5py and numba only. The model directory layout (docs/formats.md,
+"Trained-model folders")::
 
     manifest.json      shapes, p, target, scaling, architecture, training settings, snapshot
                        checksum, test reconstruction error (written last: a directory without
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import numba
 import numpy as np
 
 from fom.errors import InputError
@@ -100,6 +101,17 @@ class TrainedManifold:
     #: Restrict a transposed convolution before the last layer only if the requested rows
     #: need at most this fraction of its outputs (else a full BLAS evaluation is cheaper).
     max_fraction: float = 0.5
+    #: Threads of :meth:`decode_with_jacobian` (at most ``p`` and numba's thread count): with
+    #: more than one, the ``p`` tangent directions are shared out among threads that each
+    #: also compute the value (:func:`autoencoder.kernels.decode_jacobian_parallel`). With two
+    #: threads each does 0.6 (``p = 10``) or 0.8 (``p = 3``) of the one-thread kernel's work
+    #: (measured in CPU time), which pays only on cores that are otherwise idle; on busy ones
+    #: every call waits for the other thread to be scheduled and is slower than one thread
+    #: (measured under load 5-8 on 2 cores: 1.2-2x slower); hence 1 by default.
+    #: Importing :mod:`autoencoder.kernels` makes numba's OpenMP threads wait passively
+    #: (``OMP_WAIT_POLICY=PASSIVE``) unless numba started its threads before: then set that
+    #: variable in the environment.
+    threads: int = 1
 
     def __post_init__(self) -> None:
         self._inv = np.empty_like(self.perm)
@@ -111,6 +123,8 @@ class TrainedManifold:
             raise InputError(f"{self.path}: the decoder's last weight layer must be Dense or "
                              f"a transposed convolution")
         self._plans: dict[bytes, tuple] = {}
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise InputError(f"threads must be a positive integer, got {self.threads!r}")
 
     # ------------------------------------------------------------------ checks
     def _z(self, z: Any) -> np.ndarray:
@@ -134,9 +148,15 @@ class TrainedManifold:
                                self._rng, self.perm)
 
     def decode_with_jacobian(self, z: Any) -> tuple[np.ndarray, np.ndarray]:
-        """``g(z)`` (N,) and ``J(z) = dg/dz`` (N, p) in one forward-mode pass."""
-        return single_threaded(K.decode_jacobian_kernel, self.dec_meta, self.dec_data,
-                               self._z(z), self.lo, self._rng, self.perm)
+        """``g(z)`` (N,) and ``J(z) = dg/dz`` (N, p) in one forward-mode pass (on
+        :attr:`threads` threads)."""
+        z = self._z(z)
+        threads = min(self.threads, self.p, numba.get_num_threads())
+        if threads > 1:
+            return single_threaded(K.decode_jacobian_parallel, self.dec_meta, self.dec_data,
+                                   z, self.lo, self._rng, self.perm, threads)
+        return single_threaded(K.decode_jacobian_kernel, self.dec_meta, self.dec_data, z,
+                               self.lo, self._rng, self.perm)
 
     def decode_rows(self, z: Any, rows: Any) -> tuple[np.ndarray, np.ndarray]:
         """Entries ``rows`` of ``g(z)`` and the same rows of ``J(z)`` (hyper-reduction).

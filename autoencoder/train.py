@@ -96,10 +96,12 @@ def same_settings(stored: Any, settings: dict[str, Any]) -> bool:
 
 
 def settings_from_config(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Validated ``[autoencoder]`` and ``[training]`` sections of a run config."""
+    """Validated ``[autoencoder]`` and ``[training]`` sections of a run config (the
+    fine-tuning stages included)."""
     ae = check_architecture(cfg.section("autoencoder", AUTOENCODER_SCHEMA),
                             cfg.where("autoencoder"))
     tr = cfg.section("training", TRAINING_SCHEMA)
+    training_stages(tr, cfg.where("training"))
     return ae, tr
 
 
@@ -651,9 +653,11 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
 
 def _check_export(trainer: _Trainer, manifold: TrainedManifold, sample: np.ndarray) -> None:
     """The numba decoder must reproduce Keras's (float32) decoder on a few latent points."""
-    code = trainer.enc.predict(sample, verbose=0)
-    z = np.asarray(code[0] if trainer.arch["variational"] else code, dtype=np.float64)
-    ref = trainer.dec.predict(z.astype(np.float32), verbose=0).reshape(len(z), -1)
+    # direct calls, not Model.predict: its tf.data pipeline makes TensorFlow log an E0000
+    # "use_unbounded_threadpool" line on stderr
+    code = trainer.enc(sample, training=False)
+    z = np.asarray((code[0] if trainer.arch["variational"] else code).numpy(), dtype=np.float64)
+    ref = trainer.dec(z.astype(np.float32), training=False).numpy().reshape(len(z), -1)
     mine = np.array([manifold.decode(zi) for zi in z])
     ref_x = np.empty_like(ref, dtype=np.float64)
     ref_x[:, manifold.perm] = Scaling(manifold.lo, manifold.hi).unscale(ref)
@@ -684,6 +688,7 @@ def train_from_config(config: str | os.PathLike | RunConfig,
     except InputError as exc:
         raise InputError(f"{cfg.where('autoencoder')}: {exc}") from None
     paths = snapshot_paths(cfg)
+    cfg.check_output_dir()  # before any work
     if not paths["train"].exists():
         snapshots_from_config(cfg, progress=progress)
     snap = read_snapshots(paths["train"])

@@ -26,6 +26,7 @@ at 512^2 (``--grids`` to choose others).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 
@@ -39,24 +40,26 @@ from fom.trajectory import TrajectoryStore
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from fom_speed import cpu_model  # noqa: E402
 
-BASE = {"permc_spec": "COLAMD", "predictor": "previous", "lookahead": False,
+BASE = {"lu_options": {"permc_spec": "COLAMD"}, "predictor": 0, "lookahead": False,
         "refactor_ratio": 0.1, "refactor_after": None}
+MMD = {"permc_spec": "MMD_AT_PLUS_A"}
 VARIANTS = {
     "baseline": BASE,
-    "+ ordering": {**BASE, "permc_spec": "MMD_AT_PLUS_A"},
-    "+ predictor": {**BASE, "permc_spec": "MMD_AT_PLUS_A", "predictor": "extrapolate"},
-    "+ lookahead": {**BASE, "permc_spec": "MMD_AT_PLUS_A", "predictor": "extrapolate",
-                    "lookahead": True},
-    "+ amortized": {**BASE, "permc_spec": "MMD_AT_PLUS_A", "predictor": "extrapolate",
-                    "lookahead": True, "refactor_ratio": 0.5, "refactor_after": 50},
+    "+ ordering": {**BASE, "lu_options": MMD},
+    "+ predictor": {**BASE, "lu_options": MMD, "predictor": 2},
+    "+ lookahead": {**BASE, "lu_options": MMD, "predictor": 2, "lookahead": True},
+    "+ amortized": {**BASE, "lu_options": MMD, "predictor": 2, "lookahead": True,
+                    "refactor_ratio": 0.5, "refactor_after": 50},
 }
 
 
-def run(prob: Burgers2D, n_steps: int, **kw) -> tuple[TrajectoryStore, dict[str, float], float]:
+def run(prob: Burgers2D, n_steps: int, predictor: int, **kw
+        ) -> tuple[TrajectoryStore, dict[str, float], float]:
     store = TrajectoryStore(prob.initial_state([1.0]), n_steps, 1)
+    options = dataclasses.replace(prob.newton_defaults(), predictor=predictor)
     t0 = time.perf_counter()
-    failed, stats = integrate_sparse(prob, np.array([1.0]), BACKWARD_EULER, prob.dt,
-                                     prob.newton_defaults(), store, **kw)
+    failed, stats = integrate_sparse(prob, np.array([1.0]), BACKWARD_EULER, prob.dt, options,
+                                     store, **kw)
     wall = time.perf_counter() - t0
     if failed:
         raise SystemExit(f"FAIL: Newton did not converge at step {failed}")

@@ -1,4 +1,4 @@
-"""The paper's 1D Burgers study (Lee & Carlberg 2019, section 6.1; design.md problem 1).
+"""The paper's 1D Burgers study (Lee & Carlberg 2019, section 6.1; docs/problems.md).
 
 For latent dimensions p = 1, 2, 3, 5, 10 at both test parameters: the relative state errors of
 Deep LSPG, Deep Galerkin, POD-LSPG and POD-Galerkin, the projection errors of both trial

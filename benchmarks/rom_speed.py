@@ -1,6 +1,6 @@
 """Deep LSPG online speed: the decoder on numba kernels against TensorFlow's autodiff.
 
-One Deep LSPG run of 1D Burgers (design.md, problem 1) with the same driver
+One Deep LSPG run of 1D Burgers (docs/problems.md, problem 1) with the same driver
 (:func:`rom.solve_rom`), the same model and the same options, twice:
 
 * numba: the trained manifold's exported kernels (``decode_with_jacobian`` in one
@@ -12,7 +12,7 @@ One Deep LSPG run of 1D Burgers (design.md, problem 1) with the same driver
 Prints both wall times, the ratio, the iteration counts and the largest difference between the
 two trajectories (round-off: the two decoders agree to ~1e-15).
 
-    python benchmarks/rom_speed.py [--model-dir DIR] [--t-final T] [--json PATH]
+    python benchmarks/rom_speed.py [--model-dir DIR] [--t-final T] [--threads N] [--json PATH]
 
 ``--model-dir`` defaults to ``output/burgers1d/models/p3`` when that model is complete; without
 a trained model a paper-architecture decoder with Glorot weights (p = 3) is used (the timing is
@@ -160,7 +160,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--mu", default="4.3,0.021", help="test parameter")
     parser.add_argument("--t-final", type=float, default=35.0, help="final time (35 = paper)")
     parser.add_argument("--json", type=Path, help="write the results as JSON")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads of the numba decoder Jacobian (TrainedManifold.threads)")
     args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
 
     import fom
     from rom import DecoderManifold, ROMOptions
@@ -171,11 +175,13 @@ def main(argv: list[str] | None = None) -> dict:
     if model_dir is None and (DEFAULT_MODEL / "manifest.json").is_file():
         model_dir = DEFAULT_MODEL
     man, keras_dec, what = load_models(model_dir)
+    man.threads = args.threads
     problem = fom.Burgers1D(n_cells=man.n_dofs) if man.n_dofs != 256 else fom.Burgers1D()
     mu = np.array([float(v) for v in args.mu.split(",")])
     print(f"machine: {machine()}")
     print(f"model: {what}; problem: {problem.name}, N = {problem.n_dofs}, mu = {mu.tolist()}, "
-          f"t_final = {args.t_final}, dt = {problem.dt}")
+          f"t_final = {args.t_final}, dt = {problem.dt}; numba decoder on {man.threads} "
+          f"thread(s)")
     options = ROMOptions()
     numba_m = DecoderManifold(man)
     tf_m = DecoderManifold(TFDecoder(man, keras_dec))

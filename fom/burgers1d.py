@@ -1,4 +1,4 @@
-"""Parameterized 1D inviscid Burgers equation (Lee & Carlberg 2019, section 6.1; design.md).
+"""Parameterized 1D inviscid Burgers equation (Lee & Carlberg 2019, section 6.1; docs/problems.md).
 
     dw/dt + d(w^2/2)/dx = a * exp(mu_2 x),   x in [0, L],  t in [0, T]
     w(0, t) = mu_1 (inflow),   w(x, 0) = w_init,   outflow at x = L
@@ -30,7 +30,11 @@ from numba import njit
 
 from .errors import InputError
 from .problem import Problem
-from .sampled import SampledOperator, check_sample_rows, local_positions
+from .sampled import (
+    SampledOperator,
+    check_sample_rows,
+    local_positions,
+)
 from .tridiagonal import solve_tridiagonal
 
 # ------------------------------------------------------------------ numba kernels
@@ -239,7 +243,7 @@ def _default_image_shape(n: int) -> tuple[int, ...]:
 
 
 class Burgers1D(Problem):
-    """Parameterized 1D inviscid Burgers problem of design.md (the default test problem).
+    """The paper's parameterized 1D inviscid Burgers problem (the default; docs/problems.md).
 
     Parameters
     ----------
@@ -247,8 +251,10 @@ class Burgers1D(Problem):
         Number of finite-volume cells ``N`` (default 256).
     length : float
         Domain length ``L`` (default 100).
-    dt, t_final : float
-        Default time step and final time (0.07 and 35).
+    dt : float
+        Default time step (0.07: 500 steps to ``t_final``).
+    t_final : float
+        Default final time (35).
     source_amplitude : float
         Factor ``a`` of the source ``a exp(mu_2 x)`` (default 0.02).
     w_init : float

@@ -212,8 +212,9 @@ class Burgers2D(Problem):
         return {"n": self.n, "reynolds": self.reynolds, "dt": self.dt, "t_final": self.t_final}
 
     def newton_defaults(self) -> NewtonOptions:
-        """Newton tolerance of the study: ``||r||_2 <= 1e-8`` (absolute), nothing else."""
-        return NewtonOptions(atol=1e-8, rtol=0.0, stol=0.0, max_iter=20)
+        """Newton tolerance of the study: ``||r||_2 <= 1e-8`` (absolute), nothing else; each
+        step starts from the quadratic extrapolation of the last three states."""
+        return NewtonOptions(atol=1e-8, rtol=0.0, stol=0.0, max_iter=20, predictor=2)
 
     def initial_state(self, mu: np.ndarray) -> np.ndarray:
         mu = self.check_mu(mu)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .atomic import check_output_folder
 from .errors import InputError
 
 REQUIRED = object()
@@ -42,6 +43,17 @@ class Field:
     doc: str = ""
 
 
+def _with_rule(check: Callable[[Any], str | None], rule: str) -> Callable[[Any], str | None]:
+    """Attach the human-readable ``rule`` of a check (shown by ``mrom config-keys``)."""
+    check.rule = rule  # type: ignore[attr-defined]
+    return check
+
+
+def rule_of(check: Callable[[Any], str | None] | None) -> str:
+    """The rule a check enforces, in words (empty if it has none)."""
+    return str(getattr(check, "rule", "")) if check is not None else ""
+
+
 def positive(v: Any) -> str | None:
     return None if v > 0 and math.isfinite(v) else "must be a positive number"
 
@@ -50,20 +62,27 @@ def non_negative(v: Any) -> str | None:
     return None if v >= 0 and math.isfinite(v) else "must be >= 0"
 
 
+_with_rule(positive, "> 0")
+_with_rule(non_negative, ">= 0")
+
+
 def at_least(lo: float) -> Callable[[Any], str | None]:
     def check(v: Any) -> str | None:
         return None if v >= lo else f"must be >= {lo}"
-    return check
+    return _with_rule(check, f">= {lo}")
 
 
 def fraction(v: Any) -> str | None:
     return None if 0 <= v < 1 else "must lie in [0, 1)"
 
 
+_with_rule(fraction, "in [0, 1)")
+
+
 def one_of(*choices: str) -> Callable[[Any], str | None]:
     def check(v: Any) -> str | None:
         return None if v in choices else f"must be one of {', '.join(choices)}"
-    return check
+    return _with_rule(check, "one of " + ", ".join(f'"{c}"' for c in choices))
 
 
 def list_of(item_type: type, item_check: Callable[[Any], str | None] | None = None,
@@ -78,7 +97,11 @@ def list_of(item_type: type, item_check: Callable[[Any], str | None] | None = No
             if item_check and (msg := item_check(x)):
                 return f"entry {x!r} {msg}"
         return None
-    return check
+    rule = f"entries {rule_of(item_check)}" if rule_of(item_check) else ""
+    if min_len > 0:
+        rule = ", ".join(r for r in (f"at least {min_len} entr{'y' if min_len == 1 else 'ies'}",
+                                     rule) if r)
+    return _with_rule(check, rule)
 
 
 def _is_type(v: Any, types: type | tuple[type, ...]) -> bool:
@@ -90,7 +113,8 @@ def _is_type(v: Any, types: type | tuple[type, ...]) -> bool:
     return isinstance(v, types)
 
 
-def _type_name(types: type | tuple[type, ...]) -> str:
+def type_name(types: type | tuple[type, ...]) -> str:
+    """What a config value of these types is, in words (``"a number"``)."""
     types = types if isinstance(types, tuple) else (types,)
     names = {int: "an integer", float: "a number", str: "a string", bool: "true/false",
              list: "a list", dict: "a table"}
@@ -118,7 +142,7 @@ def parse_section(data: Mapping[str, Any] | None, schema: Mapping[str, Field],
             continue
         val = data[key]
         if not _is_type(val, field.types):
-            raise InputError(f"{where} {key}: must be {_type_name(field.types)}, got {val!r}")
+            raise InputError(f"{where} {key}: must be {type_name(field.types)}, got {val!r}")
         if isinstance(val, float) and not math.isfinite(val):
             raise InputError(f"{where} {key}: must be finite, got {val!r}")
         if field.check is not None and (msg := field.check(val)):
@@ -133,15 +157,20 @@ def _as_tuple(t: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 def load_toml(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a TOML file; a missing or malformed file raises :class:`InputError`."""
+    """Read a TOML file; a missing, unreadable or malformed file raises :class:`InputError`."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise InputError(f"config file {path} is a folder, not a TOML file")
+    if not path.exists():
         raise InputError(f"config file {path} does not exist")
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: invalid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not a UTF-8 text file (byte {exc.start}: "
+                         f"{exc.reason}); TOML files are UTF-8") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
 
@@ -156,6 +185,7 @@ TOP_LEVEL: dict[str, Field] = {
     "autoencoder": Field(dict, {}, doc="architecture (autoencoder)"),
     "training": Field(dict, {}, doc="optimiser and stopping (autoencoder)"),
     "rom": Field(dict, {}, doc="online solvers (rom)"),
+    "hyperreduction": Field(dict, {}, doc="sample mesh of the hyper-reduced ROMs (rom)"),
     "sweep": Field(dict, {}, doc="parameter sweep (rom.sweep)"),
 }
 
@@ -176,11 +206,21 @@ class RunConfig:
         """Section ``name`` validated against ``schema``."""
         return parse_section(self.sections.get(name), schema, self.where(name))
 
+    def check_output_dir(self) -> Path:
+        """Check that ``output_dir`` is, or can be created as, a writable folder (nothing is
+        created); see :func:`fom.atomic.check_output_folder`."""
+        return check_output_folder(self.output_dir, f"{self.path} output_dir")
+
 
 def load_config(path: str | os.PathLike) -> RunConfig:
     """Load a run config and check its top level (sections are checked by their users)."""
     path = Path(path)
-    raw = load_toml(path)
+    return config_from_data(path, load_toml(path))
+
+
+def config_from_data(path: str | os.PathLike, raw: dict[str, Any]) -> RunConfig:
+    """The :class:`RunConfig` of parsed TOML ``raw``, as if read from ``path``."""
+    path = Path(path)
     top = parse_section(raw, TOP_LEVEL, str(path))
     sections = {k: v for k, v in top.items() if isinstance(v, dict)}
     return RunConfig(path, Path(top["output_dir"]), sections)

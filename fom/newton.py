@@ -14,6 +14,8 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from .errors import InputError
+
 
 @dataclass(frozen=True)
 class NewtonOptions:
@@ -27,16 +29,28 @@ class NewtonOptions:
         Step tolerance relative to ``1 + ||x||``.
     max_iter : int
         Maximum number of Newton iterations per time step.
+    predictor : int
+        Initial guess of a time step in the sparse solver (:mod:`fom.sparse_newton`): the
+        polynomial through the last ``predictor + 1`` states, extrapolated to the new time
+        (0: the previous state; 1: ``2 x^{n-1} - x^{n-2}``). Other solvers start from the
+        previous state.
     """
 
     atol: float = 1e-12
     rtol: float = 1e-12
     stol: float = 1e-14
     max_iter: int = 20
+    predictor: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.predictor, bool) or not isinstance(self.predictor, int) \
+                or not 0 <= self.predictor <= 8:
+            raise InputError(f"Newton option predictor must be an integer in [0, 8] (the "
+                             f"degree of the extrapolation), got {self.predictor!r}")
 
     def to_dict(self) -> dict[str, float | int]:
         return {"atol": self.atol, "rtol": self.rtol, "stol": self.stol,
-                "max_iter": self.max_iter}
+                "max_iter": self.max_iter, "predictor": self.predictor}
 
 
 @dataclass

@@ -8,9 +8,11 @@ from typing import Any
 from .burgers1d import Burgers1D
 from .burgers2d import Burgers2D
 from .errors import InputError
+from .flame2d import Flame2D
 from .problem import Problem
 
-PROBLEMS: dict[str, type[Problem]] = {"burgers1d": Burgers1D, "burgers2d": Burgers2D}
+PROBLEMS: dict[str, type[Problem]] = {"burgers1d": Burgers1D, "burgers2d": Burgers2D,
+                                     "flame2d": Flame2D}
 
 
 def get_problem(name: str, **config: Any) -> Problem:

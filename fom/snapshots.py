@@ -1,4 +1,4 @@
-"""Snapshot generation and the snapshot file format (design.md, "File formats").
+"""Snapshot generation and the snapshot file format (docs/formats.md, "Snapshot files").
 
 ::
 
@@ -42,7 +42,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .atomic import atomic_path, check_writable_dir, write_text_atomic
+from .atomic import atomic_path, check_writable_dir, make_output_folder, write_text_atomic
 from .config import Field, RunConfig, load_config, one_of, positive
 from .errors import InputError
 from .hdf5 import open_for_reading
@@ -64,22 +64,45 @@ def _package_version() -> str:
 
 
 def paper_train_grid() -> np.ndarray:
-    """The paper's 10 x 8 Burgers training grid (design.md), shape (80, 2), mu1 slowest."""
+    """The paper's 10 x 8 Burgers training grid, shape (80, 2), mu1 slowest.
+
+    ``mu1 = 4.25 + (1.25/9) i``, ``i = 0..9``, ``mu2 = 0.015 + (0.015/7) j``, ``j = 0..7``
+    (docs/problems.md).
+    """
     mu1 = 4.25 + (1.25 / 9) * np.arange(10)
     mu2 = 0.015 + (0.015 / 7) * np.arange(8)
     return np.array([(a, b) for a in mu1 for b in mu2])
 
 
 def paper_test_params() -> np.ndarray:
-    """The paper's two Burgers test parameters."""
+    """The paper's two Burgers test parameters, (4.3, 0.021) and (5.15, 0.0285)."""
     return np.array([[4.3, 0.021], [5.15, 0.0285]])
 
 
-NAMED_GRIDS = {"paper-train": paper_train_grid, "paper-test": paper_test_params}
+def flame2d_train_grid() -> np.ndarray:
+    """The flame's 4 x 4 training grid over the parameter box (corners included), shape
+    (16, 2) as ``(A, E)``, ``A`` slowest."""
+    a_vals = np.linspace(2.3375e12, 6.5e12, 4)
+    e_vals = np.linspace(5.6255e3, 9.0e3, 4)
+    return np.array([(a, e) for a in a_vals for e in e_vals])
+
+
+def flame2d_test_params() -> np.ndarray:
+    """The flame's two test parameters, (3.0e12, 7.0e3) and (5.5e12, 6.0e3) as ``(A, E)``."""
+    return np.array([[3.0e12, 7.0e3], [5.5e12, 6.0e3]])
+
+
+NAMED_GRIDS = {
+    "paper-train": paper_train_grid,
+    "paper-test": paper_test_params,
+    "flame2d-train": flame2d_train_grid,
+    "flame2d-test": flame2d_test_params,
+}
 
 
 def named_grid(name: str) -> np.ndarray:
-    """Parameter sets by name: ``paper-train`` (80 points) or ``paper-test`` (2 points)."""
+    """Parameter sets by name: ``paper-train`` (80 points) and ``paper-test`` (2 points) of
+    the 1D Burgers study, ``flame2d-train`` (16) and ``flame2d-test`` (2) of the flame."""
     try:
         return NAMED_GRIDS[name]()
     except KeyError:
@@ -88,12 +111,53 @@ def named_grid(name: str) -> np.ndarray:
         ) from None
 
 
-def check_mu_list(problem: Problem, mus: Any) -> np.ndarray:
-    """Validate a list of parameter vectors and return it as an (n_mu, n_params) array."""
+#: How a config allows parameters outside the problem's domain (``[snapshots]``, ``[sweep]``).
+CONFIG_OVERRIDE = "set check_bounds = false to allow it"
+#: How ``mrom snapshots --mu`` allows them.
+CLI_OVERRIDE = "--allow-outside-domain allows it"
+
+
+def check_mu_list(problem: Problem, mus: Any, *, check_bounds: bool = True,
+                  override: str = CONFIG_OVERRIDE) -> np.ndarray:
+    """Validate a list of parameter vectors and return it as an (n_mu, n_params) array.
+
+    The one rule for parameters a user gives (``mrom snapshots --mu``, the training, test and
+    any other parameter sets of ``[snapshots]``, ``[sweep] params``, the parameters of
+    ``mrom rom``): each vector must have the problem's number of finite entries and, unless
+    ``check_bounds`` is false, lie inside the problem's parameter domain
+    (:attr:`fom.problem.Problem.param_bounds`).
+
+    Parameters
+    ----------
+    problem : Problem
+    mus : iterable of array_like
+    check_bounds : bool
+        Refuse parameters outside the domain (the default everywhere).
+    override : str
+        How the user allows them, appended to the error message.
+
+    Raises
+    ------
+    InputError
+    """
     rows = list(mus)
     if not rows:
         raise InputError("no parameters given")
-    return np.array([problem.check_mu(m) for m in rows])
+    arr = np.array([problem.check_mu(m) for m in rows])
+    if check_bounds:
+        for m in arr:
+            try:
+                problem.check_mu(m, check_bounds=True)
+            except InputError as exc:
+                raise InputError(f"{exc} ({override})") from None
+    return arr
+
+
+def read_parameters(path: str | os.PathLike) -> np.ndarray:
+    """Only the ``/mu`` dataset of a snapshot file, shape (n_mu, n_params) (validated)."""
+    path = Path(path)
+    with open_for_reading(path, "snapshot file") as f:
+        return _dataset(f, "mu", path, 2)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -253,7 +317,8 @@ def write_snapshots(path: str | os.PathLike, problem: Problem, results: Sequence
                     extra_attrs: dict[str, str] | None = None, *,
                     deterministic: bool = False,
                     residual_parts: Sequence[str | os.PathLike] | None = None) -> Path:
-    """Write trajectories of one problem to ``path`` atomically in the layout above.
+    """Write trajectories of one problem to ``path`` atomically (the snapshot layout of
+    docs/formats.md).
 
     ``results`` is read one trajectory at a time (it may load each on access, like the
     checkpoint folder of :func:`generate_snapshots`), so memory holds one trajectory.
@@ -540,7 +605,8 @@ def debug_pause(stage: str) -> None:
 def generate_snapshots(problem: Problem, mus: Iterable[Any], output: str | os.PathLike, *,
                        dt: float | None = None, t_final: float | None = None,
                        scheme: str = "backward_euler", options: NewtonOptions | None = None,
-                       progress: bool = True, store_every: int = 1,
+                       progress: bool = True, check_bounds: bool = True,
+                       override: str = CONFIG_OVERRIDE, store_every: int = 1,
                        store_residuals: bool = False) -> Path:
     """Integrate the FOM at every parameter in ``mus`` and write one snapshot file.
 
@@ -560,21 +626,32 @@ def generate_snapshots(problem: Problem, mus: Iterable[Any], output: str | os.Pa
         :meth:`~fom.Problem.newton_defaults`).
     progress : bool
         Show a tqdm progress bar.
+    check_bounds, override
+        See :func:`check_mu_list`: parameters outside the problem's domain are refused unless
+        ``check_bounds`` is false.
     store_every : int
         Store the states of every ``store_every``-th step and of the last step only.
     store_residuals : bool
         Also store the residual of every Newton iterate of the stored steps (``/residuals``;
         the sparse solver computes the trajectories then).
+
+    Raises
+    ------
+    InputError
+        For any bad input, before anything is written.
     """
     from tqdm import tqdm
 
     from .solve import time_grid
+    from .steppers import get_scheme
     from .trajectory import stored_steps
 
-    mu_arr = check_mu_list(problem, mus)
+    # every input is checked before anything is written (no checkpoint folder of a bad run)
+    mu_arr = check_mu_list(problem, mus, check_bounds=check_bounds, override=override)
     options = options or problem.newton_defaults()
     dt_, n_steps = time_grid(problem.dt if dt is None else dt,
                              problem.t_final if t_final is None else t_final)
+    scheme = get_scheme(scheme).name
     steps = stored_steps(n_steps, store_every)
     solver = {"scheme": scheme, "dt": dt_, "n_steps": n_steps, "newton": options.to_dict(),
               "store_every": int(store_every), "store_residuals": bool(store_residuals)}
@@ -608,6 +685,8 @@ SNAPSHOTS_SCHEMA = {
     "test": Field((str, list), "paper-test", doc="named grid or list of parameter vectors"),
     "scheme": Field(str, "backward_euler", one_of("backward_euler", "bdf2"),
                     doc="time scheme of the FOM (and of the ROMs)"),
+    "check_bounds": Field(bool, True, doc="refuse parameters outside the problem's parameter "
+                                          "domain (false allows them)"),
     "store_every": Field(int, 1, positive,
                          doc="store the states of every k-th step (and the last) only"),
     "store_residuals": Field(bool, False,
@@ -627,15 +706,13 @@ def problem_from_config(cfg: RunConfig) -> Problem:
         raise InputError(f"{cfg.where('problem')}: {exc}") from None
 
 
-def parameter_list(value: str | list, problem: Problem, where: str) -> np.ndarray:
-    """A config's parameter set: a named grid or a list of vectors, validated."""
-    if isinstance(value, str):
-        try:
-            return named_grid(value)
-        except InputError as exc:
-            raise InputError(f"{where}: {exc}") from None
+def parameter_list(value: str | list, problem: Problem, where: str,
+                   check_bounds: bool = True) -> np.ndarray:
+    """A config's parameter set: a named grid or a list of vectors, validated by
+    :func:`check_mu_list` (``where`` prefixes the error messages)."""
     try:
-        return check_mu_list(problem, value)
+        mus = named_grid(value) if isinstance(value, str) else value
+        return check_mu_list(problem, mus, check_bounds=check_bounds)
     except InputError as exc:
         raise InputError(f"{where}: {exc}") from None
 
@@ -652,20 +729,37 @@ def snapshots_from_config(config: str | os.PathLike | RunConfig, *,
     Files that already exist and were made by the same problem, solver and parameters are kept.
     """
     cfg = config if isinstance(config, RunConfig) else load_config(config)
-    problem = problem_from_config(cfg)
-    sec = cfg.section("snapshots", SNAPSHOTS_SCHEMA)
-    cfg.output_dir.mkdir(parents=True, exist_ok=True)
+    problem, sets = snapshot_sets(cfg)
+    scheme = cfg.section("snapshots", SNAPSHOTS_SCHEMA)["scheme"]
+    make_output_folder(cfg.output_dir, f"{cfg.path} output_dir")
     written = []
-    for kind, path in snapshot_paths(cfg).items():
-        mus = parameter_list(sec[kind], problem, f"{cfg.where('snapshots')} {kind}")
-        store = {"store_every": sec["store_every"], "store_residuals": sec["store_residuals"]}
-        if not snapshot_file_matches(path, problem, mus, sec["scheme"], **store):
-            generate_snapshots(problem, mus, path, scheme=sec["scheme"], progress=progress,
-                               **store)
+    sec = cfg.section("snapshots", SNAPSHOTS_SCHEMA)
+    store = {"store_every": sec["store_every"], "store_residuals": sec["store_residuals"]}
+    for path, mus in sets.values():
+        if not snapshot_file_matches(path, problem, mus, scheme, **store):
+            generate_snapshots(problem, mus, path, scheme=scheme, progress=progress,
+                               check_bounds=False, **store)  # checked by snapshot_sets
         else:  # complete; drop a checkpoint left by a run killed just after writing the file
             shutil.rmtree(str(path) + ".ckpt", ignore_errors=True)
         written.append(path)
     return written
+
+
+def snapshot_sets(cfg: RunConfig) -> tuple[Problem, dict[str, tuple[Path, np.ndarray]]]:
+    """The problem and every parameter set of a run config, validated, with their files.
+
+    Checks ``[problem]``, ``[snapshots]``, each parameter set (:func:`check_mu_list`, with
+    ``[snapshots] check_bounds``) and that ``output_dir`` can be written, and creates
+    nothing: ``{kind: (snapshot file, parameters)}`` for each kind of
+    :func:`snapshot_paths` ("train", "test").
+    """
+    problem = problem_from_config(cfg)
+    sec = cfg.section("snapshots", SNAPSHOTS_SCHEMA)
+    sets = {kind: (path, parameter_list(sec[kind], problem, f"{cfg.where('snapshots')} {kind}",
+                                        sec["check_bounds"]))
+            for kind, path in snapshot_paths(cfg).items()}
+    cfg.check_output_dir()
+    return problem, sets
 
 
 def snapshot_file_matches(path: Path, problem: Problem, mus: np.ndarray, scheme: str, *,

@@ -78,7 +78,7 @@ def solve(problem: Problem, mu: Any, *, dt: float | None = None, t_final: float 
     problem : Problem
     mu : array_like, shape (n_params,)
     dt, t_final : float, optional
-        Default to the problem's (design.md's) values.
+        Default to the problem's values.
     scheme : {"backward_euler", "bdf2"}
         Time discretization, equation (1) of :mod:`fom.steppers`.
     options : NewtonOptions, optional
@@ -122,7 +122,8 @@ def solve(problem: Problem, mu: Any, *, dt: float | None = None, t_final: float 
         raise InputError(f"problem {problem.name} has no compiled integrator")
     if method == "auto" and integrator is None:
         method = "sparse" if problem.jacobian_structure() is not None else "generic"
-    store = TrajectoryStore(problem.initial_state(mu), n_steps, store_every)
+    store = TrajectoryStore(problem.initial_state(mu), n_steps, store_every,
+                            history=max(sch.n_history, opts.predictor + 1))
     t_all = dt * np.arange(n_steps + 1)
     t = t_all[store.steps]
     solver_info = {"scheme": sch.name, "dt": dt, "t_final": float(t_all[-1]),

@@ -6,28 +6,33 @@ At step ``n`` the implicit scheme of :mod:`fom.steppers` solves ``r^n(x) = 0`` w
     r^n(x) = alpha_0 x + h^n - beta dt f(x, t^n),     M(x) = alpha_0 I - beta dt df/dx(x),   (1)
 
 ``h^n = sum_j alpha_j x^{n-j}``. Newton's method factors ``M`` at every iterate; here the
-sparse LU factors of ``M`` (SuperLU, ``scipy.sparse.linalg.splu``, minimum-degree ordering on
-the pattern of ``M^T + M``) are kept across iterations *and time steps* (the chord or modified
-Newton method) and renewed only when
+sparse LU factors of ``M`` (SuperLU, ``scipy.sparse.linalg.splu``) are kept across iterations
+*and time steps* (the chord or modified Newton method) and renewed only when
 
 - the residual contracted by less than ``refactor_ratio`` (0.5) in the last iteration and
   would not reach the tolerance in the next one at that rate (an iteration that did not reduce
   the residual at all is undone first), or
 - the steps since the last factorization have taken ``refactor_after`` (50) iterations more
   than a step with fresh factors needs: the iterations the stale factors cost have added up to
-  about the cost of a factorization (50 solves, on stencil problems from 60^2 to 512^2; the
-  count, not a timing, so that runs are reproducible), or
+  about the cost of a factorization (about 50 solves with SuperLU on the 2D stencil problems,
+  60^2 to 512^2; a count, not a timing, so that runs are reproducible), or
 - ``alpha_0`` or ``beta dt`` changed (BDF2's first step is backward Euler), or
 - a step reached ``max_iter`` iterations with stale factors (the step is then restarted from
   its initial guess with fresh factors, i.e. it gets a true Newton solve).
 
 Once a shock has formed in 2D Burgers at 256^2, the Jacobian changes enough from step to step
-that renewing the factors at a fixed contraction threshold (0.1) meant a factorization every
-other step; the amortized rule needs about one per seven steps and is 1.7 times faster.
+that renewing the factors at a fixed contraction threshold of 0.1 meant a factorization every
+other step (144 in 300 steps); the amortized rule needs 41 (and 2335 solves instead of 1215),
+which is 1.7 times less work with a factorization worth 35 solves. At 60^2 it also keeps the
+trajectory 5 times closer to plain Newton's (7e-9 relative instead of 3.7e-8): stale factors
+bias every step's converged state the same way, within the tolerance.
 
-The initial guess of a step is the quadratic extrapolation ``3 x^{n-1} - 3 x^{n-2} + x^{n-3}``
-of the last three states (an ``O(dt^3)`` error instead of the ``O(dt)`` of ``x^{n-1}``): on 2D
-Burgers at 60^2 it saves 45 % of the solves.
+The initial guess of a step is the polynomial extrapolation of the last ``q + 1`` states
+(``q = options.predictor``: ``2 x^{n-1} - x^{n-2}`` for ``q = 1``, ``3 x^{n-1} - 3 x^{n-2} +
+x^{n-3}`` for ``q = 2``, ...), an ``O(dt^(q+1))`` error instead of the ``O(dt)`` of ``x^{n-1}``:
+on 2D Burgers at 60^2 ``q = 2`` saves 45 % of the solves, on the flame ``q = 4`` cuts the
+iterations per step from 4.3 to 1.8. A step that fails from the extrapolation is retried from
+``x^{n-1}`` with fresh factors.
 
 The iteration stops on the same tests as :func:`fom.newton.newton_solve`:
 ``||r|| <= atol + rtol ||r_0||`` or ``||dx|| <= stol (1 + ||x||)``, so the converged states
@@ -100,29 +105,29 @@ class SparseNewton:
     refactor_after : int or None
         Refactor at the start of a step once the steps since the last factorization have
         taken this many iterations more than a step with fresh factors (None: never for this
-        reason). With ``refactor_ratio = 0.1`` and no ``refactor_after``, 2D Burgers at 60^2
-        needs 15 factorizations and 4140 solves but its trajectory differs from plain
-        Newton's by 3.7e-8 (relative; stale factors bias each step's converged state the
-        same way, within the tolerance); with the defaults, 41 and 3677, and 7.1e-9.
+        reason; module docstring).
     lookahead : bool
         Keep slowly contracting factors when the next iterate will converge at the observed
         rate anyway (saves a factorization for one iteration).
-    permc_spec : str
-        SuperLU's column ordering. The default, minimum degree on the pattern of ``M^T + M``,
-        suits the (structurally symmetric) Jacobians of stencil discretizations: on 2D
-        Burgers it has 40-50 % less fill than ``"COLAMD"`` and its solves are about twice
-        as fast.
+    lu_options : dict, optional
+        Keyword arguments of ``splu`` (ordering, pivoting); default the problem's
+        :meth:`~fom.Problem.lu_options` (minimum degree on the pattern of ``M^T + M``, which
+        suits the structurally symmetric Jacobians of stencil discretizations: on 2D Burgers
+        40-50 % less fill than ``"COLAMD"`` and solves about twice as fast). If a
+        factorization with them fails (a zero pivot without pivoting), it is redone with
+        COLAMD and partial pivoting.
     """
 
     def __init__(self, problem: Problem, mu: np.ndarray, options: NewtonOptions, *,
-                 refactor_ratio: float = 0.5, permc_spec: str = "MMD_AT_PLUS_A",
+                 refactor_ratio: float = 0.5, lu_options: dict | None = None,
                  lookahead: bool = True, refactor_after: int | None = 50) -> None:
         structure = problem.jacobian_structure()
         if structure is None:
             raise InputError(f"problem {problem.name} has no Jacobian structure (fused kernel); "
                              f"the sparse solver cannot integrate it")
         self.problem, self.mu, self.opts = problem, mu, options
-        self.refactor_ratio, self.permc_spec = refactor_ratio, permc_spec
+        self.refactor_ratio = refactor_ratio
+        self.lu_options = dict(problem.lu_options() if lu_options is None else lu_options)
         self.lookahead, self.refactor_after = lookahead, refactor_after
         self.k_ref: int | None = None  # iterations of the last step begun with fresh factors
         self.waste = 0  # iterations lost to stale factors since the last factorization
@@ -160,7 +165,11 @@ class SparseNewton:
         n = self.problem.n_dofs
         mt = sp.csc_matrix((self.mdata, self.indices, self.indptr), shape=(n, n))  # = M^T
         start = time.perf_counter()
-        self.lu = spla.splu(mt, permc_spec=self.permc_spec)
+        try:
+            self.lu = spla.splu(mt, **self.lu_options)
+        except RuntimeError:  # singular without pivoting: the safe default from now on
+            self.lu_options = {"permc_spec": "COLAMD"}
+            self.lu = spla.splu(mt, **self.lu_options)
         self.stats.factorization_s += time.perf_counter() - start
         self.waste = 0
         self.coeffs = (alpha0, bdt)
@@ -189,16 +198,18 @@ class SparseNewton:
 
         Returns ``(iterations, final residual norm, converged)``.
         """
-        k, norm, ok = self._step(x, hist, t, alpha0, bdt, step, callback)
+        self.factored_at = -1
+        if self._amortized():
+            self.lu = None
+        k, norm, ok = self._iterate(x, hist, t, alpha0, bdt, step, callback)
         if ok:
             self._account(k)
         return k, norm, ok
 
-    def _step(self, x, hist, t, alpha0, bdt, step, callback):
+    def _iterate(self, x: np.ndarray, hist: np.ndarray, t: float, alpha0: float, bdt: float,
+                 step: int, callback: ResidualCallback | None) -> tuple[int, float, bool]:
+        """The Newton iterations of :meth:`step` (a restart with fresh factors included)."""
         o = self.opts
-        self.factored_at = -1
-        if self._amortized():
-            self.lu = None
         x0 = self.x0
         x0[:] = x
         for attempt in range(2):
@@ -249,39 +260,44 @@ class SparseNewton:
         return k, norm, False
 
 
+def extrapolation_weights(order: int) -> np.ndarray:
+    """Weights ``c_j`` of ``x^n ~ sum_{j=1..order+1} c_j x^{n-j}``: the polynomial of degree
+    ``order`` through the last ``order + 1`` states at equal steps, ``c_j = (-1)^(j+1)
+    binom(order + 1, j)`` (``[1]``, ``[2, -1]``, ``[3, -3, 1]``, ...)."""
+    m = order + 1
+    return np.array([(-1) ** (j + 1) * math.comb(m, j) for j in range(1, m + 1)], dtype=float)
+
+
 def integrate_sparse(problem: Problem, mu: np.ndarray, scheme: Scheme, dt: float,
                      options: NewtonOptions, store: TrajectoryStore, *,
                      callback: ResidualCallback | None = None,
-                     refactor_ratio: float = 0.5, permc_spec: str = "MMD_AT_PLUS_A",
-                     predictor: str = "extrapolate", lookahead: bool = True,
-                     refactor_after: int | None = 50) -> tuple[int, SparseStats]:
+                     refactor_ratio: float = 0.5, lu_options: dict | None = None,
+                     lookahead: bool = True, refactor_after: int | None = 50
+                     ) -> tuple[int, SparseStats]:
     """Integrate ``dx/dt = f`` over ``store.n_steps`` steps with :class:`SparseNewton`.
 
-    The states go into ``store`` (:class:`fom.trajectory.TrajectoryStore`). The initial guess
-    of step ``n`` is ``x^{n-1}`` (``predictor="previous"``) or the polynomial extrapolation of
-    the last states (``"extrapolate"``: ``2 x^{n-1} - x^{n-2}`` at step 2, ``3 x^{n-1} -
-    3 x^{n-2} + x^{n-3}`` from step 3 on), which starts Newton two orders of ``dt`` closer to
-    the solution. Returns ``(failed, stats)``: ``failed`` = 0 or the failing step.
+    The states go into ``store`` (:class:`fom.trajectory.TrajectoryStore`, whose ring must
+    hold ``options.predictor + 2`` states). Step ``n`` starts from the extrapolation of
+    order ``min(options.predictor, n - 1)`` (module docstring). Returns ``(failed, stats)``:
+    ``failed`` = 0 or the failing step.
     """
-    if predictor not in ("previous", "extrapolate"):
-        raise InputError(f"unknown predictor {predictor!r}; choose previous or extrapolate")
     solver = SparseNewton(problem, mu, options, refactor_ratio=refactor_ratio,
-                          permc_spec=permc_spec, lookahead=lookahead,
+                          lu_options=lu_options, lookahead=lookahead,
                           refactor_after=refactor_after)
+    order = max(int(options.predictor), 0)
     for k in range(1, store.n_steps + 1):
         s = scheme_at_step(scheme, k)
         hist = history_term(s, [store.previous(k, j) for j in range(1, s.n_history + 1)])
         x = store.current(k)
-        if predictor == "extrapolate" and k >= 3:  # 3 x1 - 3 x2 + x3: error O(dt^3)
-            np.subtract(store.previous(k, 1), store.previous(k, 2), out=x)
-            x *= 3.0
-            x += store.previous(k, 3)
-        elif predictor == "extrapolate" and k == 2:  # 2 x1 - x2: error O(dt^2)
-            np.multiply(store.previous(k, 1), 2.0, out=x)
-            x -= store.previous(k, 2)
-        else:
-            x[:] = store.previous(k, 1)
+        weights = extrapolation_weights(min(order, k - 1))
+        np.multiply(store.previous(k, 1), weights[0], out=x)
+        for j in range(1, weights.size):
+            x += weights[j] * store.previous(k, j + 1)
         iters, res, ok = solver.step(x, hist, k * dt, s.alpha[0], s.beta * dt, k, callback)
+        if not ok and weights.size > 1:  # retry from the previous state, fresh factors
+            x[:] = store.previous(k, 1)
+            solver.lu = None
+            iters, res, ok = solver.step(x, hist, k * dt, s.alpha[0], s.beta * dt, k, callback)
         store.commit(k, iters, res)
         if not ok:
             return k, solver.stats

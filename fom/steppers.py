@@ -6,7 +6,7 @@ A scheme with coefficients ``alpha_0..alpha_k`` and ``beta`` defines, at step ``
     dr^n/dx = alpha_0 I - beta * dt * df/dx(x, t^n; mu)                              (2)
 
 Backward Euler: ``alpha = (1, -1)``, ``beta = 1``.  BDF2: ``alpha = (1, -4/3, 1/3)``,
-``beta = 2/3``, started by one backward-Euler step (design.md, "The method in one page").
+``beta = 2/3``, started by one backward-Euler step (docs/method.md, section 1).
 The FOM's Newton solver and the ROMs' LSPG/Galerkin drivers all evaluate (1)-(2) here.
 """
 

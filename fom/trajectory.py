@@ -8,8 +8,8 @@ import numpy as np
 
 from .errors import InputError
 
-#: states kept: the one being computed and three previous ones (the multistep history and
-#: the quadratic predictor of :mod:`fom.sparse_newton`)
+#: states kept at least: the one being computed and three previous ones (the multistep
+#: history and a quadratic predictor of :mod:`fom.sparse_newton`)
 RING = 4
 
 
@@ -32,7 +32,8 @@ class TrajectoryStore:
     by :meth:`previous`) and then calls :meth:`commit`.
     """
 
-    def __init__(self, x0: np.ndarray, n_steps: int, store_every: int = 1) -> None:
+    def __init__(self, x0: np.ndarray, n_steps: int, store_every: int = 1,
+                 history: int = RING - 1) -> None:
         self.n_steps = n_steps
         self.steps = stored_steps(n_steps, store_every)
         self.slot = np.full(n_steps + 1, -1, dtype=np.int64)
@@ -41,25 +42,27 @@ class TrajectoryStore:
         self.states = np.empty((self.steps.size, n))
         self.iterations = np.zeros(self.steps.size, dtype=np.int64)
         self.residuals = np.zeros(self.steps.size)
-        self.ring = np.empty((RING, n))
+        #: the last ``history`` states and the one being computed
+        self.ring_size = max(RING, int(history) + 1)
+        self.ring = np.empty((self.ring_size, n))
         self.ring[0] = x0
         self.states[0] = x0
         self.last_iterations, self.last_residual = 0, 0.0
 
     def previous(self, n: int, j: int) -> np.ndarray:
-        """``x^{n-j}`` (``1 <= j < RING``, ``n - j >= 0``)."""
-        return self.ring[(n - j) % RING]
+        """``x^{n-j}`` (``1 <= j < ring_size``, ``n - j >= 0``)."""
+        return self.ring[(n - j) % self.ring_size]
 
     def current(self, n: int) -> np.ndarray:
         """The buffer that receives ``x^n``."""
-        return self.ring[n % RING]
+        return self.ring[n % self.ring_size]
 
     def commit(self, n: int, iterations: int, residual: float) -> None:
         """Record step ``n`` (its state is in :meth:`current`)."""
         self.last_iterations, self.last_residual = int(iterations), float(residual)
         s = self.slot[n]
         if s >= 0:
-            self.states[s] = self.ring[n % RING]
+            self.states[s] = self.ring[n % self.ring_size]
             self.iterations[s] = iterations
             self.residuals[s] = residual
 

@@ -1,4 +1,4 @@
-"""Error measures of design.md (Lee & Carlberg 2020, section 6).
+"""Error measures (docs/method.md, section 8; Lee & Carlberg 2020, section 6).
 
 The relative state error over a whole trajectory,
 

@@ -331,7 +331,8 @@ def solve_rom(problem: Problem, manifold: Any, mu: Any, method: str = "lspg", *,
     Raises
     ------
     InputError
-        Bad ``mu``, ``dt``, ``t_final``, scheme, method or a manifold of the wrong size.
+        Bad ``mu``, ``dt``, ``t_final``, scheme, method, a manifold of the wrong size or a
+        sample mesh of another problem.
     fom.errors.ConvergenceError
         If a step does not converge; the message names the step, time and residual, and
         ``err.partial`` is the :class:`ROMResult` of the steps computed before it.
@@ -339,6 +340,10 @@ def solve_rom(problem: Problem, manifold: Any, mu: Any, method: str = "lspg", *,
     _check_inputs(problem, manifold, method)
     if sample_mesh is not None and method != "lspg":
         raise InputError("hyper-reduction (a sample mesh) is implemented for LSPG only")
+    if hasattr(sample_mesh, "n_dofs"):  # a SampleMesh: made for this problem?
+        from .sample_mesh import check_fits
+
+        check_fits(sample_mesh, problem)
     mu = problem.check_mu(mu)
     dt, n_steps = time_grid(problem.dt if dt is None else dt,
                             problem.t_final if t_final is None else t_final)

@@ -1,14 +1,15 @@
 """Tables and figures from a ROM results file (``mrom report RESULTS``).
 
-Prints a markdown table (method, p, test parameter, relative state error, projection error of
-the trial manifold, mean Gauss–Newton/Newton iterations per step, online wall time, status)
-and saves, with the Agg backend,
+Prints a markdown table (method, p, test parameter, relative state error and projection error
+of the trial manifold in percent, mean Gauss–Newton/Newton iterations per step, the sampled
+rows of a hyper-reduced ROM, online wall time, status) and saves, with the Agg backend,
 
 - ``states.png``: the state at several times, FOM against Deep LSPG and POD-LSPG (the paper's
-  figure for 1D Burgers), one panel per test parameter, at the smallest p run by both (else
-  the largest p of the one that was run);
-- ``errors_vs_p.png``: relative state error against p on log axes, one line per method, with
-  the projection errors of the POD and decoder manifolds dashed;
+  figure for 1D Burgers) and HR Deep LSPG if it was run, one panel per test parameter, at the
+  smallest p run by both Deep LSPG and POD-LSPG (else the largest p run);
+- ``errors_vs_p.png``: relative state error in percent against p on log axes, one line per
+  method, with the projection errors of the POD and decoder manifolds dotted (with a single
+  p, one point per method in the middle of the axis);
 - ``report.md``: the table.
 """
 
@@ -17,25 +18,45 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .online import mean_iterations
-from .results import ResultSet, read_results
+from .results import ResultSet, RunRecord, method_parts, read_results
 
 _STYLE = {"deep-lspg": ("tab:red", "o"), "deep-galerkin": ("tab:orange", "s"),
-          "pod-lspg": ("tab:blue", "^"), "pod-galerkin": ("tab:cyan", "v")}
+          "pod-lspg": ("tab:blue", "^"), "pod-galerkin": ("tab:cyan", "v"),
+          "hr-deep-lspg": ("tab:purple", "D"), "hr-pod-lspg": ("tab:green", ">")}
 _LABEL = {"deep-lspg": "Deep LSPG", "deep-galerkin": "Deep Galerkin", "pod-lspg": "POD-LSPG",
-          "pod-galerkin": "POD-Galerkin"}
+          "pod-galerkin": "POD-Galerkin", "hr-deep-lspg": "HR Deep LSPG",
+          "hr-pod-lspg": "HR POD-LSPG"}
+#: line styles of the ROMs in ``states.png``
+_DASH = {"deep-lspg": "--", "pod-lspg": ":", "hr-deep-lspg": "-."}
 
 
 def _fmt(v: float) -> str:
-    return "—" if not math.isfinite(v) else f"{v:.3e}"
+    """A relative error in percent with three significant digits (``1.35 %``)."""
+    if not math.isfinite(v):
+        return "—"
+    pct = 100.0 * v
+    if pct < 1e-3:
+        return f"{pct:.2e} %"
+    return f"{pct:#.3g}".removesuffix(".") + " %"  # 2.70 %, 14.1 %, 0.709 %, 100 %
 
 
 def _wall(v: float) -> str:
     """Wall time in seconds; NaN (not recorded, e.g. in a sweep file) prints as a dash."""
     return "—" if not math.isfinite(v) else f"{v:.3f}"
+
+
+def _samples(rec: RunRecord) -> str:
+    """The sampled rows of a hyper-reduced run (and its stencil), a dash for the others."""
+    n = rec.info.get("n_samples")
+    if not rec.hyper_reduced or n is None:
+        return "—"
+    stencil = rec.info.get("n_stencil")
+    return f"{n}" + (f" ({stencil})" if stencil is not None else "")
 
 
 def _mu_label(rs: ResultSet, i: int) -> str:
@@ -44,10 +65,11 @@ def _mu_label(rs: ResultSet, i: int) -> str:
 
 
 def error_table(rs: ResultSet) -> str:
-    """The markdown table of every run and test parameter."""
+    """The markdown table of every run and test parameter; ``samples`` gives a hyper-reduced
+    ROM's sampled rows and, in parentheses, its stencil (the state entries it reads)."""
     lines = ["| method | p | mu | relative error | projection error | iterations/step | "
-             "wall (s) | status |",
-             "|---|---:|---|---:|---:|---:|---:|---|"]
+             "samples | wall (s) | status |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---|"]
     n_t = rs.t.size
     for rec in sorted(rs.runs.values(), key=lambda r: (r.method, r.p)):
         its = mean_iterations(rec)
@@ -57,7 +79,7 @@ def error_table(rs: ResultSet) -> str:
             lines.append(
                 f"| {_LABEL.get(rec.method, rec.method)} | {rec.p} | ({_mu_label(rs, i)}) | "
                 f"{_fmt(rec.relative_error[i])} | {_fmt(rec.projection_error[i])} | "
-                f"{its[i]:.2f} | {_wall(rec.wall_s[i])} | {status} |")
+                f"{its[i]:.2f} | {_samples(rec)} | {_wall(rec.wall_s[i])} | {status} |")
     return "\n".join(lines)
 
 
@@ -67,14 +89,14 @@ def _plot_states(rs: ResultSet, path: Path, n_times: int = 4,
 
     if rs.reference is None:
         return None
-    deep = {r.p: r for r in rs.select("deep-lspg") if r.states is not None}
-    pod = {r.p: r for r in rs.select("pod-lspg") if r.states is not None}
+    shown = {name: {r.p: r for r in rs.select(name) if r.states is not None}
+             for name in _DASH}
+    deep, pod = shown["deep-lspg"], shown["pod-lspg"]
     common = sorted(set(deep) & set(pod))
     if p is None:
         # the smallest p run by both (where the manifolds differ most), else the largest run
-        p = common[0] if common else max(deep or pod, default=None)
-    runs = [(name, rec) for name, rec in (("deep-lspg", deep.get(p)), ("pod-lspg", pod.get(p)))
-            if rec is not None]
+        p = common[0] if common else max(deep or pod or shown["hr-deep-lspg"], default=None)
+    runs = [(name, by_p[p]) for name, by_p in shown.items() if p in by_p]
     n_mu = rs.mu.shape[0]
     x = rs.grid.get("x", np.arange(rs.reference.shape[2]))
     idx = np.unique(np.linspace(0, rs.t.size - 1, n_times + 1).round().astype(int)[1:])
@@ -87,8 +109,7 @@ def _plot_states(rs: ResultSet, path: Path, n_times: int = 4,
             for name, rec in runs:
                 if n < rec.steps[i]:
                     color, _ = _STYLE[name]
-                    ax.plot(x, rec.states[i, n], color=color, lw=1.2,
-                            ls="--" if name.startswith("deep") else ":",
+                    ax.plot(x, rec.states[i, n], color=color, lw=1.2, ls=_DASH[name],
                             label=f"{_LABEL[name]} (p = {rec.p})" if j == 0 else None)
         ax.set_title(f"{_mu_label(rs, i)};  t = " + ", ".join(f"{rs.t[n]:.3g}" for n in idx))
         ax.set_xlabel("x")
@@ -100,13 +121,17 @@ def _plot_states(rs: ResultSet, path: Path, n_times: int = 4,
     return path
 
 
-def _plot_errors(rs: ResultSet, path: Path) -> Path:
+def errors_figure(rs: ResultSet) -> Any:
+    """The figure of ``errors_vs_p.png``: relative state errors (percent) against p, one
+    panel per test parameter; with a single p, one point per method on an axis from p - 1 to
+    p + 1 with one tick."""
     import matplotlib.pyplot as plt
 
     n_mu = rs.mu.shape[0]
     fig, axes = plt.subplots(1, n_mu, figsize=(5.5 * n_mu, 4), squeeze=False)
     methods = sorted({r.method for r in rs.runs.values()}, key=lambda m: list(_STYLE).index(m)
                      if m in _STYLE else 99)
+    all_p = sorted({r.p for r in rs.runs.values()})
     for i in range(n_mu):
         ax = axes[0, i]
         proj_done = set()
@@ -114,24 +139,44 @@ def _plot_errors(rs: ResultSet, path: Path) -> Path:
             recs = rs.select(m)
             ps = [r.p for r in recs]
             color, marker = _STYLE.get(m, ("gray", "x"))
-            err = [r.relative_error[i] for r in recs]
+            err = [100.0 * r.relative_error[i] for r in recs]
             ax.plot(ps, err, color=color, marker=marker, label=_LABEL.get(m, m))
-            kind = "decoder" if m.startswith("deep") else "POD"
+            kind = "decoder" if method_parts(m)[1] == "deep" else "POD"
             if kind not in proj_done:
                 proj_done.add(kind)
-                ax.plot(ps, [r.projection_error[i] for r in recs], color=color, ls=":",
-                        marker=marker, mfc="none", label=f"{kind} projection")
+                ax.plot(ps, [100.0 * r.projection_error[i] for r in recs], color=color,
+                        ls=":", marker=marker, mfc="none", label=f"{kind} projection")
         ax.set_yscale("log")
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        if len(all_p) == 1:  # not a sliver of an axis around one point
+            ax.set_xlim(all_p[0] - 1, all_p[0] + 1)
+            ax.set_xticks(all_p)
+        else:
+            ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("latent dimension p")
-        ax.set_ylabel("relative state error")
+        ax.set_ylabel("relative state error (%)")
         ax.set_title(_mu_label(rs, i))
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="small")
     fig.tight_layout()
+    return fig
+
+
+def _plot_errors(rs: ResultSet, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig = errors_figure(rs)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+#: The files :func:`report` writes into its folder (``states.png`` only with FOM states).
+REPORT_FILES = ("report.md", "states.png", "errors_vs_p.png")
+
+
+def report_files(folder: str | os.PathLike) -> list[Path]:
+    """The files of :data:`REPORT_FILES` present in a report folder."""
+    return [Path(folder) / name for name in REPORT_FILES if (Path(folder) / name).is_file()]
 
 
 def report(results_path: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
@@ -159,15 +204,16 @@ def report(results_path: str | os.PathLike, out_dir: str | os.PathLike | None = 
     import matplotlib
 
     matplotlib.use("Agg")
-    from fom.atomic import write_text_atomic
+    from fom.atomic import make_output_folder, write_text_atomic
 
     rs = read_results(results_path)
     out = Path(out_dir) if out_dir is not None else Path(results_path).parent / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out, "report folder")
     table = error_table(rs)
     if not quiet:
         print(table)
-    write_text_atomic(out / "report.md", f"# ROM results: {results_path}\n\n{table}\n")
-    _plot_states(rs, out / "states.png", p=state_p)
-    _plot_errors(rs, out / "errors_vs_p.png")
+    md, states, errors = (out / name for name in REPORT_FILES)
+    write_text_atomic(md, f"# ROM results: {results_path}\n\n{table}\n")
+    _plot_states(rs, states, p=state_p)
+    _plot_errors(rs, errors)
     return out

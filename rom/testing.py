@@ -26,7 +26,7 @@ class QuadraticDecoder:
     bias : ndarray, shape (N,), optional
         ``b``; nonzero makes ``h(0) != 0``, so ``x_ref != x0`` (Remark 3.1 exercised).
     target : {"deviation", "raw"}
-        What the "autoencoder" was trained on (design.md, section 5.3 of the paper).
+        What the "autoencoder" was trained on (section 5.3 of the paper; docs/method.md).
     """
 
     def __init__(self, phi: np.ndarray, psi: np.ndarray, bias: np.ndarray | None = None,

@@ -90,7 +90,7 @@ def test_example_configs_validate(name: str) -> None:
     ae, tr = settings_from_config(load_config(ROOT / "examples" / name))
     assert set(ae) == set(AUTOENCODER_SCHEMA) and set(tr) == set(TRAINING_SCHEMA)
     assert ae["filters"] == [8, 16, 32, 64]
-    if name == "burgers1d_conv1d.toml":  # design.md: the 1D variant
+    if name == "burgers1d_conv1d.toml":  # docs/problems.md: the 1D variant
         assert (ae["dims"], ae["kernel_size"], ae["strides"]) == (1, [25] * 4, [2, 4, 4, 4])
     else:  # the paper's architecture
         assert (ae["dims"], ae["kernel_size"], ae["strides"]) == (2, [5] * 4, [1, 2, 2, 2])

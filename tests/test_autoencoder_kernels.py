@@ -1,17 +1,21 @@
-"""Numba decoder/encoder kernels against Keras (forward pass, autodiff Jacobian), finite
-differences and the row-restricted evaluation (design.md, "The decoder kernels")."""
+"""Numba decoder/encoder kernels against Keras (forward pass, autodiff Jacobian) to float64
+round-off, finite differences, the row-restricted and the multi-threaded evaluation, and the
+BLAS plumbing (scipy's cython_blas dgemm, threadpoolctl)."""
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-keras = pytest.importorskip("keras")
-tf = pytest.importorskip("tensorflow")
+from autoencoder import kernels as K
+from autoencoder.export import UnsupportedLayerError, export_network
+from autoencoder.model import build_decoder, build_encoder
 
-from autoencoder import kernels as K  # noqa: E402
-from autoencoder.export import UnsupportedLayerError, export_network  # noqa: E402
-from autoencoder.model import build_decoder, build_encoder  # noqa: E402
+#: Largest relative difference (max |a - b| / max |b|) allowed against Keras / TensorFlow:
+#: float64 round-off of a few layers (measured: <= 4e-15).
+RTOL = 1e-12
 
 L = keras.layers
 
@@ -71,9 +75,12 @@ def test_decoder_kernels_match_keras(case: int) -> None:
         z = rng.normal(size=p)
         y_ref, J_ref = _keras_jacobian(model, z)
         g, J = K.decode_jacobian_kernel(meta, data, z, 0.0, 1.0, perm)
-        assert _rel(g, y_ref) < 1e-10
-        assert _rel(J, J_ref) < 1e-9
-        assert _rel(K.decode_kernel(meta, data, z, 0.0, 1.0, perm), y_ref) < 1e-10
+        assert _rel(g, y_ref) < RTOL
+        assert _rel(J, J_ref) < RTOL
+        assert _rel(K.decode_kernel(meta, data, z, 0.0, 1.0, perm), y_ref) < RTOL
+        for threads in (2, 3):  # directions shared out among threads: the same results
+            gp, Jp = K.decode_jacobian_parallel(meta, data, z, 0.0, 1.0, perm, threads)
+            assert _rel(gp, g) < 1e-14 and _rel(Jp, J) < 1e-14
         # row-restricted evaluation: the same rows of the full results
         rows = np.unique(rng.integers(0, n, size=min(n, 17)))
         for frac in (0.0, 1.0):  # last layer only / every transposed conv restricted
@@ -117,11 +124,11 @@ def test_paper_style_encoder_and_decoder(shape: tuple[int, ...], p: int) -> None
     md, dd = export_network(dec)
     x = np.random.default_rng(0).random((3, int(np.prod(shape))))
     z = K.encode_kernel(me, de, x)
-    assert _rel(z, enc(x.reshape(3, *shape)).numpy()) < 1e-10
+    assert _rel(z, enc(x.reshape(3, *shape)).numpy()) < RTOL
     y_ref, J_ref = _keras_jacobian(dec, z[0])
     g, J = K.decode_jacobian_kernel(md, dd, z[0], 0.0, 1.0, np.arange(x.shape[1]))
-    assert _rel(g, y_ref) < 1e-10
-    assert _rel(J, J_ref) < 1e-9
+    assert _rel(g, y_ref) < RTOL
+    assert _rel(J, J_ref) < RTOL
 
 
 def test_forward_conv_valid_padding_and_strides() -> None:
@@ -135,7 +142,7 @@ def test_forward_conv_valid_padding_and_strides() -> None:
     model = keras.Model(x, y)
     meta, data = export_network(model)
     X = np.random.default_rng(1).normal(size=(2, 11 * 9 * 2))
-    assert _rel(K.encode_kernel(meta, data, X), model(X.reshape(2, 11, 9, 2)).numpy()) < 1e-10
+    assert _rel(K.encode_kernel(meta, data, X), model(X.reshape(2, 11, 9, 2)).numpy()) < RTOL
 
 
 def test_unsupported_layer_is_refused_by_name() -> None:
@@ -170,19 +177,72 @@ def test_row_restriction_plan_on_a_large_image() -> None:
     np.testing.assert_allclose(Jr, J[rows], rtol=1e-13, atol=1e-14)
 
 
-def test_single_threaded_blas_is_scoped() -> None:
-    from autoencoder.blas import _find_setter, single_threaded
+def test_dgemm_from_cython_blas_matches_numpy() -> None:
+    """The intrinsic's argument order, transposes, offsets and beta, against numpy."""
+    from numba import njit
 
-    setter = _find_setter()
-    if setter is None:
-        pytest.skip("no scipy OpenBLAS with openblas_set_num_threads_local")
-    before = setter(2)
-    try:
-        inside = single_threaded(lambda: setter(1))
-        assert inside == 1
-        assert setter(2) == 2  # restored after the call
+    from autoencoder.blas import dgemm
+
+    @njit
+    def run(a, a_off, b, b_off, c, c_off, m, n, k, lda, ldb, ldc, beta):
+        dgemm(ord('n'), ord('t'), m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc)
+
+    rng = np.random.default_rng(0)
+    m, n, k, lda, ldb, ldc = 5, 4, 3, 7, 6, 8
+    a, b, c = rng.normal(size=40), rng.normal(size=40), rng.normal(size=50)
+    c0 = c.copy()
+    run(a, 2, b, 1, c, 3, m, n, k, lda, ldb, ldc, 0.5)
+    A = np.lib.stride_tricks.as_strided(a[2:], (m, k), (8, 8 * lda))  # column-major views
+    Bt = np.lib.stride_tricks.as_strided(b[1:], (n, k), (8, 8 * ldb))
+    C0 = np.lib.stride_tricks.as_strided(c0[3:], (m, n), (8, 8 * ldc))
+    C = np.lib.stride_tricks.as_strided(c[3:], (m, n), (8, 8 * ldc))
+    np.testing.assert_allclose(C, A @ Bt.T + 0.5 * C0, rtol=1e-14, atol=1e-14)
+    outside = np.ones(c.size, dtype=bool)
+    for j in range(n):
+        outside[3 + j * ldc: 3 + j * ldc + m] = False
+    np.testing.assert_array_equal(c[outside], c0[outside])  # nothing else written
+
+
+def test_single_threaded_blas_is_scoped() -> None:
+    from threadpoolctl import ThreadpoolController
+
+    from autoencoder.blas import blas_controllers, single_threaded
+
+    libs = blas_controllers()
+    assert libs, "threadpoolctl found no BLAS library"
+
+    def counts() -> list[int]:
+        return [lib.get_num_threads() for lib in libs]
+
+    with ThreadpoolController().limit(limits=2, user_api="blas"):
+        assert set(counts()) == {2}
+        assert set(single_threaded(counts)) == {1}
+        assert set(counts()) == {2}  # restored after the call
         with pytest.raises(ZeroDivisionError):
             single_threaded(lambda: 1 / 0)
-        assert setter(2) == 2  # restored after an exception too
-    finally:
-        setter(before)
+        assert set(counts()) == {2}  # restored after an exception too
+
+
+def test_trained_manifold_threads() -> None:
+    """``TrainedManifold.threads``: the same ``g`` and ``J`` on one and on two threads (in
+    state units, through the permutation); a bad count is a one-line input error."""
+    from pathlib import Path
+
+    from autoencoder.manifold import TrainedManifold
+    from fom.errors import InputError
+
+    shape, p = (16, 16, 1), 5
+    keras.utils.set_random_seed(1)
+    md, dd = export_network(build_decoder(shape, p, ARCH, dtype="float64"))
+    me, de = export_network(build_encoder(shape, p, ARCH, dtype="float64"))
+    perm = np.random.default_rng(0).permutation(256)
+    args = (Path("m"), p, 256, "deviation", shape, -1.0, 3.0, perm, md, dd, me, de, {})
+    one = TrainedManifold(*args)
+    two = TrainedManifold(*args, threads=2)
+    z = np.random.default_rng(1).normal(size=p)
+    g1, J1 = one.decode_with_jacobian(z)
+    g2, J2 = two.decode_with_jacobian(z)
+    assert _rel(g2, g1) < 1e-14 and _rel(J2, J1) < 1e-14
+    assert _rel(one.decode(z), g1) < 1e-14  # the value-only kernel
+    with pytest.raises(InputError, match="threads must be a positive integer, got 0"):
+        TrainedManifold(*args, threads=0)

@@ -58,6 +58,29 @@ def valid_snapshot_bytes() -> bytes:
     return _VALID["file"]
 
 
+def valid_results_bytes() -> bytes:
+    """A small valid ROM results file (POD-LSPG, 32 cells, 5 steps), made once."""
+    if "results" not in _VALID:
+        import tempfile
+
+        import fom
+        from rom import AffineManifold, solve_rom
+        from rom.results import RunRecord, write_results
+
+        problem = fom.Burgers1D(n_cells=32, t_final=0.35)
+        mus = [[4.3, 0.021], [5.15, 0.0285]]
+        ref = np.array([fom.solve(problem, m).states for m in mus])
+        man = AffineManifold.from_snapshots(ref, 3)
+        roms = [solve_rom(problem, man, m, "lspg") for m in mus]
+        rec = RunRecord.from_rom_results("pod-lspg", roms, ref.shape[1],
+                                         relative_error=[0.1, 0.2], projection_error=[0.1, 0.2])
+        with tempfile.TemporaryDirectory() as d:
+            path = write_results(Path(d) / "r.h5", [rec], mu=np.array(mus), t=roms[0].t,
+                                 param_names=problem.param_names, reference=ref)
+            _VALID["results"] = path.read_bytes()
+    return _VALID["results"]
+
+
 def train_with(mutate: Callable[[Path], None], n_cells: int = 64) -> Callable[[Path], list[str]]:
     """``mrom train`` on a config whose ``out/train.h5`` exists and is altered by ``mutate``."""
     def setup(tmp: Path) -> list[str]:
@@ -131,6 +154,46 @@ def _output_is_folder(tmp: Path) -> list[str]:
     return sweep_cfg(tmp)
 
 
+#: A folder in which nobody, root included, can create a file (Linux).
+UNWRITABLE = "/proc"
+TINY_RUN = (PROBLEM + '[snapshots]\ntrain = [[4.3, 0.021]]\ntest = [[4.3, 0.021]]\n'
+            '[autoencoder]\nlatent_dims = [2]\nfilters = [4]\nstrides = [2]\n')
+
+
+def _report_to(folder: str) -> Callable[[Path], list[str]]:
+    def setup(tmp: Path) -> list[str]:
+        (tmp / "r.h5").write_bytes(valid_results_bytes())
+        return ["report", "r.h5", "-o", folder]
+    return setup
+
+
+def _report_to_file(tmp: Path) -> list[str]:
+    (tmp / "figs").write_text("a file")
+    return _report_to("figs")(tmp)
+
+
+def _not_utf8(tmp: Path) -> list[str]:
+    (tmp / "run.toml").write_bytes(b'\xff\xfe[problem]\nname = "burgers1d"\n')
+    return ["sweep", "run.toml"]
+
+
+def mesh_cfg(tmp: Path, hr: str, train: bool = False,
+             mesh: Callable[[Path], None] | None = None) -> list[str]:
+    """``mrom sample-mesh`` on a config with the ``[hyperreduction]`` lines ``hr``, with
+    ``out/train.h5`` (if ``train``) and ``out/sample_mesh.h5`` made by ``mesh``."""
+    if train or mesh:
+        (tmp / "out").mkdir()
+        (tmp / "out" / "train.h5").write_bytes(valid_snapshot_bytes())
+    if mesh:
+        mesh(tmp / "out" / "sample_mesh.h5")
+    return ["sample-mesh", config(tmp, TINY_RUN + "[hyperreduction]\n" + hr)]
+
+
+def _config_is_folder(tmp: Path) -> list[str]:
+    (tmp / "run.toml").mkdir()
+    return ["run", "run.toml"]
+
+
 CASES: dict[str, Case] = {c.what: c for c in [
     # --- TOML configs
     Case("config file does not exist", lambda t: ["sweep", "missing.toml"],
@@ -193,7 +256,93 @@ CASES: dict[str, Case] = {c.what: c for c in [
         "run.toml output_dir: cannot create folder results: a file of that name exists",)),
     Case("checkpoint folder of a different run", _other_checkpoint,
          ("out/sweep.h5.ckpt belongs to a different run",)),
+    Case("config file is not UTF-8", _not_utf8,
+         ("run.toml: not a UTF-8 text file (byte 0",)),
+    Case("config path is a folder", _config_is_folder,
+         ("config file run.toml is a folder, not a TOML file",)),
+    # --- outputs that cannot be written
+    Case("output_dir cannot be created",
+         lambda t: ["snapshots", config(t, f'output_dir = "{UNWRITABLE}/mrom_out"\n' + TINY_RUN)],
+         ("run.toml output_dir: cannot write in folder /proc/mrom_out: folder /proc is not "
+          "writable",)),
+    Case("[sweep] output cannot be written",
+         lambda t: sweep_cfg(t, sweep=SWEEP + f'output = "{UNWRITABLE}/x.h5"\n'),
+         ("run.toml [sweep] output: cannot write /proc/x.h5: folder /proc is not writable",)),
+    Case("-o cannot be written", lambda t: ["snapshots", "--problem", "burgers1d", "--grid",
+                                            "paper-test", "-o", f"{UNWRITABLE}/x.h5"],
+         ("cannot write /proc/x.h5: folder /proc is not writable",)),
+    Case("report folder cannot be written", _report_to(f"{UNWRITABLE}/figs"),
+         ("report folder: cannot write in folder /proc/figs",)),
+    Case("report folder is a file", _report_to_file, (
+        "report folder: cannot create folder figs: a file of that name exists",)),
+    Case("demo folder cannot be written", lambda t: ["demo", "-o", f"{UNWRITABLE}/demo"],
+         ("demo output folder: cannot write in folder /proc/demo",)),
+    Case("mrom train: output_dir cannot be created",
+         lambda t: ["train", config(t, f'output_dir = "{UNWRITABLE}/o"\n' + TINY_RUN)],
+         ("run.toml output_dir: cannot write in folder /proc/o",)),
+    # --- [hyperreduction] and the sample-mesh file
+    Case("unknown key in [hyperreduction]", lambda t: mesh_cfg(t, "n_sample = 20\n"),
+         ("run.toml [hyperreduction]", "unknown key 'n_sample'")),
+    Case("value not among the choices: [hyperreduction] sample_by",
+         lambda t: mesh_cfg(t, 'sample_by = "cell"\n'),
+         ("run.toml [hyperreduction] sample_by: must be one of row, node, got 'cell'",)),
+    Case("[hyperreduction] n_samples above the rows of the problem",
+         lambda t: mesh_cfg(t, "n_samples = 100\n"),
+         ("run.toml [hyperreduction] n_samples: must be at most 64, the rows of burgers1d "
+          "(N = 64), got 100",)),
+    Case("GNAT with fewer sampled rows than basis vectors",
+         lambda t: mesh_cfg(t, 'method = "gnat"\nn_samples = 8\nn_basis = 10\n'),
+         ("run.toml [hyperreduction] n_basis: GNAT needs at least n_basis sampled rows",)),
+    Case("[hyperreduction] n_basis above the rank of the residual snapshots",
+         lambda t: mesh_cfg(t, "n_samples = 30\nn_basis = 30\n", train=True),
+         ("run.toml [hyperreduction]: n_basis = 30 must lie in [1, 20] (the rank of the "
+          "residual snapshots)",)),
+    Case("sample-mesh file that is not HDF5",
+         lambda t: mesh_cfg(t, "n_samples = 20\n", mesh=_not_hdf5),
+         ("run.toml [hyperreduction] file: out/sample_mesh.h5 is not a readable HDF5 file",
+          "remove it or choose another file")),
+    Case("sample-mesh file that is another HDF5 file",
+         lambda t: mesh_cfg(t, "n_samples = 20\n",
+                            mesh=lambda p: p.write_bytes(valid_snapshot_bytes())),
+         ("run.toml [hyperreduction] file: out/sample_mesh.h5 is not a sample-mesh file",)),
+    Case("mrom run: bad [hyperreduction] key is found before any work",
+         lambda t: ["run", config(t, TINY_RUN + '[rom]\nmethods = ["hr-pod-lspg"]\n'
+                                  '[hyperreduction]\nmethod = "deim"\n')],
+         ("run.toml [hyperreduction] method: must be one of collocation, gnat",)),
+    Case("[rom] methods: hyper-reduced Galerkin",
+         lambda t: ["rom", config(t, TINY_RUN + '[rom]\nmethods = ["hr-deep-galerkin"]\n')],
+         ("run.toml [rom] methods: entry 'hr-deep-galerkin' must be one of",)),
+    # --- every input is checked before anything is written
+    Case("mrom run: bad [rom] key is found before any work",
+         lambda t: ["run", config(t, TINY_RUN + '[rom]\nmethods = ["lspg"]\n')],
+         ("run.toml [rom] methods: entry 'lspg' must be one of",)),
+    Case("mrom run: bad fine-tuning stage is found before any work",
+         lambda t: ["run", config(t, TINY_RUN + "[[training.finetune]]\nepoch = 3\n")],
+         ("run.toml [training] finetune[0]: unknown key 'epoch'",)),
+    Case("mrom train: bad [snapshots] test is found before any work",
+         lambda t: ["train", config(t, TINY_RUN.replace("test = [[4.3, 0.021]]",
+                                                        "test = [[4.3]]"))],
+         ("run.toml [snapshots] test: problem burgers1d takes 2 parameters",)),
+    # --- parameters outside the problem's domain
+    Case("--mu outside the domain",
+         lambda t: ["snapshots", "--problem", "burgers1d", "--mu", "45,0.021", "-o", "s.h5"],
+         ("parameter mu1 = 45.0 is outside its range [4.25, 5.5] (--allow-outside-domain "
+          "allows it)",)),
+    Case("[snapshots] test parameter outside the domain",
+         lambda t: ["snapshots", config(t, TINY_RUN.replace("test = [[4.3, 0.021]]",
+                                                            "test = [[4.3, 0.05]]"))],
+         ("run.toml [snapshots] test: parameter mu2 = 0.05 is outside its range [0.015, 0.03] "
+          "(set check_bounds = false to allow it)",)),
     # --- command-line arguments
+    Case("--scheme unknown", lambda t: ["snapshots", "--problem", "burgers1d", "--mu",
+                                        "4.3,0.021", "--scheme", "rk4", "-o", "s.h5"],
+         ("unknown time scheme 'rk4'",)),
+    Case("unknown option", lambda t: ["snapshots", "--problme", "burgers1d"],
+         ("unrecognized arguments: --problme", "mrom --help")),
+    Case("missing positional argument", lambda t: ["train"],
+         ("the following arguments are required: config", "mrom train --help")),
+    Case("unknown config section", lambda t: ["config-keys", "trainig"],
+         ("unknown config section 'trainig'; choose one of",)),
     Case("--mu not numbers", lambda t: ["snapshots", "--problem", "burgers1d", "--mu",
                                         "4.3,abc", "-o", "s.h5"], ("--mu '4.3,abc'",)),
     Case("--mu with the wrong number of values",
@@ -302,3 +451,49 @@ def _table() -> str:
 
 if __name__ == "__main__":
     print(_table())
+
+
+# ----------------------------------------------------------------------------- after an error
+
+
+def test_rejected_option_does_not_poison_the_next_run(tmp_path, monkeypatch, capsys):
+    """A bad ``--scheme`` is refused before any checkpoint folder exists, so the next, valid
+    command with the same output works."""
+    monkeypatch.chdir(tmp_path)
+    args = ["snapshots", "-q", "--problem", "burgers1d", "--mu", "4.3,0.021", "-o", "s.h5"]
+    assert main([*args, "--scheme", "rk4"]) == 2
+    assert list(tmp_path.iterdir()) == []
+    assert main([*args, "--t-final", "0.7"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]
+
+
+def test_outside_domain_is_allowed_when_asked(tmp_path, monkeypatch):
+    from fom.snapshots import read_snapshots
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["snapshots", "-q", "--problem", "burgers1d", "--mu", "6.0,0.021",
+                 "--t-final", "0.7", "--allow-outside-domain", "-o", "s.h5"]) == 0
+    assert read_snapshots("s.h5").mu.tolist() == [[6.0, 0.021]]
+    (tmp_path / "run.toml").write_text(
+        'output_dir = "out"\n' + PROBLEM + "[snapshots]\ntrain = [[6.0, 0.021]]\n"
+        "test = [[4.3, 0.021]]\ncheck_bounds = false\n")
+    assert main(["snapshots", "-q", "run.toml"]) == 0
+    assert read_snapshots("out/train.h5").mu.tolist() == [[6.0, 0.021]]
+
+
+def test_any_os_error_is_one_line(tmp_path, monkeypatch, capsys):
+    """An OSError no check foresaw (disk full, a file removed under the run) is one line,
+    exit 2, not a traceback."""
+    import fom.snapshots
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "s.h5"))
+
+    monkeypatch.setattr(fom.snapshots, "write_snapshots", full)
+    monkeypatch.chdir(tmp_path)
+    code = main(["snapshots", "-q", "--problem", "burgers1d", "--mu", "4.3,0.021",
+                 "--t-final", "0.7", "-o", "s.h5"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.splitlines() == [f"mrom: error: {tmp_path / 's.h5'}: No space left on device"]
+

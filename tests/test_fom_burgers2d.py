@@ -246,20 +246,18 @@ def test_extrapolating_predictor_saves_solves_and_keeps_the_states():
     from fom.trajectory import TrajectoryStore
 
     prob = Burgers2D(n=16)
-    opts = fom.NewtonOptions(atol=1e-11, rtol=0.0, stol=0.0)
     runs = {}
-    for predictor in ("previous", "extrapolate"):
-        store = TrajectoryStore(prob.initial_state(MU), 80, 1)
-        failed, stats = integrate_sparse(prob, MU, BACKWARD_EULER, prob.dt, opts, store,
-                                         predictor=predictor)
+    for predictor in (0, 2):  # the previous state; the quadratic extrapolation
+        opts = fom.NewtonOptions(atol=1e-11, rtol=0.0, stol=0.0, predictor=predictor)
+        store = TrajectoryStore(prob.initial_state(MU), 80, 1, history=predictor + 1)
+        failed, stats = integrate_sparse(prob, MU, BACKWARD_EULER, prob.dt, opts, store)
         assert failed == 0 and np.all(store.residuals[1:] <= 1e-11)
         runs[predictor] = (store.states, stats)
-    (a, sa), (b, sb) = runs["previous"], runs["extrapolate"]
+    (a, sa), (b, sb) = runs[0], runs[2]
     assert sb.solves < 0.8 * sa.solves
     assert np.linalg.norm(a - b) / np.linalg.norm(a) < 1e-9
-    with pytest.raises(fom.InputError, match="unknown predictor"):
-        integrate_sparse(prob, MU, BACKWARD_EULER, prob.dt, opts,
-                         TrajectoryStore(prob.initial_state(MU), 2, 1), predictor="cubic")
+    with pytest.raises(fom.InputError, match="predictor must be an integer"):
+        fom.NewtonOptions(predictor=-1)
 
 
 def test_failure_keeps_the_stored_steps_before_it():

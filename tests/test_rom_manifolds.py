@@ -61,6 +61,66 @@ def test_least_squares_kernels_flag_rank_deficiency():
     assert normal_equations_lstsq(a, b, np.empty((3, 3)), np.empty((3, 1))) == 0
 
 
+def _lstsq_both(a):
+    """``(householder_lstsq, normal_equations_lstsq)`` return values for ``A x = 1``."""
+    m, p = a.shape
+    b = np.ones((m, 1))
+    qr = householder_lstsq(a, b, np.empty((m, p)), np.empty((m, 1)), np.empty((p, 1)))
+    ne = normal_equations_lstsq(a, b, np.empty((p, p)), np.empty((p, 1)))
+    return qr, ne
+
+
+def _with_condition(rng, m, p, cond):
+    """A random m x p matrix with singular values log-spaced from 1 to ``1 / cond``."""
+    u = np.linalg.qr(rng.standard_normal((m, p)))[0]
+    v = np.linalg.qr(rng.standard_normal((p, p)))[0]
+    return (u * np.logspace(0, -np.log10(cond), p)) @ v.T
+
+
+def test_rank_test_catches_a_large_column_hiding_a_small_singular_value():
+    """The unpivoted QR of ``[[1, 1e8], [0, 1], [0, 0]]`` has ``|R_11| = |R_22| = 1``, but
+    ``1 / cond = 1e-16``: both kernels must call it rank deficient."""
+    a = np.array([[1.0, 1e8], [0.0, 1.0], [0.0, 0.0]])
+    assert 1 / np.linalg.cond(a) < 1e-15
+    assert _lstsq_both(a) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("cond", [1.0, 10.0, 1e3, 1e6, 1e8, 1e10])
+@pytest.mark.parametrize(("m", "p"), [(50, 6), (256, 10), (9, 1)])
+def test_rank_test_bounds_the_inverse_condition_number(m, p, cond):
+    """``1 / (p cond) <= e <= 1 / cond`` (to round-off) for the QR kernel; the same for the
+    normal equations while ``cond`` is below ``1 / sqrt(m eps)``, 0 beyond ``1 / sqrt(eps)``."""
+    rng = np.random.default_rng(int(m + p + np.log10(cond)))
+    a = _with_condition(rng, m, p, cond) * 10.0 ** rng.uniform(-3, 3)
+    inv = 1 / np.linalg.cond(a)
+    qr, ne = _lstsq_both(a)
+    assert inv / p * (1 - 1e-3) <= qr <= inv * (1 + 1e-3)
+    if cond <= 1e6:
+        assert inv / p * (1 - 1e-3) <= ne <= inv * (1 + 1e-3)
+    elif p > 1:  # cond(A^T A) >= 1e16: not numerically positive definite
+        assert ne == 0.0
+
+
+@pytest.mark.parametrize("cond", [1e15, 1e16, 1e18, np.inf])
+def test_rank_test_refuses_numerically_rank_deficient_matrices(cond):
+    rng = np.random.default_rng(5)
+    a = _with_condition(rng, 40, 5, 1e300 if cond == np.inf else cond)
+    if cond == np.inf:  # exactly rank deficient: one column a combination of two others
+        a[:, 4] = a[:, 0] - 3 * a[:, 2]
+    assert _lstsq_both(a) == (0.0, 0.0)
+
+
+def test_fit_latent_falls_back_to_the_minimum_norm_step_on_rank_deficiency():
+    """A linear decoder ``g(z) = A z`` with the rank-deficient ``A`` above: the fallback
+    (``numpy.linalg.lstsq``, minimum norm) gives the step, not ``R^{-1} Q^T r`` (|z| ~ 1e8)."""
+    a = np.array([[1.0, 1e8], [0.0, 1.0], [0.0, 0.0]])
+    target = np.array([1.0, 2.0, 3.0])
+    manifold = DecoderManifold(QuadraticDecoder(a, np.zeros_like(a)))
+    z = fit_latent(manifold, target, np.zeros(2))
+    np.testing.assert_allclose(z, np.linalg.lstsq(a, target, rcond=None)[0], rtol=1e-12)
+    assert np.linalg.norm(z) < 1e-7
+
+
 def test_sparse_product_matches_scipy():
     rng = np.random.default_rng(2)
     n, p = 30, 4

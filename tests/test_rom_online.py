@@ -127,7 +127,8 @@ def test_cli_rom_and_report(config, tmp_path, capsys):
 def test_online_never_imports_tensorflow():
     import subprocess
 
-    code = ("import sys, rom, rom.online, rom.report, rom.results, rom.metrics; "
+    code = ("import sys, rom, rom.online, rom.report, rom.results, rom.metrics, rom.sweep, "
+            "rom.sample_mesh, rom.catalog, rom.cli; rom.catalog.config_reference(); "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -207,6 +208,48 @@ def test_example_config_rom_section_is_valid():
     assert fom.Burgers1D().n_dofs == 256
 
 
+def test_error_line_starts_on_its_own_line_after_a_progress_bar(config, monkeypatch, capsys):
+    import rom.online as online
+
+    def fail(problem, manifold, mu, method, **kw):
+        raise ConvergenceError("ROM did not converge at step 3 (t = 0.21)", step=3, time=0.21,
+                               residual=1.0, partial=None)
+
+    monkeypatch.setattr(online, "solve_rom", fail)
+    cfg = write_config(config.parent, 'methods = ["pod-lspg"]\nlatent_dims = [2]\n'
+                                      'on_failure = "raise"', "raise.toml")
+    capsys.readouterr()
+    assert main(["rom", str(cfg)]) == 3  # with the progress bar
+    err = capsys.readouterr().err
+    assert "ROMs:" in err  # the bar was drawn
+    assert "\nmrom: error: ROM did not converge at step 3 (t = 0.21)\n" in err
+
+
+def test_table_and_figure_in_percent_with_a_sensible_axis_for_one_p(config, tmp_path):
+    from rom.report import _fmt, errors_figure
+
+    cfg = write_config(tmp_path, 'methods = ["pod-lspg", "pod-galerkin"]\nlatent_dims = [2]',
+                       "one_p.toml")
+    rs = read_results(roms_from_config(cfg, progress=False))
+    err = rs.runs["pod-lspg-p2"].relative_error[0]
+    assert f"| {100 * err:#.3g} % |" in error_table(rs)
+    assert [_fmt(v) for v in (0.027, 0.141, 0.00709, 1.0, 1e-7, float("nan"))] == [
+        "2.70 %", "14.1 %", "0.709 %", "100 %", "1.00e-05 %", "—"]
+    fig = errors_figure(rs)
+    ax = fig.axes[0]
+    assert ax.get_xlim() == (1.0, 3.0) and list(ax.get_xticks()) == [2]
+    assert ax.lines[0].get_ydata()[0] == pytest.approx(100 * err)
+
+
+def _variant(folder, old, new, rom='methods = ["pod-lspg"]\nlatent_dims = [2]'):
+    """A config in its own folder with ``old`` replaced by ``new``, and its snapshot files."""
+    folder.mkdir()
+    path = write_config(folder, rom)
+    path.write_text(path.read_text().replace(old, new))
+    snapshots_from_config(path, progress=False)
+    return path
+
+
 def stride_config(tmp_path):
     """The config with POD-LSPG at p = 2 and snapshot files that store every 3rd step."""
     path = write_config(tmp_path, 'methods = ["pod-lspg"]\nlatent_dims = [2]')
@@ -215,6 +258,53 @@ def stride_config(tmp_path):
     path.write_text(text)
     snapshots_from_config(path, progress=False)
     return path
+
+
+def test_test_parameters_outside_the_domain_are_refused(tmp_path):
+    """A test file whose parameters lie outside the problem's domain (made with
+    check_bounds = false) is refused by mrom rom unless the config allows them."""
+    wide = _variant(tmp_path / "wide", "test = [[4.3, 0.021], [5.15, 0.0285]]",
+                    "test = [[4.3, 0.04]]\ncheck_bounds = false")
+    strict = wide.parent / "strict.toml"
+    strict.write_text(wide.read_text().replace("check_bounds = false\n", ""))
+    with pytest.raises(InputError, match=r"test.h5: parameter mu2 = 0.04 is outside its range "
+                                         r"\[0.015, 0.03\] \(set check_bounds = false in "
+                                         r".*strict.toml \[snapshots\] to allow it\)"):
+        roms_from_config(strict, progress=False)
+    assert roms_from_config(wide, progress=False).exists()
+
+
+def test_one_warning_line_outside_the_training_box(tmp_path, capsys):
+    """Test parameters inside the domain but outside the box of the training parameters: one
+    warning line; inside the box: none."""
+    full = _variant(tmp_path / "full", "", "")
+    half = _variant(tmp_path / "half", "train = [[4.25, 0.015], [5.5, 0.03], [4.8, 0.022]]",
+                    "train = [[4.25, 0.015], [4.8, 0.022], [4.4, 0.02]]")
+    capsys.readouterr()
+    roms_from_config(half, progress=False)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"warning: the ROMs run at 1 of 2 parameters (first: mu1 = 5.15, mu2 = "
+                     f"0.0285) lie outside the box of the training parameters [4.25, 4.8] x "
+                     f"[0.015, 0.022] of {tmp_path / 'half' / 'out' / 'train.h5'}: they "
+                     f"extrapolate there"]
+    roms_from_config(full, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_rom_sweep_warns_once_outside_the_training_box(tmp_path):
+    from rom.sweep import sweep_plan
+
+    half = _variant(tmp_path / "half", "train = [[4.25, 0.015], [5.5, 0.03], [4.8, 0.022]]",
+                    "train = [[4.25, 0.015], [4.8, 0.022], [4.4, 0.02]]")
+    sweep = '[sweep]\nkind = "rom"\nparams = [[4.3, 0.021], [5.0, 0.02], [5.2, 0.025]]\n'
+    half.write_text(half.read_text() + sweep)
+    assert sweep_plan(half).warning == (
+        f"warning: the ROMs run at 2 of 3 parameters (first: mu1 = 5, mu2 = 0.02) lie outside "
+        f"the box of the training parameters [4.25, 4.8] x [0.015, 0.022] of "
+        f"{tmp_path / 'half' / 'out' / 'train.h5'}: they extrapolate there")
+    inside = half.read_text().replace("[5.0, 0.02], [5.2, 0.025]", "[4.5, 0.02]")
+    half.write_text(inside)
+    assert sweep_plan(half).warning == ""
 
 
 def test_rom_errors_are_taken_at_the_stored_steps(tmp_path):
