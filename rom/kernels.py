@@ -225,36 +225,55 @@ def normal_equations_lstsq(a_in, b_in, g, x):
             for q in range(m):
                 s += a_in[q, i] * b_in[q, c]
             x[i, c] = s
+    if not _cholesky(g):
+        return 0.0
     diag = np.empty(p)
+    for j in range(p):
+        diag[j] = g[j, j]
+    e = _inverse_condition(g, diag, True, np.empty(p))
+    if e <= math.sqrt(max(m, p) * _EPS):
+        return 0.0
+    for c in range(kk):
+        _cholesky_solve(g, x[:, c])
+    return e
+
+
+@njit(cache=True)
+def _cholesky(g):
+    """Cholesky factor ``L`` of the symmetric matrix whose lower triangle ``g`` holds, in
+    place (the lower triangle becomes ``L``); False if it is not numerically positive
+    definite."""
+    p = g.shape[0]
     for j in range(p):
         s = g[j, j]
         for q in range(j):
             s -= g[j, q] * g[j, q]
         if not s > 0.0:
-            return 0.0
+            return False
         d = math.sqrt(s)
         g[j, j] = d
-        diag[j] = d
         for i in range(j + 1, p):
             s = g[i, j]
             for q in range(j):
                 s -= g[i, q] * g[j, q]
             g[i, j] = s / d
-    e = _inverse_condition(g, diag, True, np.empty(p))
-    if e <= math.sqrt(max(m, p) * _EPS):
-        return 0.0
-    for c in range(kk):
-        for i in range(p):  # forward: L y = A^T b
-            s = x[i, c]
-            for q in range(i):
-                s -= g[i, q] * x[q, c]
-            x[i, c] = s / g[i, i]
-        for i in range(p - 1, -1, -1):  # backward: L^T x = y
-            s = x[i, c]
-            for q in range(i + 1, p):
-                s -= g[q, i] * x[q, c]
-            x[i, c] = s / g[i, i]
-    return e
+    return True
+
+
+@njit(cache=True)
+def _cholesky_solve(g, x):
+    """Solve ``L L^T x = b`` in place (``x`` holds ``b``) with the factor of :func:`_cholesky`."""
+    p = g.shape[0]
+    for i in range(p):  # forward: L y = b
+        s = x[i]
+        for q in range(i):
+            s -= g[i, q] * x[q]
+        x[i] = s / g[i, i]
+    for i in range(p - 1, -1, -1):  # backward: L^T x = y
+        s = x[i]
+        for q in range(i + 1, p):
+            s -= g[q, i] * x[q]
+        x[i] = s / g[i, i]
 
 
 @njit(cache=True)
@@ -383,29 +402,11 @@ def secant_step_into(a, secant, grad, qn):
             for q in range(m):
                 s += a[q, i] * a[q, j]
             h[i, j] = s + 0.5 * (secant[i, j] + secant[j, i])
-    for j in range(p):  # Cholesky, lower triangle
-        s = h[j, j]
-        for q in range(j):
-            s -= h[j, q] * h[j, q]
-        if not s > 0.0:
-            return 0.0
-        dj = math.sqrt(s)
-        h[j, j] = dj
-        for i in range(j + 1, p):
-            s = h[i, j]
-            for q in range(j):
-                s -= h[i, q] * h[j, q]
-            h[i, j] = s / dj
+    if not _cholesky(h):
+        return 0.0
     for i in range(p):
-        s = -grad[i]
-        for q in range(i):
-            s -= h[i, q] * qn[q]
-        qn[i] = s / h[i, i]
-    for i in range(p - 1, -1, -1):
-        s = qn[i]
-        for q in range(i + 1, p):
-            s -= h[q, i] * qn[q]
-        qn[i] = s / h[i, i]
+        qn[i] = -grad[i]
+    _cholesky_solve(h, qn)
     pred = 0.0
     for j in range(p):
         if not math.isfinite(qn[j]):
