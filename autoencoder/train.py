@@ -53,7 +53,9 @@ from .data import (
     epoch_order,
     hard_example_weights,
     prepare,
-    split_indices,
+    sample_split,
+    targets,
+    validation_trajectories,
 )
 from .manifold import (
     EXPORTED,
@@ -67,6 +69,7 @@ from .manifold import (
 from .residual import TrajectoryResidual, trajectory_residual
 from .settings import (
     AUTOENCODER_SCHEMA,
+    RUN_CONTROL_KEYS,
     TRAINING_SCHEMA,
     check_architecture,
     training_stages,
@@ -134,7 +137,8 @@ class _Trainer:
                  arch: dict[str, Any], tr: dict[str, Any], out_dir: Path,
                  settings: dict[str, Any], progress: bool,
                  anchors: np.ndarray | None = None,
-                 residual: TrajectoryResidual | None = None) -> None:
+                 residual: TrajectoryResidual | None = None,
+                 split: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         import keras
         import tensorflow as tf
 
@@ -153,12 +157,14 @@ class _Trainer:
         # with the residual term a sample is a step n >= 1 with its history (residual.py)
         self.images, self.residual = images, residual
         n_samples = images.shape[0] if residual is None else residual.n_samples
-        itrain, ival = split_indices(n_samples, tr["validation_fraction"], tr["seed"])
-        self.i_train, self.i_val = itrain, ival if ival.size else itrain
+        if split is None:  # every sample trains, no validation
+            split = (np.arange(n_samples), np.zeros(0, dtype=np.int64))
+        self.i_train, self.i_val = split
         self.state: dict[str, Any] = {
             "settings": settings, "epoch": 0, "history": [], "best_val": math.inf,
             "best_epoch": 0, "wait": 0, "lr": tr["learning_rate"], "plateau_wait": 0,
-            "plateau_best": math.inf, "elapsed_s": 0.0, "stopped_by": None}
+            "plateau_best": math.inf, "elapsed_s": 0.0, "stopped_by": None,
+            "budget_stops": []}
         self.best_weights = [v.numpy() for v in self.ae.weights]
         self.anchors = anchors
         self._build_steps()
@@ -356,7 +362,7 @@ class _Trainer:
         for v, w in zip(self.opt.variables, opt_w, strict=True):
             v.assign(w)
         self.best_weights = best_w
-        self.state = state
+        self.state = {"budget_stops": [], **state}
         return True
 
     # -------------------------------------------------------------- schedule
@@ -371,10 +377,26 @@ class _Trainer:
         return lr0
 
     # -------------------------------------------------------------- loop
-    def fit(self, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> None:
+    def fit(self, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+            deadline: float | None = None) -> bool:
+        """Train until the stage's epochs are done or early stopping ends it.
+
+        With validation samples, the epoch of the lowest validation loss is the best one
+        (``keep_best``) and ``patience`` epochs without a better one stop the stage; without
+        them the stage runs all its epochs and ends with the last weights. ``deadline`` (a
+        :func:`time.perf_counter` value, from ``max_wall_s``) pauses the stage after the
+        epoch that reaches it: the checkpoint then holds the state of that epoch, and a
+        later call continues exactly as if never paused.
+
+        Returns
+        -------
+        bool
+            True if the stage is finished, False if paused by the deadline.
+        """
         tr, st = self.tr, self.state
         n, bs = self.i_train.size, tr["batch_size"]
-        while st["epoch"] < tr["epochs"] and st["stopped_by"] is None:
+        has_val = self.i_val.size > 0
+        while st["stopped_by"] is None and st["epoch"] < tr["epochs"]:
             epoch = st["epoch"]
             t0 = time.perf_counter()
             lr = self._learning_rate(epoch)
@@ -388,55 +410,64 @@ class _Trainer:
                 total += float(self.train_step(seed, weights[start:start + bs],
                                                *self._batch(ib))) * ib.size
             loss = total / n
-            val = self._evaluate(self.i_val)
+            val = self._evaluate(self.i_val) if has_val else None
             dt = time.perf_counter() - t0
             st["epoch"] = epoch + 1
             st["elapsed_s"] += dt
             st["history"].append({"epoch": epoch + 1, "loss": loss, "val_loss": val, "lr": lr,
                                   "time_s": dt})
-            if val < st["best_val"]:
+            if val is not None and val < st["best_val"]:
                 st["best_val"], st["best_epoch"], st["wait"] = val, epoch + 1, 0
                 self.best_weights = [v.numpy() for v in self.ae.weights]
-            else:
+            elif val is not None:
                 st["wait"] += 1
             if tr["lr_schedule"] == "plateau":
-                if val < st["plateau_best"] * (1 - 1e-4):
-                    st["plateau_best"], st["plateau_wait"] = val, 0
+                watched = loss if val is None else val
+                if watched < st["plateau_best"] * (1 - 1e-4):
+                    st["plateau_best"], st["plateau_wait"] = watched, 0
                 else:
                     st["plateau_wait"] += 1
                     if st["plateau_wait"] >= tr["plateau_patience"]:
                         st["lr"] = max(st["lr"] * tr["plateau_factor"], tr["lr_min"])
                         st["plateau_wait"] = 0
-            if st["wait"] >= tr["patience"]:
+            if has_val and st["wait"] >= tr["patience"]:
                 st["stopped_by"] = "early_stopping"
-            elif tr["max_wall_s"] > 0 and st["elapsed_s"] >= tr["max_wall_s"]:
-                st["stopped_by"] = "wall_time"
             elif st["epoch"] >= tr["epochs"]:
                 st["stopped_by"] = "epochs"
+            paused = (st["stopped_by"] is None and deadline is not None
+                      and time.perf_counter() >= deadline)
+            if paused:
+                st["budget_stops"].append(st["epoch"])
             if self.progress:
-                print(f"p={self.p} epoch {epoch + 1}/{tr['epochs']}  loss {loss:.3e}  "
-                      f"val {val:.3e}  best {st['best_val']:.3e}@{st['best_epoch']}  "
+                best = (f"  val {val:.3e}  best {st['best_val']:.3e}@{st['best_epoch']}"
+                        if val is not None else "")
+                print(f"p={self.p} epoch {epoch + 1}/{tr['epochs']}  loss {loss:.3e}{best}  "
                       f"lr {lr:.2e}  {dt:.1f} s", flush=True)
-            if st["epoch"] % tr["checkpoint_every"] == 0 or st["stopped_by"]:
+            if st["epoch"] % tr["checkpoint_every"] == 0 or st["stopped_by"] or paused:
                 self.save_checkpoint()
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, st["history"][-1])
-        if tr["keep_best"]:
+            if paused:
+                break
+        if tr["keep_best"] and has_val:
             for v, w in zip(self.ae.weights, self.best_weights, strict=True):
                 v.assign(w)
+        return st["stopped_by"] is not None
 
 
 # ----------------------------------------------------------------------------- output
 
 
-def initial_images(images: np.ndarray, n_mu: int) -> np.ndarray:
+def initial_images(images: np.ndarray, n_mu: int,
+                   trajectories: np.ndarray | None = None) -> np.ndarray:
     """The distinct images of the trajectories' initial states (the anchors of the loss).
 
-    ``images`` holds ``n_mu`` trajectories one after the other. For the deviation target all
-    initial images are the same (``x0 - x0 = 0``), so one image remains.
+    ``images`` holds ``n_mu`` trajectories one after the other; only those listed in
+    ``trajectories`` (default: all) count. For the deviation target all initial images are
+    the same (``x0 - x0 = 0``), so one image remains.
     """
     first = images.reshape(n_mu, -1, *images.shape[1:])[:, 0]
-    return np.unique(first, axis=0)
+    return np.unique(first if trajectories is None else first[trajectories], axis=0)
 
 
 def _save_keras_atomic(model: Any, path: Path) -> None:
@@ -485,7 +516,8 @@ def _keras_weights(path: Path) -> list[np.ndarray]:
 
 
 def model_is_complete(out_dir: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
-    """The manifest of a complete model in ``out_dir`` trained with ``settings``, else None."""
+    """The manifest of a complete model in ``out_dir`` trained with ``settings``, else None
+    (an incomplete model, left by a wall-time budget stop, is never complete)."""
     try:
         load_trained_manifold(out_dir)
         man = json.loads((out_dir / MANIFEST).read_text())
@@ -496,17 +528,41 @@ def model_is_complete(out_dir: Path, settings: dict[str, Any]) -> dict[str, Any]
     return man
 
 
+def stage_split(images: np.ndarray, residual: TrajectoryResidual | None, n_t: int,
+                validation: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation samples of one stage (:func:`autoencoder.data.sample_split`).
+
+    A sample is an image, or with the residual term a step ``n >= 1`` (its image and its
+    history images); its trajectory and step follow from the image index ``i * n_t + n``.
+    """
+    img = np.arange(images.shape[0]) if residual is None else residual.current
+    return sample_split(img // n_t, img % n_t, validation, stride)
+
+
 def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[str, Any],
                 tr: dict[str, Any], out_dir: str | os.PathLike, *,
                 test: SnapshotSet | None = None, progress: bool = True,
                 extra_settings: dict[str, Any] | None = None,
-                on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> Path:
+                on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+                where: str = "[training]") -> Path:
     """Train one autoencoder on a snapshot set and write its model directory.
+
+    The trajectories of the validation parameters (``validation_every`` or
+    ``validation_params``; :func:`autoencoder.data.validation_trajectories`) are held out
+    whole: the optimizer, the scaling and the anchor term never see them; their loss decides
+    early stopping and the best epoch of every stage. The others are trained on (every
+    ``snapshot_stride``-th step).
+
+    A stage that reaches the wall-time budget ``max_wall_s`` (counted from the start of this
+    call) pauses after its current epoch: the directory then holds an *incomplete* model
+    (``"complete": false`` in the manifest, refused by
+    :func:`autoencoder.manifold.load_trained_manifold`) and the checkpoint, and the next call
+    continues from it; the weights at the end do not depend on where it was paused.
 
     Parameters
     ----------
     snap : SnapshotSet
-        Training trajectories (all steps of every parameter are training samples).
+        Training trajectories.
     restriction : Restriction
         State -> image map; its size must equal the snapshot states' ``N``.
     p : int
@@ -516,9 +572,12 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
     out_dir : path
         Model directory (created). A complete model with the same settings is kept as is.
     test : SnapshotSet, optional
-        Test trajectories: their mean relative reconstruction error is printed and stored.
+        Test trajectories: their mean relative reconstruction error is printed and stored
+        (for the record only; nothing in the training depends on it).
     on_epoch_end : callable, optional
         Called as ``on_epoch_end(epoch, history_entry)`` (used by tests to interrupt).
+    where : str
+        Config file and section, for error messages.
 
     Returns
     -------
@@ -529,18 +588,28 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
     check_fits(restriction.n_dofs, snap)
     if test is not None:
         check_fits(restriction.n_dofs, test)
+    t_start = time.perf_counter()
     # the stages that apply to this p (a stage may name its latent dimensions)
-    all_stages = training_stages(tr, "[training]")
+    all_stages = training_stages(tr, where)
     applies = [not dims or p in dims for _, dims in all_stages]
     stages = [st for (st, _), ok in zip(all_stages, applies, strict=True) if ok]
     finetune = [e for e, ok in zip(tr["finetune"], applies[1:], strict=True) if ok]
+    validation = validation_trajectories(snap.mu, tr["validation_every"],
+                                         tr["validation_params"], where)
+    trained_on = np.setdiff1d(np.arange(snap.n_mu), validation)
     fixed = {"p": p, "snapshot_sha256": snap.checksum(), "image_shape": restriction.image_shape,
              "autoencoder": {k: v for k, v in arch.items() if k != "latent_dims"},
              **(extra_settings or {})}
 
+    def identity(table: dict[str, Any]) -> dict[str, Any]:
+        """A stage's keys without those that do not change the trained model."""
+        return {k: v for k, v in table.items() if k not in RUN_CONTROL_KEYS}
+
     def settings_upto(j: int) -> dict[str, Any]:
-        """The settings of the model after stages 0..j."""
-        return _jsonable({**fixed, "training": {**tr, "finetune": finetune[:j]}})
+        """The settings of the model after stages 0..j (the model's identity: the wall-time
+        budget and the checkpoint interval are not part of it)."""
+        return _jsonable({**fixed, "training": {**identity(tr), "finetune": [
+            identity(e) for e in finetune[:j]]}})
 
     settings = settings_upto(len(stages) - 1)
     if (man := model_is_complete(out_dir, settings)) is not None:
@@ -549,7 +618,10 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
               (f" (test reconstruction error {err:.3e})" if err is not None else ""))
         return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    images, scaling = prepare(snap.states, restriction, arch["target"])
+    scaling = Scaling.fit(targets(snap.states[trained_on], arch["target"]))
+    images, _ = prepare(snap.states, restriction, arch["target"], scaling)
+    anchors = initial_images(images, snap.n_mu, trained_on)
+    n_t = int(snap.t.size)
     # where to start: a checkpoint of a stage, else a complete model of the first stages
     start, weights = 0, None
     history: list[dict[str, Any]] = []     # of all stages so far
@@ -573,13 +645,16 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
                     print(f"{out_dir}: stages 0..{j} done, continuing with stage {j + 1}")
                 break
     residual: TrajectoryResidual | None = None   # built once, for the first stage using it
+    complete = True
     for j in range(start, len(stages)):
         tr_j = stages[j]
         if tr_j["residual_weight"] > 0 and residual is None:
             residual = trajectory_residual(snap, restriction)
+        res_j = residual if tr_j["residual_weight"] > 0 else None
         trainer = _Trainer(images, restriction.image_shape, p, arch, tr_j, out_dir,
-                           settings_upto(j), progress, initial_images(images, snap.n_mu),
-                           residual if tr_j["residual_weight"] > 0 else None)
+                           settings_upto(j), progress, anchors, res_j,
+                           stage_split(images, res_j, n_t, validation,
+                                       tr_j["snapshot_stride"]))
         if j == start and trainer.load_checkpoint():
             history = trainer.state.get("earlier_history", history)
             results = trainer.state.get("earlier_results", results)
@@ -592,15 +667,22 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
             if weights is not None:
                 trainer.set_weights(weights)
                 trainer.save_checkpoint()
-        trainer.fit(on_epoch_end)
+        budget = tr_j["max_wall_s"]
+        complete = trainer.fit(on_epoch_end, t_start + budget if budget > 0 else None)
         weights = [v.numpy() for v in trainer.ae.weights]
-        history = history + [{**h, "stage": j} for h in trainer.state["history"]]
-        results = results + [{"stage": j, "epochs_run": trainer.state["epoch"],
-                              "best_epoch": trainer.state["best_epoch"],
-                              "best_val_loss": trainer.state["best_val"],
-                              "stopped_by": trainer.state["stopped_by"],
-                              "train_time_s": trainer.state["elapsed_s"]}]
-    st = trainer.state
+        st = trainer.state
+        history = history + [{**h, "stage": j} for h in st["history"]]
+        results = results + [{"stage": j, "epochs_run": st["epoch"],
+                              "epochs": tr_j["epochs"],
+                              "best_epoch": st["best_epoch"] if st["best_epoch"] else None,
+                              "best_val_loss": st["best_val"] if st["best_epoch"] else None,
+                              "stopped_by": st["stopped_by"] or "wall_time",
+                              "budget_stops": st["budget_stops"],
+                              "n_train_samples": int(trainer.i_train.size),
+                              "n_val_samples": int(trainer.i_val.size),
+                              "train_time_s": st["elapsed_s"]}]
+        if not complete:
+            break
 
     import keras
     import tensorflow as tf
@@ -610,22 +692,23 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
                    arch["variational"])
     write_text_atomic(out_dir / HISTORY, json.dumps(history))
     manifest: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION, "complete": complete,
         "p": p, "n_dofs": restriction.n_dofs, "image_shape": list(restriction.image_shape),
         "target": arch["target"], "variational": arch["variational"],
         "scaling": scaling.to_dict(),
         "files": {"keras": KERAS_FILE, "exported": EXPORTED, "history": HISTORY},
         "settings": settings,
         "snapshots": {"path": str(snap.path), "sha256": settings["snapshot_sha256"],
-                      "n_mu": snap.n_mu, "n_t": int(snap.t.size),
-                      "problem": snap.problem_name},
+                      "n_mu": snap.n_mu, "n_t": n_t, "problem": snap.problem_name,
+                      "trained_on": trained_on.tolist(), "validation": validation.tolist(),
+                      "validation_mu": snap.mu[validation].tolist()},
         "training_result": {**results[-1], "stages": results},
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     # provisional manifest so the numba path can load the directory; checked, then final
     write_text_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=1))
-    manifold = load_trained_manifold(out_dir)
+    manifold = load_trained_manifold(out_dir, allow_incomplete=True)
     _check_export(trainer, manifold, images[:8])
     if test is not None:
         errs = reconstruction_errors(manifold, test)
@@ -642,10 +725,19 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
               f"trajectories {np.mean(errs):.3e} ({', '.join(f'{e:.2e}' for e in errs)}); "
               f"through the reference state x_ref + g(h(.)) {np.mean(errs_ref):.3e}")
     write_text_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=1))
+    last = results[-1]
+    if not complete:
+        print(f"{out_dir}: INCOMPLETE: the wall-time budget max_wall_s = {budget:g} s stopped "
+              f"stage {last['stage']} after epoch {last['epochs_run']} of {last['epochs']}; "
+              "train again (same command) to continue from the checkpoint")
+        return out_dir
     shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
     if progress:
-        print(f"wrote {out_dir} ({st['epoch']} epochs, best {st['best_val']:.3e} at epoch "
-              f"{st['best_epoch']}, stopped by {st['stopped_by']}, {st['elapsed_s']:.0f} s)")
+        best = (f", best validation loss {last['best_val_loss']:.3e} at epoch "
+                f"{last['best_epoch']}" if last["best_epoch"] else "")
+        total = sum(r["train_time_s"] for r in results)
+        print(f"wrote {out_dir} (stage {last['stage']}: {last['epochs_run']} epochs{best}, "
+              f"stopped by {last['stopped_by']}; all stages {total:.0f} s)")
     return out_dir
 
 
@@ -693,6 +785,6 @@ def train_from_config(config: str | os.PathLike | RunConfig,
     for p in dims:
         out.append(train_model(snap, restriction, p, arch, tr,
                                cfg.output_dir / "models" / f"p{p}", test=test,
-                               progress=progress))
+                               progress=progress, where=cfg.where("training")))
     return out
 

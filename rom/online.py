@@ -21,7 +21,8 @@ Config section ``[rom]`` (all keys optional)::
     projection = "encoder"     # decoder projection error: decode(encode(x)) or "lsq" fit
     on_failure = "record"      # a non-converging ROM is recorded (NaN error) or "raise"
 
-The POD basis comes from the training snapshot file, the decoders from
+The POD basis comes from the trajectories of the training snapshot file that the autoencoders
+train on (all but the validation trajectories of ``[training]``), the decoders from
 ``<output_dir>/models/p<p>/``; the ROMs use the test file's time step and scheme. The results go
 to ``<output_dir>/rom_results.h5`` (:mod:`rom.results`); if that file exists and was made from
 the same inputs (same ``[rom]`` settings, snapshot files and models), nothing is recomputed.
@@ -132,10 +133,31 @@ def load_model(folder: Path, projection: str) -> DecoderManifold:
     return DecoderManifold.load(folder, projection=projection)
 
 
-def pod_full(train: SnapshotSet, center: str) -> AffineManifold:
-    """The POD manifold of the training snapshots with every basis vector (callers truncate)."""
-    n_traj, n_t_train, n_dofs = train.states.shape
-    return AffineManifold.from_snapshots(train, min(n_traj * n_t_train, n_dofs), center=center)
+def pod_trajectories(cfg: RunConfig, train: SnapshotSet) -> list[int]:
+    """The trajectories of the training file that the POD basis is built from.
+
+    The same the autoencoders train on (a fair comparison): every trajectory except the
+    validation trajectories of ``[training]`` (``validation_every``, ``validation_params``;
+    :func:`autoencoder.data.validation_trajectories`).
+    """
+    from autoencoder.data import validation_trajectories
+    from autoencoder.settings import TRAINING_SCHEMA
+
+    tr = cfg.section("training", TRAINING_SCHEMA)
+    val = validation_trajectories(train.mu, tr["validation_every"], tr["validation_params"],
+                                  cfg.where("training"))
+    return np.setdiff1d(np.arange(train.n_mu), val).tolist()
+
+
+def pod_full(train: SnapshotSet, center: str,
+             trajectories: list[int] | None = None) -> AffineManifold:
+    """The POD manifold of the training snapshots with every basis vector (callers truncate).
+
+    Only the trajectories listed in ``trajectories`` (:func:`pod_trajectories`; default all).
+    """
+    states = train.states if trajectories is None else train.states[trajectories]
+    n_traj, n_t_train, n_dofs = states.shape
+    return AffineManifold.from_snapshots(states, min(n_traj * n_t_train, n_dofs), center=center)
 
 
 def trial_manifold(kind: str, p: int, sec: dict[str, Any], *, pod: AffineManifold | None,
@@ -248,10 +270,12 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
     if deep:
         require_models(cfg, dims)
     train = _load_test(paths["train"], cfg, "training") if pod else None
+    pod_traj = pod_trajectories(cfg, train) if train is not None else None
 
     out = Path(results_path) if results_path is not None else cfg.output_dir / RESULTS_NAME
     fingerprint = json.dumps({
         "rom": sec, "test": test.checksum(), "train": train.checksum() if train else None,
+        "pod_trajectories": pod_traj,
         "models": {str(p): dir_digest(model_dir(cfg, p)) for p in dims} if deep else None,
     }, sort_keys=True)
     if out.exists():
@@ -265,7 +289,7 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
     pod_all = None
     if pod:
         assert train is not None
-        pod_all = pod_full(train, sec["pod_center"])
+        pod_all = pod_full(train, sec["pod_center"], pod_traj)
     n_mu = test.n_mu
     records: list[RunRecord] = []
     bar = tqdm(total=len(methods) * len(dims) * n_mu, desc="ROMs", unit="traj",

@@ -78,6 +78,7 @@ from .online import (
     load_model,
     model_dir,
     pod_full,
+    pod_trajectories,
     require_models,
     rom_options,
     rom_settings,
@@ -141,7 +142,8 @@ class SweepPlan:
         Config file and section, for error messages.
     rom : dict or None
         ``kind = "rom"`` only: the validated ``[rom]`` section (``settings``), the training
-        snapshot file (``train``, None without POD methods) and its SHA-256, the model folders
+        snapshot file (``train``, None without POD methods), its SHA-256 and the trajectories
+        the POD basis is built from (``train_trajectories``), the model folders
         by ``p`` (``models``) and their digests, and the ``[rom]`` location (``where``).
     """
 
@@ -309,6 +311,7 @@ def rom_inputs(cfg: RunConfig, problem: Problem) -> dict[str, Any]:
     methods, dims = sec["methods"], sec["latent_dims"]
     train_path: str | None = None
     train_sha: str | None = None
+    train_traj: list[int] | None = None
     if any(m.startswith("pod") for m in methods):
         path = snapshot_paths(cfg)["train"]
         train = _load_test(path, cfg, "training")
@@ -316,6 +319,7 @@ def rom_inputs(cfg: RunConfig, problem: Problem) -> dict[str, Any]:
             raise InputError(f"{path}: states have N = {train.n_dofs} entries but the "
                              f"{cfg.where('problem')} has N = {problem.n_dofs}")
         train_path, train_sha = str(path), train.checksum()
+        train_traj = pod_trajectories(cfg, train)
     models: dict[str, str] = {}
     digests: dict[str, str] = {}
     if any(m.startswith("deep") for m in methods):
@@ -323,7 +327,8 @@ def rom_inputs(cfg: RunConfig, problem: Problem) -> dict[str, Any]:
         models = {str(p): str(model_dir(cfg, p)) for p in dims}
         digests = {str(p): dir_digest(model_dir(cfg, p)) for p in dims}
     return {"settings": sec, "train": train_path, "train_sha256": train_sha,
-            "models": models, "models_sha256": digests, "where": cfg.where("rom")}
+            "train_trajectories": train_traj, "models": models, "models_sha256": digests,
+            "where": cfg.where("rom")}
 
 
 # ----------------------------------------------------------------------------- one trajectory
@@ -355,7 +360,8 @@ class RomSuite:
         if self._manifolds is None:
             rom = self.plan.rom
             assert rom is not None
-            pod = (pod_full(read_snapshots(rom["train"]), self.sec["pod_center"])
+            pod = (pod_full(read_snapshots(rom["train"]), self.sec["pod_center"],
+                            rom.get("train_trajectories"))
                    if rom["train"] is not None else None)
             out: dict[tuple[str, int], tuple[Any, dict[str, Any]]] = {}
             for method in self.sec["methods"]:

@@ -238,7 +238,7 @@ strides = [2, 2]
 kernel_size = 3
 [training]
 batch_size = 8
-epochs = 2
+{"" if "epochs" in extra else "epochs = 2"}
 {extra}
 """)
     return cfg
@@ -346,3 +346,130 @@ def test_conv1d_variant_trains(snaps: tuple[Path, Path], tmp_path: Path) -> None
     x0 = np.linspace(1, 2, 64)
     x_ref, z0 = m.reference_state(x0)
     np.testing.assert_allclose(x_ref + m.decode(z0), x0, rtol=0, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- the fit loop
+
+
+def _weights(path: Path) -> list[np.ndarray]:
+    import keras
+
+    return [w.numpy() for w in keras.saving.load_model(path / "autoencoder.keras").weights]
+
+
+def test_budget_stop_leaves_an_incomplete_model_that_the_next_run_continues(
+        snaps: tuple[Path, Path], tmp_path: Path) -> None:
+    """A wall-time budget pauses training after an epoch: the model is written but marked
+    incomplete (refused by the online loader, never "up to date"), the next run continues it
+    from the checkpoint, and the result is bit for bit that of an uninterrupted run, which is
+    also bit for bit that of a second uninterrupted run (same machine)."""
+    from autoencoder.train import train_from_config
+
+    tr = {"epochs": 3, "checkpoint_every": 5}
+    once, twice = (_train(snaps, tmp_path / name, tr=tr) for name in ("once", "twice"))
+    for a, b in zip(_weights(once), _weights(twice), strict=True):
+        np.testing.assert_array_equal(a, b)
+    m_once, m_twice = load_trained_manifold(once), load_trained_manifold(twice)
+    np.testing.assert_array_equal(m_once.dec_data, m_twice.dec_data)
+
+    cfg = _config(tmp_path, snaps, extra="epochs = 3\ncheckpoint_every = 5\nmax_wall_s = 1e-9\n"
+                  "learning_rate = 3e-3")
+    model = tmp_path / "run" / "models" / "p2"
+    for epoch in (1, 2):
+        assert train_from_config(cfg, latent_dims=[2], progress=False) == [model]
+        man = json.loads((model / "manifest.json").read_text())
+        assert man["complete"] is False
+        res = man["training_result"]
+        assert (res["epochs_run"], res["stopped_by"], res["budget_stops"]) == \
+            (epoch, "wall_time", list(range(1, epoch + 1)))
+        assert (model / "checkpoint" / "state.json").is_file()
+        with pytest.raises(InputError, match=r"manifest.json: incomplete model \(the wall-time "
+                                             rf"budget stopped stage 0 after epoch {epoch} of 3"):
+            load_trained_manifold(model)
+        assert load_trained_manifold(model, allow_incomplete=True).p == 2
+    train_from_config(cfg, latent_dims=[2], progress=False)
+    man = json.loads((model / "manifest.json").read_text())
+    assert man["complete"] is True and not (model / "checkpoint").exists()
+    res = man["training_result"]
+    assert (res["epochs_run"], res["stopped_by"], res["budget_stops"]) == (3, "epochs", [1, 2])
+    for a, b in zip(_weights(once), _weights(model), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # complete now; removing the budget does not make it stale (it is not part of the model)
+    cfg = _config(tmp_path, snaps, extra="epochs = 3\nlearning_rate = 3e-3")
+    stamp = (model / "manifest.json").stat().st_mtime_ns
+    train_from_config(cfg, latent_dims=[2], progress=False)
+    assert (model / "manifest.json").stat().st_mtime_ns == stamp
+
+
+def _scripted_trainer(snaps: tuple[Path, Path], tmp_path: Path, tr: dict,
+                      val_losses: list[float] | None):
+    """A trainer whose validation losses are the given sequence (None: no validation)."""
+    from autoencoder.train import _Trainer
+
+    a, t = _settings(tr=tr)
+    snap = read_snapshots(snaps[0])
+    r = Restriction.from_image_shape(snap.problem().image_shape, a["dims"])
+    images, _ = prepare(snap.states, r, "deviation")
+    n = images.shape[0]
+    split = (np.arange(n // 2), np.arange(n // 2, n) if val_losses else np.zeros(0, int))
+    trainer = _Trainer(images, r.image_shape, 2, a, t, tmp_path, {}, False, split=split)
+    if val_losses:
+        it = iter(val_losses)
+        trainer._evaluate = lambda idx: next(it)
+    seen: list[tuple[float, list[np.ndarray]]] = []
+
+    def record(epoch: int, h: dict) -> None:
+        seen.append((float(trainer.opt.learning_rate.numpy()),
+                     [v.numpy() for v in trainer.ae.weights]))
+
+    return trainer, seen, record
+
+
+@pytest.mark.parametrize("keep_best", [True, False])
+def test_early_stopping_and_keep_best_follow_the_validation_loss(
+        snaps: tuple[Path, Path], tmp_path: Path, keep_best: bool) -> None:
+    trainer, seen, record = _scripted_trainer(
+        snaps, tmp_path, {"epochs": 10, "patience": 3, "keep_best": keep_best},
+        [5.0, 2.0, 3.0, 2.5, 2.0, 9.0])
+    assert trainer.fit(record) is True
+    st = trainer.state
+    assert (st["epoch"], st["stopped_by"], st["best_epoch"], st["best_val"]) == \
+        (5, "early_stopping", 2, 2.0)          # 3 epochs without a better (strictly lower) loss
+    assert [h["val_loss"] for h in st["history"]] == [5.0, 2.0, 3.0, 2.5, 2.0]
+    final = [v.numpy() for v in trainer.ae.weights]
+    expect = seen[1][1] if keep_best else seen[4][1]
+    for a, b in zip(final, expect, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(seen[1][1][0], seen[4][1][0])   # the two differ
+
+
+def test_without_validation_training_runs_all_epochs_and_keeps_the_last(
+        snaps: tuple[Path, Path], tmp_path: Path) -> None:
+    trainer, seen, record = _scripted_trainer(
+        snaps, tmp_path, {"epochs": 3, "patience": 1, "keep_best": True}, None)
+    assert trainer.fit(record) is True
+    assert trainer.state["stopped_by"] == "epochs" and trainer.state["best_epoch"] == 0
+    assert [h["val_loss"] for h in trainer.state["history"]] == [None] * 3
+    for a, b in zip([v.numpy() for v in trainer.ae.weights], seen[-1][1], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(("schedule", "extra", "vals", "expect"), [
+    ("constant", {}, None, [1e-2] * 5),
+    ("cosine", {"lr_min": 1e-4}, None,
+     [1e-4 + 0.5 * (1e-2 - 1e-4) * (1 + np.cos(np.pi * k / 4)) for k in range(5)]),
+    # plateau: halve after 2 epochs without a 1e-4 relative improvement, never below lr_min
+    ("plateau", {"plateau_patience": 2, "plateau_factor": 0.5, "lr_min": 2e-3},
+     [5.0, 4.0, 4.0, 4.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0],
+     [1e-2] * 4 + [5e-3] * 3 + [2.5e-3] * 2 + [2e-3] * 2),
+])
+def test_learning_rate_schedules(snaps: tuple[Path, Path], tmp_path: Path, schedule: str,
+                                 extra: dict, vals: list | None, expect: list) -> None:
+    trainer, seen, record = _scripted_trainer(
+        snaps, tmp_path, {"epochs": len(expect), "patience": 50, "learning_rate": 1e-2,
+                          "lr_schedule": schedule, **extra}, vals)
+    trainer.fit(record)
+    lrs = [h["lr"] for h in trainer.state["history"]]
+    np.testing.assert_allclose(lrs, expect, rtol=1e-12)
+    # the optimizer ran each epoch with that rate
+    np.testing.assert_allclose([lr for lr, _ in seen], expect, rtol=1e-6)

@@ -47,5 +47,6 @@ def test_demo_config_is_valid_and_reduced(tmp_path):
     from rom.online import rom_settings
 
     arch, training = settings_from_config(cfg)
-    assert arch["filters"] == [8, 16, 32, 64] and training["max_wall_s"] > 0
+    # machine independent: a fixed number of epochs, no wall-time budget
+    assert arch["filters"] == [8, 16, 32, 64] and training["max_wall_s"] == 0
     assert rom_settings(cfg)["methods"] == ["deep-lspg", "pod-lspg"]
