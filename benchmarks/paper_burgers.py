@@ -13,7 +13,7 @@ reused only if its manifest matches the snapshot file and every setting).
 ``results.json``, ``errors_vs_p.png`` (and the per-run report) to ``--out``
 (default ``output/paper_burgers``), and prints the table and the acceptance checks of the
 study: Deep LSPG below 1 % at p = 3 and at least 10x below POD-LSPG; Deep LSPG and Deep
-Galerkin below their POD counterparts for every p <= 5.
+Galerkin below their POD counterparts for every p <= 5. Exits with status 1 if a check fails.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -173,4 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    failed = [c["check"] for c in main()["checks"] if not c["pass"]]
+    if failed:
+        print(f"{len(failed)} check(s) FAILED", file=sys.stderr)
+    sys.exit(1 if failed else 0)
