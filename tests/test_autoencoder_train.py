@@ -67,7 +67,7 @@ def test_training_lowers_validation_loss_and_writes_directory(trained: Path) -> 
     man = json.loads((trained / "manifest.json").read_text())
     assert man["p"] == 2 and man["n_dofs"] == 64 and man["target"] == "deviation"
     assert man["training_result"]["epochs_run"] == 8
-    assert 0 < man["test_error"]["mean"] < 1
+    assert 0 < man["test_error"]["mean"] < 0.3  # measured 0.136 (8 epochs of a tiny net)
     # the reported errors are the paper's trajectory measure of the encode-decode map
     m = load_trained_manifold(trained)
     x = read_snapshots(man["test_error"]["path"]).states[0]
@@ -85,19 +85,61 @@ def test_training_lowers_validation_loss_and_writes_directory(trained: Path) -> 
 
 
 def _float64_copy(trained: Path):
+    """The Keras model of a model directory and its encoder and decoder rebuilt in float64
+    (architecture from the manifest), independent of the exported numba kernels."""
     import keras
 
     from autoencoder.model import build_decoder, build_encoder
 
     model = keras.saving.load_model(trained / "autoencoder.keras", safe_mode=True)
     man = json.loads((trained / "manifest.json").read_text())
-    a, _ = _settings()
+    a = check_architecture(parse_section(man["settings"]["autoencoder"], AUTOENCODER_SCHEMA,
+                                         "m"), "m")
     shape = tuple(man["image_shape"])
     dec = build_decoder(shape, man["p"], a, dtype="float64")
     enc = build_encoder(shape, man["p"], a, dtype="float64")
     dec.set_weights([w.astype(np.float64) for w in model.get_layer("decoder").get_weights()])
     enc.set_weights([w.astype(np.float64) for w in model.get_layer("encoder").get_weights()])
     return model, enc, dec
+
+
+def _keras_reference_state(trained: Path, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(x0 - g(z0), z0)``, ``z0 = h(0)`` (deviation) or ``h(x0)`` (raw), through Keras in
+    float64 with the problem's own restriction: section 5.3 evaluated without the exported
+    kernels or ``reference_state``."""
+    _, enc, dec = _float64_copy(trained)
+    man = json.loads((trained / "manifest.json").read_text())
+    lo, hi = man["scaling"]["lo"], man["scaling"]["hi"]
+    dims = 2 if len(man["image_shape"]) == 3 else 1
+    perm = Restriction.from_image_shape(fom.Burgers1D(n_cells=x0.size).image_shape, dims).perm
+    u = np.zeros_like(x0) if man["target"] == "deviation" else x0
+    code = enc(((u - lo) / (hi - lo))[perm].reshape(1, *man["image_shape"]))
+    z0 = np.asarray(code[0] if man["variational"] else code, dtype=np.float64)[0]
+    g = np.empty_like(x0)
+    g[perm] = lo + (hi - lo) * np.asarray(dec(z0[None])).reshape(-1)
+    return x0 - g, z0
+
+
+def _check_reference_state(trained: Path, mus: list) -> None:
+    """The model's reference state and the ROM's first state against Keras and the FOM."""
+    from rom import DecoderManifold, solve_rom
+
+    m = load_trained_manifold(trained)
+    prob = fom.Burgers1D(n_cells=64, t_final=0.7)
+    for mu in mus:
+        x0 = prob.initial_state(np.array(mu)) + np.random.default_rng(0).normal(size=64)
+        x_ref, z0 = m.reference_state(x0)
+        k_ref, k_z0 = _keras_reference_state(trained, x0)
+        np.testing.assert_allclose(z0, k_z0, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(x_ref, k_ref, rtol=0, atol=1e-10 * np.abs(x0).max())
+        assert np.abs(x_ref - x0).max() > 1e-4   # g(h(.)) is not zero: a real check
+    # the ROM starts at the FOM's initial state x0(mu), from the latent point h(0) or h(x0)
+    mu = np.array(mus[0])
+    rom = solve_rom(prob, DecoderManifold(m), mu, "lspg", t_final=0.07)
+    x0 = prob.initial_state(mu)
+    np.testing.assert_allclose(rom.latent[0], _keras_reference_state(trained, x0)[1],
+                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(rom.states[0], x0, rtol=0, atol=1e-12)
 
 
 def test_trained_manifold_matches_keras_in_float64(trained: Path) -> None:
@@ -146,19 +188,12 @@ def test_saved_model_gives_identical_outputs(trained: Path, tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("target", ["deviation", "raw"])
-def test_reference_state_reproduces_initial_state(snaps: tuple[Path, Path], target: str,
-                                                  trained: Path, tmp_path: Path) -> None:
+def test_reference_state_is_x0_minus_the_decoded_initial_code(
+        snaps: tuple[Path, Path], target: str, trained: Path, tmp_path: Path) -> None:
     path = trained if target == "deviation" else _train(
         snaps, tmp_path / "raw", arch={"target": "raw"}, tr={"epochs": 1})
-    m = load_trained_manifold(path)
-    assert m.target == target
-    prob = fom.Burgers1D(n_cells=64, t_final=0.7)
-    for mu in MUS[:2] + TEST_MUS:
-        x0 = prob.initial_state(np.array(mu)) + np.random.default_rng(0).normal(size=64)
-        x_ref, z0 = m.reference_state(x0)
-        np.testing.assert_allclose(x_ref + m.decode(z0), x0, rtol=0, atol=1e-12 * 64)
-        expect = m.encode(np.zeros(64)) if target == "deviation" else m.encode(x0)
-        np.testing.assert_array_equal(z0, expect)
+    assert load_trained_manifold(path).target == target
+    _check_reference_state(path, MUS[:2] + TEST_MUS)
 
 
 def test_initial_state_weight_anchors_the_reference_state(snaps: tuple[Path, Path],
@@ -295,9 +330,7 @@ def test_variational_option_trains_and_uses_the_mean(snaps: tuple[Path, Path],
     mean, _ = enc.predict(((y - m.lo) / (m.hi - m.lo)).reshape(1, 8, 8, 1).astype(np.float32),
                           verbose=0)
     np.testing.assert_allclose(m.encode(y), mean[0], rtol=1e-4, atol=1e-5)
-    x0 = np.ones(64)
-    x_ref, z0 = m.reference_state(x0)
-    np.testing.assert_allclose(x_ref + m.decode(z0), x0, atol=1e-12)
+    _check_reference_state(path, MUS[:1])        # from the mean head
 
 
 def test_online_path_does_not_import_tensorflow(trained: Path) -> None:
@@ -343,9 +376,7 @@ def test_conv1d_variant_trains(snaps: tuple[Path, Path], tmp_path: Path) -> None
     assert m.image_shape == (64, 1)
     hist = json.loads((path / "history.json").read_text())
     assert hist[-1]["val_loss"] < hist[0]["val_loss"]
-    x0 = np.linspace(1, 2, 64)
-    x_ref, z0 = m.reference_state(x0)
-    np.testing.assert_allclose(x_ref + m.decode(z0), x0, rtol=0, atol=1e-12)
+    _check_reference_state(path, MUS[:1])
 
 
 # ----------------------------------------------------------------------------- the fit loop
