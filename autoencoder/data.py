@@ -214,7 +214,8 @@ def sample_split(traj: np.ndarray, step: np.ndarray, validation: np.ndarray,
     Training samples: the steps ``n`` with ``n % stride == 0`` of the trajectories not in
     ``validation`` (``snapshot_stride``: consecutive snapshots of a trajectory differ little,
     so every other one carries nearly the same information at half the cost). Validation
-    samples: every step of the ``validation`` trajectories.
+    samples: the same steps of the ``validation`` trajectories (held out whole: none of
+    their steps is trained on).
 
     Parameters
     ----------
@@ -230,9 +231,9 @@ def sample_split(traj: np.ndarray, step: np.ndarray, validation: np.ndarray,
     i_train, i_val : ndarray of int64
         Sorted sample indices.
     """
-    held = np.isin(traj, validation)
-    i_train = np.flatnonzero(~held & (step % stride == 0))
-    return i_train.astype(np.int64), np.flatnonzero(held).astype(np.int64)
+    held, kept = np.isin(traj, validation), step % stride == 0
+    return (np.flatnonzero(~held & kept).astype(np.int64),
+            np.flatnonzero(held & kept).astype(np.int64))
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:

@@ -163,7 +163,7 @@ class _Trainer:
         self.state: dict[str, Any] = {
             "settings": settings, "epoch": 0, "history": [], "best_val": math.inf,
             "best_epoch": 0, "wait": 0, "lr": tr["learning_rate"], "plateau_wait": 0,
-            "plateau_best": math.inf, "elapsed_s": 0.0, "stopped_by": None,
+            "plateau_best": math.inf, "elapsed_s": 0.0, "cpu_s": 0.0, "stopped_by": None,
             "budget_stops": []}
         self.best_weights = [v.numpy() for v in self.ae.weights]
         self.anchors = anchors
@@ -362,7 +362,7 @@ class _Trainer:
         for v, w in zip(self.opt.variables, opt_w, strict=True):
             v.assign(w)
         self.best_weights = best_w
-        self.state = {"budget_stops": [], **state}
+        self.state = {"budget_stops": [], "cpu_s": 0.0, **state}
         return True
 
     # -------------------------------------------------------------- schedule
@@ -398,7 +398,7 @@ class _Trainer:
         has_val = self.i_val.size > 0
         while st["stopped_by"] is None and st["epoch"] < tr["epochs"]:
             epoch = st["epoch"]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             lr = self._learning_rate(epoch)
             self.opt.learning_rate.assign(lr)
             pos = epoch_order(n, tr["seed"], epoch)
@@ -414,6 +414,7 @@ class _Trainer:
             dt = time.perf_counter() - t0
             st["epoch"] = epoch + 1
             st["elapsed_s"] += dt
+            st["cpu_s"] += time.process_time() - c0
             st["history"].append({"epoch": epoch + 1, "loss": loss, "val_loss": val, "lr": lr,
                                   "time_s": dt})
             if val is not None and val < st["best_val"]:
@@ -680,7 +681,7 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
                               "budget_stops": st["budget_stops"],
                               "n_train_samples": int(trainer.i_train.size),
                               "n_val_samples": int(trainer.i_val.size),
-                              "train_time_s": st["elapsed_s"]}]
+                              "train_time_s": st["elapsed_s"], "train_cpu_s": st["cpu_s"]}]
         if not complete:
             break
 

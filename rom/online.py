@@ -149,6 +149,32 @@ def pod_trajectories(cfg: RunConfig, train: SnapshotSet) -> list[int]:
     return np.setdiff1d(np.arange(train.n_mu), val).tolist()
 
 
+def check_same_training_data(cfg: RunConfig, pod_traj: list[int], dims: list[int]) -> None:
+    """Refuse to compare POD with a model trained on other trajectories of the training file.
+
+    The model's manifest records the trajectories it was trained on (``snapshots.trained_on``);
+    a model without that record (trained before it existed) is not checked.
+
+    Raises
+    ------
+    InputError
+        If a model's trajectories differ from ``pod_traj`` (:func:`pod_trajectories`).
+    """
+    for p in dims:
+        try:
+            man = json.loads((model_dir(cfg, p) / "manifest.json").read_text())
+            trained = man["snapshots"]["trained_on"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if list(trained) != list(pod_traj):
+            raise InputError(
+                f"{cfg.where('training')}: the POD basis would be built from {len(pod_traj)} "
+                f"trajectories of the training file but the model {model_dir(cfg, p)} was "
+                f"trained on {len(trained)} other ones; set validation_every / "
+                "validation_params as in the config that trained it (a fair comparison uses "
+                "the same training data)")
+
+
 def pod_full(train: SnapshotSet, center: str,
              trajectories: list[int] | None = None) -> AffineManifold:
     """The POD manifold of the training snapshots with every basis vector (callers truncate).
@@ -271,6 +297,8 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
         require_models(cfg, dims)
     train = _load_test(paths["train"], cfg, "training") if pod else None
     pod_traj = pod_trajectories(cfg, train) if train is not None else None
+    if deep and pod_traj is not None:
+        check_same_training_data(cfg, pod_traj, dims)
 
     out = Path(results_path) if results_path is not None else cfg.output_dir / RESULTS_NAME
     fingerprint = json.dumps({

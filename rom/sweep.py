@@ -74,6 +74,7 @@ from . import mpi_utils
 from .metrics import projection_error
 from .online import (
     _load_test,
+    check_same_training_data,
     dir_digest,
     load_model,
     model_dir,
@@ -324,6 +325,8 @@ def rom_inputs(cfg: RunConfig, problem: Problem) -> dict[str, Any]:
     digests: dict[str, str] = {}
     if any(m.startswith("deep") for m in methods):
         require_models(cfg, dims)
+        if train_traj is not None:
+            check_same_training_data(cfg, train_traj, dims)
         models = {str(p): str(model_dir(cfg, p)) for p in dims}
         digests = {str(p): dir_digest(model_dir(cfg, p)) for p in dims}
     return {"settings": sec, "train": train_path, "train_sha256": train_sha,

@@ -208,3 +208,18 @@ def test_example_config_rom_section_is_valid():
     assert sec["latent_dims"] and set(sec["methods"]) <= {
         "deep-lspg", "deep-galerkin", "pod-lspg", "pod-galerkin"}
     assert fom.Burgers1D().n_dofs == 256
+
+
+def test_pod_and_models_must_share_the_training_trajectories(config):
+    """POD against a model trained on other trajectories of the training file is refused."""
+    import json
+
+    cfg = load_config(config)
+    train = read_snapshots(cfg.output_dir / "train.h5")
+    for p in (2, 4):
+        d = cfg.output_dir / "models" / f"p{p}"
+        d.mkdir(parents=True)
+        (d / "manifest.json").write_text(json.dumps({"snapshots": {"trained_on": [0, 1, 2]}}))
+    with pytest.raises(InputError, match=r"run.toml \[training\]: the POD basis would be built "
+                                         r"from 2 trajectories .* trained on 3 other ones"):
+        roms_from_config(config, progress=False, load_decoder=decoder_loader(train.states))
