@@ -1,4 +1,4 @@
-"""Config sections ``[autoencoder]`` and ``[training]`` (design.md, test problem 1).
+"""Config sections ``[autoencoder]`` and ``[training]`` of the convolutional autoencoder.
 
 The defaults of ``[autoencoder]`` are the paper's Burgers architecture (Lee & Carlberg 2019,
 section 6.1): four 5 x 5 convolutions with 8, 16, 32, 64 filters and strides 1, 2, 2, 2, ELU,
