@@ -138,3 +138,29 @@ def test_sample_split_keeps_validation_trajectories_whole() -> None:
     np.testing.assert_array_equal(step[i_train], np.tile([0, 2, 4], 3))
     i_train, i_val = sample_split(traj, step, np.zeros(0, dtype=int), 1)
     assert i_val.size == 0 and i_train.size == 24
+
+
+def test_generalization_sweep_is_the_cell_centres_with_the_studys_training_data() -> None:
+    """examples/burgers1d_generalization.toml: the 63 centres of the training grid's cells
+    (neither training nor test parameters), and the POD trajectories of the study's models."""
+    import fom
+    from fom.snapshots import paper_test_params
+    from rom.online import rom_settings
+    from rom.sweep import SWEEP_SCHEMA, sweep_parameters
+
+    gen = load_config(ROOT / "examples" / "burgers1d_generalization.toml")
+    study = load_config(ROOT / "examples" / "burgers1d.toml")
+    mus = sweep_parameters(gen.section("sweep", SWEEP_SCHEMA)["params"],
+                           fom.get_problem("burgers1d"), "x")
+    grid = paper_train_grid()
+    centres = np.array([(a, b) for a in (grid[::8, 0][:-1] + grid[8::8, 0]) / 2
+                        for b in (grid[:7, 1] + grid[1:8, 1]) / 2])
+    np.testing.assert_allclose(mus, centres, rtol=1e-14)
+    for other in (grid, paper_test_params()):
+        assert np.min(np.abs(mus[:, None, :] - other[None]).max(axis=2)) > 1e-4
+    assert gen.output_dir == study.output_dir
+    keys = ("validation_every", "validation_params")
+    assert [gen.section("training", TRAINING_SCHEMA)[k] for k in keys] == \
+        [study.section("training", TRAINING_SCHEMA)[k] for k in keys]
+    sec = rom_settings(gen)
+    assert (sec["methods"], sec["latent_dims"]) == (["deep-lspg", "pod-lspg"], [3, 5])
