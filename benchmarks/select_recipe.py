@@ -5,11 +5,14 @@ validation trajectories (``validation_every = 5``: 16 of the 80 parameters, held
 then Deep LSPG runs at those 16 validation parameters (``mrom sweep``, ``kind = "rom"``) and
 the candidate's score is the mean of the 16 relative errors (a run that fails to converge
 scores infinity). The test parameters and their snapshot file are never read: the candidate
-folders hold only the training snapshots. Two rounds, greedy:
+folders hold only the training snapshots. Three rounds, greedy:
 
-1. stage-0 recipes (batch, learning rate, snapshot stride, epochs, ``initial_state_weight``);
-2. on top of the round-1 winner: no fine-tuning stage, or one of a few residual fine-tuning
-   stages (``autoencoder/residual.py``) that continue from it.
+1. how to spend the stage-0 budget: batch size, learning rate, snapshot stride, epochs (the
+   candidates cost about the same);
+2. on the round-1 winner: the weight of the initial states in the loss
+   (``initial_state_weight``);
+3. on the round-2 winner: no fine-tuning stage, or one of a few residual fine-tuning stages
+   (``autoencoder/residual.py``) that continue from it.
 
 The winner's ``[training]`` section, with ``validation_every = 0`` (the final model is refit
 on all 80 trajectories with the same recipe and number of epochs: no decision in it depends on
@@ -18,7 +21,8 @@ it does not. The script prints the candidates, their validation errors and train
 writes them to ``<out>/candidates.json``. Trained candidates are cached in ``<out>/<name>/``
 (a rerun only trains what is missing).
 
-    python benchmarks/select_recipe.py [--out DIR] [--config CFG] [--check] [--round1-only]
+    python benchmarks/select_recipe.py [--out DIR] [--config CFG] [--check] [--rounds N]
+                                       [--jobs K]
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,39 +71,42 @@ class Candidate:
         return {**COMMON, **self.training, "finetune": copy.deepcopy(self.finetune)}
 
 
-#: Round 1: stage-0 recipes, each <= 10 minutes on 2 idle cores when refit on 80 trajectories.
+STAGE0 = {"initial_state_weight": 10.0}
+
+#: Round 1: how to spend the stage-0 budget (batch size, learning rate, snapshot stride,
+#: epochs). Each costs about the same: 600 +- 30 CPU seconds when refit on the 80 trajectories
+#: (a training step of the paper's network costs about 6.4 ms + 0.157 ms per sample of CPU
+#: time, whatever the batch size: benchmarks/training_speed.py).
 ROUND1 = [
-    Candidate("s2-b256-e100", "stride 2, batch 256, lr 3e-3, 100 epochs",
-              {"snapshot_stride": 2, "batch_size": 256, "learning_rate": 3e-3, "epochs": 100,
-               "initial_state_weight": 10.0}),
-    Candidate("s2-b128-e100", "stride 2, batch 128, lr 2e-3, 100 epochs",
-              {"snapshot_stride": 2, "batch_size": 128, "learning_rate": 2e-3, "epochs": 100,
-               "initial_state_weight": 10.0}),
-    Candidate("s4-b128-e200", "stride 4, batch 128, lr 2e-3, 200 epochs",
-              {"snapshot_stride": 4, "batch_size": 128, "learning_rate": 2e-3, "epochs": 200,
-               "initial_state_weight": 10.0}),
-    Candidate("s1-b256-e50", "every step, batch 256, lr 3e-3, 50 epochs",
-              {"snapshot_stride": 1, "batch_size": 256, "learning_rate": 3e-3, "epochs": 50,
-               "initial_state_weight": 10.0}),
-    Candidate("s2-b256-e60", "stride 2, batch 256, lr 3e-3, 60 epochs",
-              {"snapshot_stride": 2, "batch_size": 256, "learning_rate": 3e-3, "epochs": 60,
-               "initial_state_weight": 10.0}),
-    Candidate("s2-b256-e100-isw0", "stride 2, batch 256, lr 3e-3, 100 epochs, "
-              "initial_state_weight 0",
-              {"snapshot_stride": 2, "batch_size": 256, "learning_rate": 3e-3, "epochs": 100,
-               "initial_state_weight": 0.0}),
+    Candidate("b64-s2-e120", "batch 64, lr 2e-3, stride 2, 120 epochs",
+              {**STAGE0, "batch_size": 64, "learning_rate": 2e-3, "snapshot_stride": 2,
+               "epochs": 120}),
+    Candidate("b32-s4-e150", "batch 32, lr 1e-3, stride 4, 150 epochs",
+              {**STAGE0, "batch_size": 32, "learning_rate": 1e-3, "snapshot_stride": 4,
+               "epochs": 150}),
+    Candidate("b64-s4-e240", "batch 64, lr 3e-3, stride 4, 240 epochs",
+              {**STAGE0, "batch_size": 64, "learning_rate": 3e-3, "snapshot_stride": 4,
+               "epochs": 240}),
+    Candidate("b128-s4-e300", "batch 128, lr 2e-3, stride 4, 300 epochs",
+              {**STAGE0, "batch_size": 128, "learning_rate": 2e-3, "snapshot_stride": 4,
+               "epochs": 300}),
 ]
 
-#: Round 2: fine-tuning stages on top of the round-1 winner (its name is the parent).
-RESIDUAL = {"residual_weight": 10.0, "learning_rate": 5e-4, "snapshot_stride": 2}
+#: Round 2: the weight of the initial states in the loss, on the round-1 winner.
+ROUND2 = [("isw0", "initial_state_weight 0", {"initial_state_weight": 0.0}),
+          ("isw30", "initial_state_weight 30", {"initial_state_weight": 30.0})]
+
+#: Round 3: fine-tuning stages on top of the round-2 winner (its name is the parent).
+RESIDUAL = {"residual_weight": 10.0, "learning_rate": 5e-4, "batch_size": 128,
+            "snapshot_stride": 2}
 HARD = {"hard_example_measure": "residual", "hard_example_terms": "residual",
         "hard_example_exponent": 1.0}
-ROUND2 = [
-    ("res10-hard-e30", "residual term (weight 10), hard-example weights by step residual on "
-     "the residual term (q = 1), lr 5e-4, 30 epochs", {**RESIDUAL, **HARD, "epochs": 30}),
-    ("res10-hard-e15", "the same, 15 epochs", {**RESIDUAL, **HARD, "epochs": 15}),
-    ("res10-e30", "residual term (weight 10), no hard-example weights, lr 5e-4, 30 epochs",
-     {**RESIDUAL, "epochs": 30}),
+ROUND3 = [
+    ("res10-hard-e20", "residual term (weight 10), hard-example weights by step residual on "
+     "the residual term (q = 1), batch 128, lr 5e-4, stride 2, 20 epochs",
+     {**RESIDUAL, **HARD, "epochs": 20}),
+    ("res10-e20", "residual term (weight 10), no hard-example weights, batch 128, lr 5e-4, "
+     "stride 2, 20 epochs", {**RESIDUAL, "epochs": 20}),
 ]
 
 
@@ -184,6 +191,32 @@ def evaluate(base: Any, cand: Candidate, out: Path) -> dict[str, Any]:
     }
 
 
+def is_done(cand: Candidate, out: Path) -> bool:
+    """Whether a candidate's model and validation results are in its folder."""
+    return (out / cand.name / "validation.h5").is_file()
+
+
+def train_in_parallel(cands: list[Candidate], args: argparse.Namespace) -> None:
+    """Train and validate ``cands`` in up to ``args.jobs`` subprocesses at once (each one
+    ``--candidate JSON``; logs in ``<out>/<name>.log``)."""
+    todo, running = list(cands), []
+    while todo or running:
+        while todo and len(running) < args.jobs:
+            cand = todo.pop(0)
+            log = (args.out / f"{cand.name}.log").open("w")
+            cmd = [sys.executable, __file__, "--config", str(args.config), "--out",
+                   str(args.out), "--candidate", json.dumps(asdict(cand))]
+            running.append((cand, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT),
+                            log))
+        time.sleep(5)
+        for item in [r for r in running if r[1].poll() is not None]:
+            running.remove(item)
+            item[2].close()
+            if item[1].returncode != 0:
+                raise RuntimeError(f"candidate {item[0].name} failed (exit "
+                                   f"{item[1].returncode}); see {args.out / item[0].name}.log")
+
+
 def fmt(v: float) -> str:
     return "fail" if not math.isfinite(v) else f"{100 * v:.3g} %"
 
@@ -217,7 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=ROOT / "examples" / "burgers1d.toml",
                         help="problem, snapshots, architecture and ROM settings")
     parser.add_argument("--out", type=Path, default=Path("output/select_recipe"))
-    parser.add_argument("--round1-only", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3, choices=(1, 2, 3),
+                        help="stop after this round")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="train up to this many candidates of a round at once")
+    parser.add_argument("--candidate", help=argparse.SUPPRESS)  # one candidate (JSON)
     parser.add_argument("--check", action="store_true",
                         help="exit 1 unless the config's [training] is the winner's recipe")
     args = parser.parse_args(argv)
@@ -229,10 +266,15 @@ def main(argv: list[str] | None = None) -> int:
     if not snapshot_paths(base)["train"].exists():
         snapshots_from_config(base, progress=False)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.candidate:  # a worker of train_in_parallel
+        evaluate(base, Candidate(**json.loads(args.candidate)), args.out)
+        return 0
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}", flush=True)
     results: dict[str, Any] = {"machine": machine(), "p": P, "common": COMMON, "rounds": []}
 
     def run_round(cands: list[Candidate], title: str) -> dict[str, Any]:
+        if args.jobs > 1:
+            train_in_parallel([c for c in cands if not is_done(c, args.out)], args)
         rows = []
         for cand in cands:
             print(f"{title}: {cand.name} ({cand.what}) ...", flush=True)
@@ -247,15 +289,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{title}\n\n{table(rows)}\n\nwinner: {best['name']}\n", flush=True)
         return best
 
-    best = run_round(ROUND1, "round 1: stage-0 recipes")
-    if not args.round1_only:
-        parent = next(c for c in ROUND1 if c.name == best["name"])
-        round2 = [Candidate(parent.name, f"{parent.what}; no fine-tuning stage",
-                            parent.training)]
-        round2 += [Candidate(f"{parent.name}+{name}", f"{parent.what}; then {what}",
-                             parent.training, [stage], parent.name)
-                   for name, what, stage in ROUND2]
-        best = run_round(round2, "round 2: fine-tuning stages")
+    def variant(parent: Candidate, name: str, what: str, training: dict[str, Any],
+                finetune: list[dict[str, Any]] | None = None) -> Candidate:
+        return Candidate(f"{parent.name}+{name}", f"{parent.what}; {what}",
+                         {**parent.training, **training}, finetune or [],
+                         parent.name if finetune else None)
+
+    def winner(cands: list[Candidate], row: dict[str, Any]) -> Candidate:
+        return next(c for c in cands if c.name == row["name"])
+
+    best = run_round(ROUND1, "round 1: stage-0 budget")
+    if args.rounds >= 2:
+        cands = [winner(ROUND1, best)]
+        cands += [variant(cands[0], *v) for v in ROUND2]
+        best = run_round(cands, "round 2: weight of the initial states")
+    if args.rounds >= 3:
+        parent = winner(cands, best)
+        cands = [parent] + [variant(parent, name, f"then {what}", {}, [stage])
+                            for name, what, stage in ROUND3]
+        best = run_round(cands, "round 3: fine-tuning stages")
     chosen = {**best["training"], "validation_every": 0}
     results["chosen"] = {"name": best["name"], "training": chosen}
     (args.out / "candidates.json").write_text(json.dumps(results, indent=1))
