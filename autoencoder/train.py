@@ -260,6 +260,35 @@ class _Trainer:
             opt.apply_gradients(zip(grads, vars_, strict=True))
             return loss
 
+        # the training data stay in TensorFlow: an epoch is one call (batches gathered in the
+        # graph), which saves the per-batch Python round trip (benchmarks/training_speed.py)
+        images = tf.constant(self.images)
+        if res is not None:
+            cur, hist = tf.constant(res.current), tf.constant(res.history)
+            values, alpha = tf.constant(res.values), tf.constant(res.alpha)
+        bs, seed0 = int(self.tr["batch_size"]), int(self.tr["seed"])
+
+        def gather(idx: Any) -> tuple[Any, ...]:
+            """The loss's arguments for the samples ``idx`` (as :meth:`_batch`)."""
+            if res is None:
+                return (tf.gather(images, idx),)
+            return (tf.gather(images, tf.gather(cur, idx)),
+                    tf.gather(images, tf.gather(hist, idx)),
+                    tf.gather(values, idx), tf.gather(alpha, idx))
+
+        @tf.function
+        def train_epoch(order: Any, w: Any, epoch: Any) -> Any:
+            """One epoch: Adam steps on the batches of ``order`` (sample weights ``w``);
+            returns the sum over samples of their batch's loss."""
+            n = tf.shape(order)[0]
+            total = tf.constant(0.0, dtype=tf.float64)
+            for b in tf.range((n + bs - 1) // bs):
+                ib = order[b * bs:(b + 1) * bs]
+                seed = tf.stack([tf.constant(seed0), epoch * 1_000_003 + b])
+                loss = train_step(seed, w[b * bs:(b + 1) * bs], *gather(ib))
+                total += tf.cast(loss, tf.float64) * tf.cast(tf.shape(ib)[0], tf.float64)
+            return total
+
         @tf.function(reduce_retracing=True)
         def eval_step(*batch: Any) -> Any:
             return loss_fn(tf.constant([0, 0], dtype=tf.int32), False,
@@ -271,6 +300,7 @@ class _Trainer:
             return tf.reduce_mean(tf.reshape(tf.square(rec - x), (tf.shape(x)[0], -1)), axis=1)
 
         self.train_step, self.eval_step, self.errors = train_step, eval_step, errors
+        self.train_epoch = train_epoch
         self.loss_fn = loss_fn
         self.step_residuals = step_residuals if res is not None else None
 
@@ -394,7 +424,7 @@ class _Trainer:
             True if the stage is finished, False if paused by the deadline.
         """
         tr, st = self.tr, self.state
-        n, bs = self.i_train.size, tr["batch_size"]
+        n = self.i_train.size
         has_val = self.i_val.size > 0
         while st["stopped_by"] is None and st["epoch"] < tr["epochs"]:
             epoch = st["epoch"]
@@ -403,13 +433,7 @@ class _Trainer:
             self.opt.learning_rate.assign(lr)
             pos = epoch_order(n, tr["seed"], epoch)
             order, weights = self.i_train[pos], self._sample_weights()[pos]
-            total = 0.0
-            for b, start in enumerate(range(0, n, bs)):
-                ib = order[start:start + bs]
-                seed = self.tf.constant([tr["seed"], epoch * 1_000_003 + b], dtype="int32")
-                total += float(self.train_step(seed, weights[start:start + bs],
-                                               *self._batch(ib))) * ib.size
-            loss = total / n
+            loss = float(self.train_epoch(order, weights, self.tf.constant(epoch, "int32"))) / n
             val = self._evaluate(self.i_val) if has_val else None
             dt = time.perf_counter() - t0
             st["epoch"] = epoch + 1
