@@ -111,6 +111,10 @@ TRAINING_SCHEMA: dict[str, Field] = {
                                     "only the residual term (reconstruction unweighted)"),
     "hard_example_max_weight": Field(float, 50.0, at_least(1.0),
                                      doc="clip of the hard-example weights to [1/w, w]"),
+    "divergence_factor": Field(float, 100.0, non_negative,
+                               doc="an epoch whose training loss exceeds this times the "
+                                   "stage's lowest is rolled back and rerun at half the "
+                                   "learning rate (0 = never)"),
     "keep_best": Field(bool, True, doc="end with the weights of the best validation loss "
                                        "(else the last epoch's; always the last without "
                                        "validation trajectories)"),

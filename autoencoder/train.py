@@ -77,6 +77,9 @@ from .settings import (
 
 CHECKPOINT_DIR = "checkpoint"
 
+#: Divergence rollbacks allowed per stage before training gives up.
+MAX_ROLLBACKS = 5
+
 
 def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
@@ -164,7 +167,7 @@ class _Trainer:
             "settings": settings, "epoch": 0, "history": [], "best_val": math.inf,
             "best_epoch": 0, "wait": 0, "lr": tr["learning_rate"], "plateau_wait": 0,
             "plateau_best": math.inf, "elapsed_s": 0.0, "cpu_s": 0.0, "stopped_by": None,
-            "budget_stops": []}
+            "budget_stops": [], "best_loss": math.inf, "rollbacks": []}
         self.best_weights = [v.numpy() for v in self.ae.weights]
         self.anchors = anchors
         self._build_steps()
@@ -403,19 +406,30 @@ class _Trainer:
         for v, w in zip(self.opt.variables, opt_w, strict=True):
             v.assign(w)
         self.best_weights = best_w
-        self.state = {"budget_stops": [], "cpu_s": 0.0, **state}
+        self.state = {"budget_stops": [], "cpu_s": 0.0, "best_loss": math.inf, "rollbacks": [],
+                      **state}
         return True
 
     # -------------------------------------------------------------- schedule
     def _learning_rate(self, epoch: int) -> float:
+        """The schedule's learning rate of ``epoch``, times 1/2 per divergence rollback."""
         tr, st = self.tr, self.state
         lr0, lo = tr["learning_rate"], min(tr["lr_min"], tr["learning_rate"])
+        scale = 0.5 ** len(st["rollbacks"])
         if tr["lr_schedule"] == "cosine":
             frac = min(epoch / max(tr["epochs"] - 1, 1), 1.0)
-            return lo + 0.5 * (lr0 - lo) * (1.0 + math.cos(math.pi * frac))
+            return scale * (lo + 0.5 * (lr0 - lo) * (1.0 + math.cos(math.pi * frac)))
         if tr["lr_schedule"] == "plateau":
-            return max(st["lr"], lo)
-        return lr0
+            return scale * max(st["lr"], lo)
+        return scale * lr0
+
+    def _diverged(self, loss: float) -> bool:
+        """Whether an epoch's training loss says the optimizer diverged: not finite, or
+        above ``divergence_factor`` times the stage's lowest epoch loss so far (benign Adam
+        spikes on 1D Burgers stay below 8x; a divergence that killed the network's units
+        jumped 15 000x)."""
+        factor, best = self.tr["divergence_factor"], self.state["best_loss"]
+        return not math.isfinite(loss) or (factor > 0 and loss > factor * best)
 
     # -------------------------------------------------------------- loop
     def fit(self, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
@@ -444,7 +458,25 @@ class _Trainer:
             self.opt.learning_rate.assign(lr)
             pos = epoch_order(n, tr["seed"], epoch)
             order, weights = self.i_train[pos], self._sample_weights()[pos]
+            start = ([v.numpy() for v in self.ae.weights], [v.numpy() for v in self.opt.variables])
             loss = float(self.train_epoch(order, weights, self.tf.constant(epoch, "int32"))) / n
+            if self._diverged(loss):
+                # back to the start of the epoch, which runs again at half the learning rate
+                st["rollbacks"].append(epoch + 1)
+                if len(st["rollbacks"]) > MAX_ROLLBACKS:
+                    raise RuntimeError(f"training diverged {len(st['rollbacks'])} times "
+                                       f"(epochs {st['rollbacks']}); lower learning_rate")
+                for v, w in zip([*self.ae.weights, *self.opt.variables], [*start[0], *start[1]],
+                                strict=True):
+                    v.assign(w)
+                st["elapsed_s"] += time.perf_counter() - t0
+                st["cpu_s"] += time.process_time() - c0
+                if self.progress:
+                    print(f"p={self.p} epoch {epoch + 1}: training loss {loss:.3e} diverged "
+                          f"(lowest {st['best_loss']:.3e}); rolled back, learning rate "
+                          "halved", flush=True)
+                continue
+            st["best_loss"] = min(st["best_loss"], loss)
             val = self._evaluate(self.i_val) if has_val else None
             dt = time.perf_counter() - t0
             st["epoch"] = epoch + 1
@@ -714,6 +746,7 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
                               "best_val_loss": st["best_val"] if st["best_epoch"] else None,
                               "stopped_by": st["stopped_by"] or "wall_time",
                               "budget_stops": st["budget_stops"],
+                              "divergence_rollbacks": st["rollbacks"],
                               "n_train_samples": int(trainer.i_train.size),
                               "n_val_samples": int(trainer.i_val.size),
                               "train_time_s": st["elapsed_s"], "train_cpu_s": st["cpu_s"]}]

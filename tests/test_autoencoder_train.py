@@ -504,3 +504,36 @@ def test_learning_rate_schedules(snaps: tuple[Path, Path], tmp_path: Path, sched
     np.testing.assert_allclose(lrs, expect, rtol=1e-12)
     # the optimizer ran each epoch with that rate
     np.testing.assert_allclose([lr for lr, _ in seen], expect, rtol=1e-6)
+
+
+def test_a_diverged_epoch_is_rolled_back_and_rerun_at_half_the_learning_rate(
+        snaps: tuple[Path, Path], tmp_path: Path) -> None:
+    """An epoch whose training loss jumps above divergence_factor x the lowest so far is
+    undone (weights and Adam state) and run again at half the rate; the rest of the stage
+    keeps the halved rate."""
+    trainer, seen, record = _scripted_trainer(
+        snaps, tmp_path, {"epochs": 4, "learning_rate": 1e-2, "divergence_factor": 100.0},
+        None)
+    real, calls, before = trainer.train_epoch, [], []
+
+    def blow_up_third_call(order, w, epoch):
+        before.append([v.numpy() for v in trainer.ae.weights])
+        out = real(order, w, epoch)
+        calls.append(int(epoch))
+        return out * 1e6 if len(calls) == 3 else out
+
+    trainer.train_epoch = blow_up_third_call
+    assert trainer.fit(record) is True
+    assert calls == [0, 1, 2, 2, 3]                    # epoch 3 ran twice
+    st = trainer.state
+    assert st["rollbacks"] == [3] and st["epoch"] == 4
+    assert [h["epoch"] for h in st["history"]] == [1, 2, 3, 4]
+    np.testing.assert_allclose([h["lr"] for h in st["history"]], [1e-2, 1e-2, 5e-3, 5e-3])
+    for a, b in zip(before[3], seen[1][1], strict=True):  # the rerun started where epoch 2 ended
+        np.testing.assert_array_equal(a, b)
+    # a loss that keeps diverging stops the training with an error
+    trainer, _, _ = _scripted_trainer(snaps, tmp_path / "again", {"epochs": 3}, None)
+    real2 = trainer.train_epoch
+    trainer.train_epoch = lambda o, w, e: real2(o, w, e) * (1.0 if int(e) == 0 else np.inf)
+    with pytest.raises(RuntimeError, match=r"training diverged 6 times \(epochs \[2, 2, 2, 2, 2"):
+        trainer.fit()
