@@ -1,10 +1,16 @@
 """Training of the convolutional autoencoder and the trained-manifold directory.
 
 Lee & Carlberg (2019), section 6.1: Adam on the mean squared error of the scaled data,
-mini-batches, early stopping on a validation split with the best weights kept. Added here:
-an optional learning-rate schedule, a wall-time budget, fixed seeds, and checkpoints every
-few epochs so that a killed training resumes where it stopped (the shuffling of each epoch is
-a function of the seed and the epoch number, so a resumed run sees the same batches).
+mini-batches, early stopping on a validation set with the best weights kept. Here the
+validation set is whole trajectories of the training file held out from training
+(``validation_every``, ``validation_params``; none when both are off, and then the stage runs
+its epochs and keeps the last weights). Added: learning-rate schedules, a snapshot stride,
+fixed seeds and deterministic ops (the same weights when trained twice on one machine),
+checkpoints every few epochs so that a killed training resumes where it stopped and ends with
+the same weights (the shuffling of each epoch is a function of the seed and the epoch number),
+a divergence guard (an epoch whose loss explodes is rolled back and rerun at half the rate),
+and an opt-in wall-time budget that pauses a training into an incomplete model instead of
+ending it (what a config trains never depends on the machine's speed).
 
 ``initial_state_weight = w > 0`` adds ``w`` times the mean squared error of the trajectories'
 initial states (for the deviation target the single image of ``x0 - x0 = 0``) to the loss.
