@@ -296,18 +296,21 @@ class _Trainer:
                     tf.gather(images, tf.gather(hist, idx)),
                     tf.gather(values, idx), tf.gather(alpha, idx))
 
-        @tf.function
+        @tf.function(autograph=False)  # an explicit loop: no source transformation needed
         def train_epoch(order: Any, w: Any, epoch: Any) -> Any:
             """One epoch: Adam steps on the batches of ``order`` (sample weights ``w``);
             returns the sum over samples of their batch's loss."""
-            n = tf.shape(order)[0]
-            total = tf.constant(0.0, dtype=tf.float64)
-            for b in tf.range((n + bs - 1) // bs):
+            n_batches = (tf.shape(order)[0] + bs - 1) // bs
+
+            def body(b: Any, total: Any) -> tuple[Any, Any]:
                 ib = order[b * bs:(b + 1) * bs]
                 seed = tf.stack([tf.constant(seed0), epoch * 1_000_003 + b])
                 loss = train_step(seed, w[b * bs:(b + 1) * bs], *gather(ib))
-                total += tf.cast(loss, tf.float64) * tf.cast(tf.shape(ib)[0], tf.float64)
-            return total
+                size = tf.cast(tf.shape(ib)[0], tf.float64)
+                return b + 1, total + tf.cast(loss, tf.float64) * size
+
+            return tf.while_loop(lambda b, _: b < n_batches, body,
+                                 (tf.constant(0), tf.constant(0.0, dtype=tf.float64)))[1]
 
         @tf.function(reduce_retracing=True)
         def eval_step(*batch: Any) -> Any:
