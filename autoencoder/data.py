@@ -149,17 +149,91 @@ def targets(states: np.ndarray, target: str) -> np.ndarray:
     raise InputError(f"target must be 'deviation' or 'raw', got {target!r}")
 
 
-def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded random train/validation split of ``n`` samples (at least one in each part)."""
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(n)
-    n_val = int(round(validation_fraction * n))
-    if validation_fraction > 0:
-        n_val = max(n_val, 1)
-    if n - n_val < 1:
-        raise InputError(f"{n} samples are too few for a validation fraction of "
-                         f"{validation_fraction}")
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+def validation_trajectories(mu: np.ndarray, every: int, params: list | np.ndarray,
+                            where: str) -> np.ndarray:
+    """Indices of the training file's trajectories held out whole for validation.
+
+    Validation by trajectory: a held-out parameter's whole trajectory is unseen by the
+    optimizer (a random split of snapshots would validate on the neighbours in time of
+    training snapshots). ``params`` (the ``validation_params`` key) lists the held-out
+    parameters explicitly; each must be a parameter of the file. Otherwise ``every = k > 0``
+    (``validation_every``) holds out the trajectories ``1, 1 + k, 1 + 2k, ...`` in file order:
+    on the paper's 10 x 8 Burgers grid (``mu1`` slowest) with ``k = 5`` these are 16
+    parameters spread over the box along diagonals, none of them a corner of the box.
+    ``every = 0`` and no ``params``: no validation (every trajectory trains).
+
+    Parameters
+    ----------
+    mu : ndarray, shape (n_mu, n_params)
+        The training file's parameters, in file order.
+    every : int
+    params : list of parameter vectors or ndarray
+    where : str
+        Config file and section, for error messages.
+
+    Returns
+    -------
+    ndarray of int64
+        Sorted trajectory indices.
+
+    Raises
+    ------
+    InputError
+        A listed parameter is not in the file, or the split leaves no training trajectory.
+    """
+    mu = np.asarray(mu, dtype=np.float64)
+    n = mu.shape[0]
+    wanted = np.asarray(params, dtype=np.float64)
+    if wanted.size:
+        if wanted.ndim != 2 or wanted.shape[1] != mu.shape[1]:
+            raise InputError(f"{where} validation_params: must be a list of parameter vectors "
+                             f"with {mu.shape[1]} entries each, got {np.asarray(params).tolist()}")
+        scale = np.maximum(np.abs(mu).max(axis=0), 1e-300)
+        idx = []
+        for w in wanted:
+            hit = np.flatnonzero(np.all(np.abs(mu - w) <= 1e-9 * scale, axis=1))
+            if hit.size == 0:
+                raise InputError(f"{where} validation_params: {w.tolist()} is not a parameter "
+                                 "of the training snapshot file")
+            idx.append(int(hit[0]))
+        val = np.unique(np.array(idx, dtype=np.int64))
+    elif every > 0:
+        val = np.arange(1, n, every, dtype=np.int64)
+    else:
+        val = np.zeros(0, dtype=np.int64)
+    if val.size >= n:
+        raise InputError(f"{where}: the validation split holds out all {n} training "
+                         "trajectories; none would be left to train on")
+    return val
+
+
+def sample_split(traj: np.ndarray, step: np.ndarray, validation: np.ndarray,
+                 stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation samples from each sample's trajectory and time step.
+
+    Training samples: the steps ``n`` with ``n % stride == 0`` of the trajectories not in
+    ``validation`` (``snapshot_stride``: consecutive snapshots of a trajectory differ little,
+    so every other one carries nearly the same information at half the cost). Validation
+    samples: the same steps of the ``validation`` trajectories (held out whole: none of
+    their steps is trained on).
+
+    Parameters
+    ----------
+    traj, step : ndarray of int, shape (m,)
+        Trajectory index and time step of each sample.
+    validation : ndarray of int
+        Held-out trajectories (:func:`validation_trajectories`).
+    stride : int
+        Keep every ``stride``-th step of the training trajectories.
+
+    Returns
+    -------
+    i_train, i_val : ndarray of int64
+        Sorted sample indices.
+    """
+    held, kept = np.isin(traj, validation), step % stride == 0
+    return (np.flatnonzero(~held & kept).astype(np.int64),
+            np.flatnonzero(held & kept).astype(np.int64))
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:

@@ -241,20 +241,33 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return man
 
 
-def load_trained_manifold(model_dir: str | os.PathLike) -> TrainedManifold:
+def load_trained_manifold(model_dir: str | os.PathLike,
+                          allow_incomplete: bool = False) -> TrainedManifold:
     """Load a trained-model directory written by :func:`autoencoder.train.train_model`.
+
+    Parameters
+    ----------
+    model_dir : path
+    allow_incomplete : bool
+        Also load a model whose training a wall-time budget paused (``"complete": false``
+        in the manifest); by default such a model is refused.
 
     Raises
     ------
     InputError
         Naming the file at fault (missing file, bad JSON, shapes that disagree with the
-        manifest).
+        manifest, an incomplete model).
     """
     path = Path(model_dir)
     if not path.is_dir():
         raise InputError(f"model directory {path} does not exist")
     man = _read_manifest(path)
     mf = path / MANIFEST
+    if man.get("complete", True) is not True and not allow_incomplete:
+        last = man.get("training_result", {})
+        raise InputError(f"{mf}: incomplete model (the wall-time budget stopped stage "
+                         f"{last.get('stage')} after epoch {last.get('epochs_run')} of "
+                         f"{last.get('epochs')}); run 'mrom train' again to continue it")
     try:
         p, n = int(man["p"]), int(man["n_dofs"])
         image_shape = tuple(int(s) for s in man["image_shape"])

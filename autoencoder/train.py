@@ -1,10 +1,16 @@
 """Training of the convolutional autoencoder and the trained-manifold directory.
 
 Lee & Carlberg (2019), section 6.1: Adam on the mean squared error of the scaled data,
-mini-batches, early stopping on a validation split with the best weights kept. Added here:
-an optional learning-rate schedule, a wall-time budget, fixed seeds, and checkpoints every
-few epochs so that a killed training resumes where it stopped (the shuffling of each epoch is
-a function of the seed and the epoch number, so a resumed run sees the same batches).
+mini-batches, early stopping on a validation set with the best weights kept. Here the
+validation set is whole trajectories of the training file held out from training
+(``validation_every``, ``validation_params``; none when both are off, and then the stage runs
+its epochs and keeps the last weights). Added: learning-rate schedules, a snapshot stride,
+fixed seeds and deterministic ops (the same weights when trained twice on one machine),
+checkpoints every few epochs so that a killed training resumes where it stopped and ends with
+the same weights (the shuffling of each epoch is a function of the seed and the epoch number),
+a divergence guard (an epoch whose loss explodes is rolled back and rerun at half the rate),
+and an opt-in wall-time budget that pauses a training into an incomplete model instead of
+ending it (what a config trains never depends on the machine's speed).
 
 ``initial_state_weight = w > 0`` adds ``w`` times the mean squared error of the trajectories'
 initial states (for the deviation target the single image of ``x0 - x0 = 0``) to the loss.
@@ -53,7 +59,9 @@ from .data import (
     epoch_order,
     hard_example_weights,
     prepare,
-    split_indices,
+    sample_split,
+    targets,
+    validation_trajectories,
 )
 from .manifold import (
     EXPORTED,
@@ -67,12 +75,16 @@ from .manifold import (
 from .residual import TrajectoryResidual, trajectory_residual
 from .settings import (
     AUTOENCODER_SCHEMA,
+    RUN_CONTROL_KEYS,
     TRAINING_SCHEMA,
     check_architecture,
     training_stages,
 )
 
 CHECKPOINT_DIR = "checkpoint"
+
+#: Divergence rollbacks allowed per stage before training gives up.
+MAX_ROLLBACKS = 5
 
 
 def _jsonable(obj: Any) -> Any:
@@ -136,7 +148,8 @@ class _Trainer:
                  arch: dict[str, Any], tr: dict[str, Any], out_dir: Path,
                  settings: dict[str, Any], progress: bool,
                  anchors: np.ndarray | None = None,
-                 residual: TrajectoryResidual | None = None) -> None:
+                 residual: TrajectoryResidual | None = None,
+                 split: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         import keras
         import tensorflow as tf
 
@@ -155,12 +168,14 @@ class _Trainer:
         # with the residual term a sample is a step n >= 1 with its history (residual.py)
         self.images, self.residual = images, residual
         n_samples = images.shape[0] if residual is None else residual.n_samples
-        itrain, ival = split_indices(n_samples, tr["validation_fraction"], tr["seed"])
-        self.i_train, self.i_val = itrain, ival if ival.size else itrain
+        if split is None:  # every sample trains, no validation
+            split = (np.arange(n_samples), np.zeros(0, dtype=np.int64))
+        self.i_train, self.i_val = split
         self.state: dict[str, Any] = {
             "settings": settings, "epoch": 0, "history": [], "best_val": math.inf,
             "best_epoch": 0, "wait": 0, "lr": tr["learning_rate"], "plateau_wait": 0,
-            "plateau_best": math.inf, "elapsed_s": 0.0, "stopped_by": None}
+            "plateau_best": math.inf, "elapsed_s": 0.0, "cpu_s": 0.0, "stopped_by": None,
+            "budget_stops": [], "best_loss": math.inf, "rollbacks": []}
         self.best_weights = [v.numpy() for v in self.ae.weights]
         self.anchors = anchors
         self._build_steps()
@@ -197,14 +212,26 @@ class _Trainer:
                 1.0 + log_var - tf.square(mean) - tf.exp(log_var), axis=1))
             return dec(z, training=True), kl
 
+        def reconstruct_all(x: Any, seed: Any, sample: bool) -> tuple[Any, Any, Any]:
+            """The reconstruction of ``x``, the KL term and the anchor term. A deterministic
+            autoencoder reconstructs the anchors in the same batch as ``x``: one pass through
+            the network per step instead of two (the second, with one image, cost about a
+            tenth of a batch-64 step: its cost is per operation, not per image)."""
+            if anchors is None or variational:
+                rec, kl = reconstruct(x, seed, sample)
+                return rec, kl, anchor_loss()
+            b = tf.shape(x)[0]
+            rec = ae(tf.concat([x, anchors], 0), training=True)
+            return rec[:b], 0.0, weight * tf.reduce_mean(tf.square(rec[b:] - anchors))
+
         def weighted_mse(err: Any, w: Any) -> Any:
             """Mean over samples of ``w`` times each sample's mean squared error."""
             per = tf.reduce_mean(tf.reshape(tf.square(err), (tf.shape(err)[0], -1)), axis=1)
             return tf.reduce_mean(w * per)
 
         def losses(seed: Any, sample: bool, w: Any, x: Any) -> Any:
-            rec, kl = reconstruct(x, seed, sample)
-            return weighted_mse(rec - x, w) + beta * kl + anchor_loss()
+            rec, kl, anchor = reconstruct_all(x, seed, sample)
+            return weighted_mse(rec - x, w) + beta * kl + anchor
 
         res = self.residual
         if res is not None:
@@ -230,13 +257,12 @@ class _Trainer:
             times the mean square of the linearized residual (2) of ``residual.py``."""
             b = tf.shape(x)[0]
             both = with_history(x, xh)
-            rec, kl = reconstruct(both, seed, sample)
+            rec, kl, anchor = reconstruct_all(both, seed, sample)
             err = tf.reshape(rec - both, (-1, n_dofs))
             r = linearized_residual(b, err, values, alpha)
             w_all = (tf.ones(tf.shape(err)[:1]) if residual_only
                      else tf.concat([w, tf.repeat(w, tf.shape(xh)[1])], 0))
-            return (weighted_mse(err, w_all) + beta * kl + anchor_loss()
-                    + rw * weighted_mse(r, w))
+            return weighted_mse(err, w_all) + beta * kl + anchor + rw * weighted_mse(r, w)
 
         @tf.function(reduce_retracing=True)
         def step_residuals(x: Any, xh: Any, values: Any, alpha: Any) -> Any:
@@ -256,6 +282,38 @@ class _Trainer:
             opt.apply_gradients(zip(grads, vars_, strict=True))
             return loss
 
+        # the training data stay in TensorFlow: an epoch is one call (batches gathered in the
+        # graph), which saves the per-batch Python round trip (benchmarks/training_speed.py)
+        images = tf.constant(self.images)
+        if res is not None:
+            cur, hist = tf.constant(res.current), tf.constant(res.history)
+            values, alpha = tf.constant(res.values), tf.constant(res.alpha)
+        bs, seed0 = int(self.tr["batch_size"]), int(self.tr["seed"])
+
+        def gather(idx: Any) -> tuple[Any, ...]:
+            """The loss's arguments for the samples ``idx`` (as :meth:`_batch`)."""
+            if res is None:
+                return (tf.gather(images, idx),)
+            return (tf.gather(images, tf.gather(cur, idx)),
+                    tf.gather(images, tf.gather(hist, idx)),
+                    tf.gather(values, idx), tf.gather(alpha, idx))
+
+        @tf.function(autograph=False)  # an explicit loop: no source transformation needed
+        def train_epoch(order: Any, w: Any, epoch: Any) -> Any:
+            """One epoch: Adam steps on the batches of ``order`` (sample weights ``w``);
+            returns the sum over samples of their batch's loss."""
+            n_batches = (tf.shape(order)[0] + bs - 1) // bs
+
+            def body(b: Any, total: Any) -> tuple[Any, Any]:
+                ib = order[b * bs:(b + 1) * bs]
+                seed = tf.stack([tf.constant(seed0), epoch * 1_000_003 + b])
+                loss = train_step(seed, w[b * bs:(b + 1) * bs], *gather(ib))
+                size = tf.cast(tf.shape(ib)[0], tf.float64)
+                return b + 1, total + tf.cast(loss, tf.float64) * size
+
+            return tf.while_loop(lambda b, _: b < n_batches, body,
+                                 (tf.constant(0), tf.constant(0.0, dtype=tf.float64)))[1]
+
         @tf.function(reduce_retracing=True)
         def eval_step(*batch: Any) -> Any:
             return loss_fn(tf.constant([0, 0], dtype=tf.int32), False,
@@ -267,6 +325,7 @@ class _Trainer:
             return tf.reduce_mean(tf.reshape(tf.square(rec - x), (tf.shape(x)[0], -1)), axis=1)
 
         self.train_step, self.eval_step, self.errors = train_step, eval_step, errors
+        self.train_epoch = train_epoch
         self.loss_fn = loss_fn
         self.step_residuals = step_residuals if res is not None else None
 
@@ -358,87 +417,136 @@ class _Trainer:
         for v, w in zip(self.opt.variables, opt_w, strict=True):
             v.assign(w)
         self.best_weights = best_w
-        self.state = state
+        self.state = {"budget_stops": [], "cpu_s": 0.0, "best_loss": math.inf, "rollbacks": [],
+                      **state}
         return True
 
     # -------------------------------------------------------------- schedule
     def _learning_rate(self, epoch: int) -> float:
+        """The schedule's learning rate of ``epoch``, times 1/2 per divergence rollback."""
         tr, st = self.tr, self.state
         lr0, lo = tr["learning_rate"], min(tr["lr_min"], tr["learning_rate"])
+        scale = 0.5 ** len(st["rollbacks"])
         if tr["lr_schedule"] == "cosine":
             frac = min(epoch / max(tr["epochs"] - 1, 1), 1.0)
-            return lo + 0.5 * (lr0 - lo) * (1.0 + math.cos(math.pi * frac))
+            return scale * (lo + 0.5 * (lr0 - lo) * (1.0 + math.cos(math.pi * frac)))
         if tr["lr_schedule"] == "plateau":
-            return max(st["lr"], lo)
-        return lr0
+            return scale * max(st["lr"], lo)
+        return scale * lr0
+
+    def _diverged(self, loss: float) -> bool:
+        """Whether an epoch's training loss says the optimizer diverged: not finite, or
+        above ``divergence_factor`` times the stage's lowest epoch loss so far (benign Adam
+        spikes on 1D Burgers stay below 8x; a divergence that killed the network's units
+        jumped 15 000x)."""
+        factor, best = self.tr["divergence_factor"], self.state["best_loss"]
+        return not math.isfinite(loss) or (factor > 0 and loss > factor * best)
 
     # -------------------------------------------------------------- loop
-    def fit(self, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> None:
+    def fit(self, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+            deadline: float | None = None) -> bool:
+        """Train until the stage's epochs are done or early stopping ends it.
+
+        With validation samples, the epoch of the lowest validation loss is the best one
+        (``keep_best``) and ``patience`` epochs without a better one stop the stage; without
+        them the stage runs all its epochs and ends with the last weights. ``deadline`` (a
+        :func:`time.perf_counter` value, from ``max_wall_s``) pauses the stage after the
+        epoch that reaches it: the checkpoint then holds the state of that epoch, and a
+        later call continues exactly as if never paused.
+
+        Returns
+        -------
+        bool
+            True if the stage is finished, False if paused by the deadline.
+        """
         tr, st = self.tr, self.state
-        n, bs = self.i_train.size, tr["batch_size"]
-        while st["epoch"] < tr["epochs"] and st["stopped_by"] is None:
+        n = self.i_train.size
+        has_val = self.i_val.size > 0
+        while st["stopped_by"] is None and st["epoch"] < tr["epochs"]:
             epoch = st["epoch"]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             lr = self._learning_rate(epoch)
             self.opt.learning_rate.assign(lr)
             pos = epoch_order(n, tr["seed"], epoch)
             order, weights = self.i_train[pos], self._sample_weights()[pos]
-            total = 0.0
-            for b, start in enumerate(range(0, n, bs)):
-                ib = order[start:start + bs]
-                seed = self.tf.constant([tr["seed"], epoch * 1_000_003 + b], dtype="int32")
-                total += float(self.train_step(seed, weights[start:start + bs],
-                                               *self._batch(ib))) * ib.size
-            loss = total / n
-            val = self._evaluate(self.i_val)
+            start = ([v.numpy() for v in self.ae.weights], [v.numpy() for v in self.opt.variables])
+            loss = float(self.train_epoch(order, weights, self.tf.constant(epoch, "int32"))) / n
+            if self._diverged(loss):
+                # back to the start of the epoch, which runs again at half the learning rate
+                st["rollbacks"].append(epoch + 1)
+                if len(st["rollbacks"]) > MAX_ROLLBACKS:
+                    raise RuntimeError(f"training diverged {len(st['rollbacks'])} times "
+                                       f"(epochs {st['rollbacks']}); lower learning_rate")
+                for v, w in zip([*self.ae.weights, *self.opt.variables], [*start[0], *start[1]],
+                                strict=True):
+                    v.assign(w)
+                st["elapsed_s"] += time.perf_counter() - t0
+                st["cpu_s"] += time.process_time() - c0
+                if self.progress:
+                    print(f"p={self.p} epoch {epoch + 1}: training loss {loss:.3e} diverged "
+                          f"(lowest {st['best_loss']:.3e}); rolled back, learning rate "
+                          "halved", flush=True)
+                continue
+            st["best_loss"] = min(st["best_loss"], loss)
+            val = self._evaluate(self.i_val) if has_val else None
             dt = time.perf_counter() - t0
             st["epoch"] = epoch + 1
             st["elapsed_s"] += dt
+            st["cpu_s"] += time.process_time() - c0
             st["history"].append({"epoch": epoch + 1, "loss": loss, "val_loss": val, "lr": lr,
                                   "time_s": dt})
-            if val < st["best_val"]:
+            if val is not None and val < st["best_val"]:
                 st["best_val"], st["best_epoch"], st["wait"] = val, epoch + 1, 0
                 self.best_weights = [v.numpy() for v in self.ae.weights]
-            else:
+            elif val is not None:
                 st["wait"] += 1
             if tr["lr_schedule"] == "plateau":
-                if val < st["plateau_best"] * (1 - 1e-4):
-                    st["plateau_best"], st["plateau_wait"] = val, 0
+                watched = loss if val is None else val
+                if watched < st["plateau_best"] * (1 - 1e-4):
+                    st["plateau_best"], st["plateau_wait"] = watched, 0
                 else:
                     st["plateau_wait"] += 1
                     if st["plateau_wait"] >= tr["plateau_patience"]:
                         st["lr"] = max(st["lr"] * tr["plateau_factor"], tr["lr_min"])
                         st["plateau_wait"] = 0
-            if st["wait"] >= tr["patience"]:
+            if has_val and st["wait"] >= tr["patience"]:
                 st["stopped_by"] = "early_stopping"
-            elif tr["max_wall_s"] > 0 and st["elapsed_s"] >= tr["max_wall_s"]:
-                st["stopped_by"] = "wall_time"
             elif st["epoch"] >= tr["epochs"]:
                 st["stopped_by"] = "epochs"
+            paused = (st["stopped_by"] is None and deadline is not None
+                      and time.perf_counter() >= deadline)
+            if paused:
+                st["budget_stops"].append(st["epoch"])
             if self.progress:
-                print(f"p={self.p} epoch {epoch + 1}/{tr['epochs']}  loss {loss:.3e}  "
-                      f"val {val:.3e}  best {st['best_val']:.3e}@{st['best_epoch']}  "
+                best = (f"  val {val:.3e}  best {st['best_val']:.3e}@{st['best_epoch']}"
+                        if val is not None else "")
+                print(f"p={self.p} epoch {epoch + 1}/{tr['epochs']}  loss {loss:.3e}{best}  "
                       f"lr {lr:.2e}  {dt:.1f} s", flush=True)
-            if st["epoch"] % tr["checkpoint_every"] == 0 or st["stopped_by"]:
+            if st["epoch"] % tr["checkpoint_every"] == 0 or st["stopped_by"] or paused:
                 self.save_checkpoint()
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, st["history"][-1])
-        if tr["keep_best"]:
+            if paused:
+                break
+        if tr["keep_best"] and has_val:
             for v, w in zip(self.ae.weights, self.best_weights, strict=True):
                 v.assign(w)
+        return st["stopped_by"] is not None
 
 
 # ----------------------------------------------------------------------------- output
 
 
-def initial_images(images: np.ndarray, n_mu: int) -> np.ndarray:
+def initial_images(images: np.ndarray, n_mu: int,
+                   trajectories: np.ndarray | None = None) -> np.ndarray:
     """The distinct images of the trajectories' initial states (the anchors of the loss).
 
-    ``images`` holds ``n_mu`` trajectories one after the other. For the deviation target all
-    initial images are the same (``x0 - x0 = 0``), so one image remains.
+    ``images`` holds ``n_mu`` trajectories one after the other; only those listed in
+    ``trajectories`` (default: all) count. For the deviation target all initial images are
+    the same (``x0 - x0 = 0``), so one image remains.
     """
     first = images.reshape(n_mu, -1, *images.shape[1:])[:, 0]
-    return np.unique(first, axis=0)
+    return np.unique(first if trajectories is None else first[trajectories], axis=0)
 
 
 def _save_keras_atomic(model: Any, path: Path) -> None:
@@ -487,7 +595,8 @@ def _keras_weights(path: Path) -> list[np.ndarray]:
 
 
 def model_is_complete(out_dir: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
-    """The manifest of a complete model in ``out_dir`` trained with ``settings``, else None."""
+    """The manifest of a complete model in ``out_dir`` trained with ``settings``, else None
+    (an incomplete model, left by a wall-time budget stop, is never complete)."""
     try:
         load_trained_manifold(out_dir)
         man = json.loads((out_dir / MANIFEST).read_text())
@@ -498,17 +607,41 @@ def model_is_complete(out_dir: Path, settings: dict[str, Any]) -> dict[str, Any]
     return man
 
 
+def stage_split(images: np.ndarray, residual: TrajectoryResidual | None, n_t: int,
+                validation: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation samples of one stage (:func:`autoencoder.data.sample_split`).
+
+    A sample is an image, or with the residual term a step ``n >= 1`` (its image and its
+    history images); its trajectory and step follow from the image index ``i * n_t + n``.
+    """
+    img = np.arange(images.shape[0]) if residual is None else residual.current
+    return sample_split(img // n_t, img % n_t, validation, stride)
+
+
 def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[str, Any],
                 tr: dict[str, Any], out_dir: str | os.PathLike, *,
                 test: SnapshotSet | None = None, progress: bool = True,
                 extra_settings: dict[str, Any] | None = None,
-                on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> Path:
+                on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+                where: str = "[training]") -> Path:
     """Train one autoencoder on a snapshot set and write its model directory.
+
+    The trajectories of the validation parameters (``validation_every`` or
+    ``validation_params``; :func:`autoencoder.data.validation_trajectories`) are held out
+    whole: the optimizer, the scaling and the anchor term never see them; their loss decides
+    early stopping and the best epoch of every stage. The others are trained on (every
+    ``snapshot_stride``-th step).
+
+    A stage that reaches the wall-time budget ``max_wall_s`` (counted from the start of this
+    call) pauses after its current epoch: the directory then holds an *incomplete* model
+    (``"complete": false`` in the manifest, refused by
+    :func:`autoencoder.manifold.load_trained_manifold`) and the checkpoint, and the next call
+    continues from it; the weights at the end do not depend on where it was paused.
 
     Parameters
     ----------
     snap : SnapshotSet
-        Training trajectories (all steps of every parameter are training samples).
+        Training trajectories.
     restriction : Restriction
         State -> image map; its size must equal the snapshot states' ``N``.
     p : int
@@ -518,9 +651,12 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
     out_dir : path
         Model directory (created). A complete model with the same settings is kept as is.
     test : SnapshotSet, optional
-        Test trajectories: their mean relative reconstruction error is printed and stored.
+        Test trajectories: their mean relative reconstruction error is printed and stored
+        (for the record only; nothing in the training depends on it).
     on_epoch_end : callable, optional
         Called as ``on_epoch_end(epoch, history_entry)`` (used by tests to interrupt).
+    where : str
+        Config file and section, for error messages.
 
     Returns
     -------
@@ -531,18 +667,28 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
     check_fits(restriction.n_dofs, snap)
     if test is not None:
         check_fits(restriction.n_dofs, test)
+    t_start = time.perf_counter()
     # the stages that apply to this p (a stage may name its latent dimensions)
-    all_stages = training_stages(tr, "[training]")
+    all_stages = training_stages(tr, where)
     applies = [not dims or p in dims for _, dims in all_stages]
     stages = [st for (st, _), ok in zip(all_stages, applies, strict=True) if ok]
     finetune = [e for e, ok in zip(tr["finetune"], applies[1:], strict=True) if ok]
+    validation = validation_trajectories(snap.mu, tr["validation_every"],
+                                         tr["validation_params"], where)
+    trained_on = np.setdiff1d(np.arange(snap.n_mu), validation)
     fixed = {"p": p, "snapshot_sha256": snap.checksum(), "image_shape": restriction.image_shape,
              "autoencoder": {k: v for k, v in arch.items() if k != "latent_dims"},
              **(extra_settings or {})}
 
+    def identity(table: dict[str, Any]) -> dict[str, Any]:
+        """A stage's keys without those that do not change the trained model."""
+        return {k: v for k, v in table.items() if k not in RUN_CONTROL_KEYS}
+
     def settings_upto(j: int) -> dict[str, Any]:
-        """The settings of the model after stages 0..j."""
-        return _jsonable({**fixed, "training": {**tr, "finetune": finetune[:j]}})
+        """The settings of the model after stages 0..j (the model's identity: the wall-time
+        budget and the checkpoint interval are not part of it)."""
+        return _jsonable({**fixed, "training": {**identity(tr), "finetune": [
+            identity(e) for e in finetune[:j]]}})
 
     settings = settings_upto(len(stages) - 1)
     if (man := model_is_complete(out_dir, settings)) is not None:
@@ -551,7 +697,10 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
               (f" (test reconstruction error {err:.3e})" if err is not None else ""))
         return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    images, scaling = prepare(snap.states, restriction, arch["target"])
+    scaling = Scaling.fit(targets(snap.states[trained_on], arch["target"]))
+    images, _ = prepare(snap.states, restriction, arch["target"], scaling)
+    anchors = initial_images(images, snap.n_mu, trained_on)
+    n_t = int(snap.t.size)
     # where to start: a checkpoint of a stage, else a complete model of the first stages
     start, weights = 0, None
     history: list[dict[str, Any]] = []     # of all stages so far
@@ -575,13 +724,16 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
                     print(f"{out_dir}: stages 0..{j} done, continuing with stage {j + 1}")
                 break
     residual: TrajectoryResidual | None = None   # built once, for the first stage using it
+    complete = True
     for j in range(start, len(stages)):
         tr_j = stages[j]
         if tr_j["residual_weight"] > 0 and residual is None:
             residual = trajectory_residual(snap, restriction)
+        res_j = residual if tr_j["residual_weight"] > 0 else None
         trainer = _Trainer(images, restriction.image_shape, p, arch, tr_j, out_dir,
-                           settings_upto(j), progress, initial_images(images, snap.n_mu),
-                           residual if tr_j["residual_weight"] > 0 else None)
+                           settings_upto(j), progress, anchors, res_j,
+                           stage_split(images, res_j, n_t, validation,
+                                       tr_j["snapshot_stride"]))
         if j == start and trainer.load_checkpoint():
             history = trainer.state.get("earlier_history", history)
             results = trainer.state.get("earlier_results", results)
@@ -594,15 +746,23 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
             if weights is not None:
                 trainer.set_weights(weights)
                 trainer.save_checkpoint()
-        trainer.fit(on_epoch_end)
+        budget = tr_j["max_wall_s"]
+        complete = trainer.fit(on_epoch_end, t_start + budget if budget > 0 else None)
         weights = [v.numpy() for v in trainer.ae.weights]
-        history = history + [{**h, "stage": j} for h in trainer.state["history"]]
-        results = results + [{"stage": j, "epochs_run": trainer.state["epoch"],
-                              "best_epoch": trainer.state["best_epoch"],
-                              "best_val_loss": trainer.state["best_val"],
-                              "stopped_by": trainer.state["stopped_by"],
-                              "train_time_s": trainer.state["elapsed_s"]}]
-    st = trainer.state
+        st = trainer.state
+        history = history + [{**h, "stage": j} for h in st["history"]]
+        results = results + [{"stage": j, "epochs_run": st["epoch"],
+                              "epochs": tr_j["epochs"],
+                              "best_epoch": st["best_epoch"] if st["best_epoch"] else None,
+                              "best_val_loss": st["best_val"] if st["best_epoch"] else None,
+                              "stopped_by": st["stopped_by"] or "wall_time",
+                              "budget_stops": st["budget_stops"],
+                              "divergence_rollbacks": st["rollbacks"],
+                              "n_train_samples": int(trainer.i_train.size),
+                              "n_val_samples": int(trainer.i_val.size),
+                              "train_time_s": st["elapsed_s"], "train_cpu_s": st["cpu_s"]}]
+        if not complete:
+            break
 
     import keras
     import tensorflow as tf
@@ -612,22 +772,23 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
                    arch["variational"])
     write_text_atomic(out_dir / HISTORY, json.dumps(history))
     manifest: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION, "complete": complete,
         "p": p, "n_dofs": restriction.n_dofs, "image_shape": list(restriction.image_shape),
         "target": arch["target"], "variational": arch["variational"],
         "scaling": scaling.to_dict(),
         "files": {"keras": KERAS_FILE, "exported": EXPORTED, "history": HISTORY},
         "settings": settings,
         "snapshots": {"path": str(snap.path), "sha256": settings["snapshot_sha256"],
-                      "n_mu": snap.n_mu, "n_t": int(snap.t.size),
-                      "problem": snap.problem_name},
+                      "n_mu": snap.n_mu, "n_t": n_t, "problem": snap.problem_name,
+                      "trained_on": trained_on.tolist(), "validation": validation.tolist(),
+                      "validation_mu": snap.mu[validation].tolist()},
         "training_result": {**results[-1], "stages": results},
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     # provisional manifest so the numba path can load the directory; checked, then final
     write_text_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=1))
-    manifold = load_trained_manifold(out_dir)
+    manifold = load_trained_manifold(out_dir, allow_incomplete=True)
     _check_export(trainer, manifold, images[:8])
     if test is not None:
         errs = reconstruction_errors(manifold, test)
@@ -644,10 +805,19 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
               f"trajectories {np.mean(errs):.3e} ({', '.join(f'{e:.2e}' for e in errs)}); "
               f"through the reference state x_ref + g(h(.)) {np.mean(errs_ref):.3e}")
     write_text_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=1))
+    last = results[-1]
+    if not complete:
+        print(f"{out_dir}: INCOMPLETE: the wall-time budget max_wall_s = {budget:g} s stopped "
+              f"stage {last['stage']} after epoch {last['epochs_run']} of {last['epochs']}; "
+              "train again (same command) to continue from the checkpoint")
+        return out_dir
     shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
     if progress:
-        print(f"wrote {out_dir} ({st['epoch']} epochs, best {st['best_val']:.3e} at epoch "
-              f"{st['best_epoch']}, stopped by {st['stopped_by']}, {st['elapsed_s']:.0f} s)")
+        best = (f", best validation loss {last['best_val_loss']:.3e} at epoch "
+                f"{last['best_epoch']}" if last["best_epoch"] else "")
+        total = sum(r["train_time_s"] for r in results)
+        print(f"wrote {out_dir} (stage {last['stage']}: {last['epochs_run']} epochs{best}, "
+              f"stopped by {last['stopped_by']}; all stages {total:.0f} s)")
     return out_dir
 
 
@@ -698,6 +868,6 @@ def train_from_config(config: str | os.PathLike | RunConfig,
     for p in dims:
         out.append(train_model(snap, restriction, p, arch, tr,
                                cfg.output_dir / "models" / f"p{p}", test=test,
-                               progress=progress))
+                               progress=progress, where=cfg.where("training")))
     return out
 

@@ -22,7 +22,8 @@ Config section ``[rom]`` (all keys optional)::
     projection = "encoder"     # decoder projection error: decode(encode(x)) or "lsq" fit
     on_failure = "record"      # a non-converging ROM is recorded (NaN error) or "raise"
 
-The POD basis comes from the training snapshot file, the decoders from
+The POD basis comes from the trajectories of the training snapshot file that the autoencoders
+train on (all but the validation trajectories of ``[training]``), the decoders from
 ``<output_dir>/models/p<p>/``; the ROMs use the test file's time step and scheme. The
 hyper-reduced methods (``hr-*``) run the same LSPG on the sample mesh of ``[hyperreduction]``
 (:mod:`rom.sample_mesh`), built from the training snapshot file when it is missing or stale.
@@ -161,10 +162,57 @@ def load_model(folder: Path, projection: str) -> DecoderManifold:
     return DecoderManifold.load(folder, projection=projection)
 
 
-def pod_full(train: SnapshotSet, center: str) -> AffineManifold:
-    """The POD manifold of the training snapshots with every basis vector (callers truncate)."""
-    n_traj, n_t_train, n_dofs = train.states.shape
-    return AffineManifold.from_snapshots(train, min(n_traj * n_t_train, n_dofs), center=center)
+def pod_trajectories(cfg: RunConfig, train: SnapshotSet) -> list[int]:
+    """The trajectories of the training file that the POD basis is built from.
+
+    The same the autoencoders train on (a fair comparison): every trajectory except the
+    validation trajectories of ``[training]`` (``validation_every``, ``validation_params``;
+    :func:`autoencoder.data.validation_trajectories`).
+    """
+    from autoencoder.data import validation_trajectories
+    from autoencoder.settings import TRAINING_SCHEMA
+
+    tr = cfg.section("training", TRAINING_SCHEMA)
+    val = validation_trajectories(train.mu, tr["validation_every"], tr["validation_params"],
+                                  cfg.where("training"))
+    return np.setdiff1d(np.arange(train.n_mu), val).tolist()
+
+
+def check_same_training_data(cfg: RunConfig, pod_traj: list[int], dims: list[int]) -> None:
+    """Refuse to compare POD with a model trained on other trajectories of the training file.
+
+    The model's manifest records the trajectories it was trained on (``snapshots.trained_on``);
+    a model without that record (trained before it existed) is not checked.
+
+    Raises
+    ------
+    InputError
+        If a model's trajectories differ from ``pod_traj`` (:func:`pod_trajectories`).
+    """
+    for p in dims:
+        try:
+            man = json.loads((model_dir(cfg, p) / "manifest.json").read_text())
+            trained = man["snapshots"]["trained_on"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if list(trained) != list(pod_traj):
+            raise InputError(
+                f"{cfg.where('training')}: the POD basis would be built from {len(pod_traj)} "
+                f"trajectories of the training file but the model {model_dir(cfg, p)} was "
+                f"trained on {len(trained)} other ones; set validation_every / "
+                "validation_params as in the config that trained it (a fair comparison uses "
+                "the same training data)")
+
+
+def pod_full(train: SnapshotSet, center: str,
+             trajectories: list[int] | None = None) -> AffineManifold:
+    """The POD manifold of the training snapshots with every basis vector (callers truncate).
+
+    Only the trajectories listed in ``trajectories`` (:func:`pod_trajectories`; default all).
+    """
+    states = train.states if trajectories is None else train.states[trajectories]
+    n_traj, n_t_train, n_dofs = states.shape
+    return AffineManifold.from_snapshots(states, min(n_traj * n_t_train, n_dofs), center=center)
 
 
 def trial_manifold(kind: str, p: int, sec: dict[str, Any], *, pod: AffineManifold | None,
@@ -339,6 +387,9 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
     if deep:
         require_models(cfg, dims)
     train = _load_test(paths["train"], cfg, "training") if pod else None
+    pod_traj = pod_trajectories(cfg, train) if train is not None else None
+    if deep and pod_traj is not None:
+        check_same_training_data(cfg, pod_traj, dims)
 
     out = Path(results_path) if results_path is not None else cfg.output_dir / RESULTS_NAME
     check_writable_dir(out)  # before the runs, not after them
@@ -349,6 +400,7 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
         mesh_info = hr_info(mesh, mesh_path)
     fingerprint = json.dumps({
         "rom": sec, "test": test.checksum(), "train": train.checksum() if pod else None,
+        "pod_trajectories": pod_traj,
         "models": {str(p): dir_digest(model_dir(cfg, p)) for p in dims} if deep else None,
         **({"sample_mesh": {**mesh_info, "sha256": file_checksum(mesh_path)}} if hyper
            else {}),
@@ -366,7 +418,7 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
     pod_all = None
     if pod:
         assert train is not None
-        pod_all = pod_full(train, sec["pod_center"])
+        pod_all = pod_full(train, sec["pod_center"], pod_traj)
     n_mu = test.n_mu
     records: list[RunRecord] = []
     bar = tqdm(total=len(methods) * len(dims) * n_mu, desc="ROMs", unit="traj",

@@ -155,7 +155,6 @@ def demo_config_text(output_dir: str | os.PathLike) -> str:
         "lr_min = 1e-5",
         "epochs = 100",
         "patience = 30",
-        "max_wall_s = 420.0",
         "initial_state_weight = 10.0",
     ])
     out = Path(output_dir).as_posix()

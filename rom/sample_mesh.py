@@ -444,17 +444,13 @@ def check_mesh_output(cfg: RunConfig, sec: dict[str, Any]) -> Path:
         raise InputError(f"{cfg.where('hyperreduction')} file: {exc}") from None
 
 
-def training_trajectories(cfg: RunConfig, train: SnapshotSet) -> list[int] | None:
+def training_trajectories(cfg: RunConfig, train: SnapshotSet) -> list[int]:
     """The trajectories of the training file the sample mesh is built from: exactly those
-    the autoencoders (and the POD basis) train on. ``None`` means all of them.
+    the autoencoders and the POD basis train on (:func:`rom.online.pod_trajectories`: all but
+    the validation trajectories of ``[training]``)."""
+    from .online import pod_trajectories
 
-    MERGE POINT (branch ``train``): once ``[training]`` holds whole validation trajectories
-    out (``validation_every``, ``validation_params``), return
-    ``rom.online.pod_trajectories(cfg, train)`` here, the helper that selects the POD
-    basis's trajectories. Until then every trajectory of the file trains.
-    """
-    del cfg, train
-    return None
+    return pod_trajectories(cfg, train)
 
 
 def _wanted(sec: dict[str, Any], trajectories: list[int] | None) -> dict[str, Any]:

@@ -78,11 +78,13 @@ from . import mpi_utils
 from .metrics import projection_error
 from .online import (
     _load_test,
+    check_same_training_data,
     dir_digest,
     hr_info,
     load_model,
     model_dir,
     pod_full,
+    pod_trajectories,
     require_models,
     rom_options,
     rom_settings,
@@ -156,7 +158,8 @@ class SweepPlan:
         Config file and section, for error messages.
     rom : dict or None
         ``kind = "rom"`` only: the validated ``[rom]`` section (``settings``), the training
-        snapshot file (``train``, None without POD methods) and its SHA-256, the model folders
+        snapshot file (``train``, None without POD methods), its SHA-256 and the trajectories
+        the POD basis is built from (``train_trajectories``), the model folders
         by ``p`` (``models``) and their digests, the sample mesh of the hyper-reduced methods
         (``sample_mesh``: its ``file``, ``sha256`` and the ``info`` runs record; None without
         them) and the ``[rom]`` location (``where``).
@@ -341,6 +344,7 @@ def rom_inputs(cfg: RunConfig, problem: Problem) -> dict[str, Any]:
     kinds = {method_parts(m)[1] for m in methods}
     train_path: str | None = None
     train_sha: str | None = None
+    train_traj: list[int] | None = None
     mesh: dict[str, Any] | None = None
     if uses_hyperreduction(sec):  # built by sweep_plan once every input is checked
         mesh = {"file": str(check_mesh_output(cfg, hyperreduction_settings(cfg, problem)))}
@@ -351,14 +355,18 @@ def rom_inputs(cfg: RunConfig, problem: Problem) -> dict[str, Any]:
             raise InputError(f"{path}: states have N = {train.n_dofs} entries but the "
                              f"{cfg.where('problem')} has N = {problem.n_dofs}")
         train_path, train_sha = str(path), train.checksum()
+        train_traj = pod_trajectories(cfg, train)
     models: dict[str, str] = {}
     digests: dict[str, str] = {}
     if "deep" in kinds:
         require_models(cfg, dims)
+        if train_traj is not None:
+            check_same_training_data(cfg, train_traj, dims)
         models = {str(p): str(model_dir(cfg, p)) for p in dims}
         digests = {str(p): dir_digest(model_dir(cfg, p)) for p in dims}
     return {"settings": sec, "train": train_path, "train_sha256": train_sha,
-            "models": models, "models_sha256": digests, "sample_mesh": mesh,
+            "train_trajectories": train_traj, "models": models, "models_sha256": digests,
+            "sample_mesh": mesh,
             "where": cfg.where("rom")}
 
 
@@ -414,7 +422,8 @@ class RomSuite:
         if self._manifolds is None:
             rom = self.plan.rom
             assert rom is not None
-            pod = (pod_full(read_snapshots(rom["train"]), self.sec["pod_center"])
+            pod = (pod_full(read_snapshots(rom["train"]), self.sec["pod_center"],
+                            rom.get("train_trajectories"))
                    if rom["train"] is not None else None)
             out: dict[tuple[str, int], tuple[Any, dict[str, Any]]] = {}
             for method in self.sec["methods"]:

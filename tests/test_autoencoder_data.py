@@ -7,10 +7,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autoencoder.data import Restriction, Scaling, epoch_order, prepare, split_indices, targets
+from autoencoder.data import (
+    Restriction,
+    Scaling,
+    epoch_order,
+    prepare,
+    sample_split,
+    targets,
+    validation_trajectories,
+)
 from autoencoder.settings import AUTOENCODER_SCHEMA, TRAINING_SCHEMA
 from fom.config import load_config
 from fom.errors import InputError
+from fom.snapshots import paper_train_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,10 +63,6 @@ def test_scaling_targets_and_split() -> None:
     assert sc.lo == d.min() and sc.hi == d.max()
     np.testing.assert_allclose(sc.unscale(sc.scale(d)), d)
     assert Scaling.fit(np.ones(3)).range > 0
-    tr, va = split_indices(100, 0.1, 0)
-    assert len(va) == 10 and len(np.intersect1d(tr, va)) == 0 and len(tr) + len(va) == 100
-    np.testing.assert_array_equal(split_indices(100, 0.1, 0)[1], va)
-    assert not np.array_equal(split_indices(100, 0.1, 1)[1], va)
     np.testing.assert_array_equal(epoch_order(50, 0, 3), epoch_order(50, 0, 3))
     assert not np.array_equal(epoch_order(50, 0, 3), epoch_order(50, 0, 4))
 
@@ -70,7 +75,10 @@ def test_scaling_targets_and_split() -> None:
     ("autoencoder", "strides = [1, 2]", r"\[autoencoder\] strides: must have one entry per"),
     ("training", "batch_size = 0", r"\[training\] batch_size: must be >= 1"),
     ("training", "learning_rate = 'fast'", r"\[training\] learning_rate: must be a number"),
-    ("training", "validation_fraction = 1.5", r"\[training\] validation_fraction"),
+    ("training", "validation_fraction = 0.1", r"\[training\]: unknown key 'validation_fra"),
+    ("training", "validation_every = -1", r"\[training\] validation_every: must be >= 0"),
+    ("training", "validation_params = [4.3]", r"\[training\] validation_params: entry 0 "),
+    ("training", "snapshot_stride = 0", r"\[training\] snapshot_stride: must be >= 1"),
 ])
 def test_config_errors_name_file_section_and_key(tmp_path: Path, section: str, text: str,
                                                  match: str) -> None:
@@ -97,3 +105,62 @@ def test_example_configs_validate(name: str) -> None:
     if name == "burgers1d_paper.toml":
         assert (tr["batch_size"], tr["learning_rate"], tr["epochs"], tr["patience"]) == \
             (20, 1e-4, 1000, 100)
+
+
+def test_validation_holds_out_whole_spread_out_trajectories() -> None:
+    """Every fifth parameter of the paper's grid from the second on: 16 of 80, every mu1
+    row and mu2 column of the grid represented, no corner of the parameter box."""
+    grid = paper_train_grid()
+    val = validation_trajectories(grid, 5, [], "c [training]")
+    np.testing.assert_array_equal(val, np.arange(1, 80, 5))
+    i, j = np.divmod(val, 8)                                  # mu1 row, mu2 column
+    assert set(i) == set(range(10)) and set(j) == set(range(8))
+    corners = {(a, b) for a in (grid[:, 0].min(), grid[:, 0].max())
+               for b in (grid[:, 1].min(), grid[:, 1].max())}
+    assert not corners & {tuple(m) for m in grid[val]}
+    assert validation_trajectories(grid, 0, [], "c").size == 0
+    # an explicit list (any order, in the file to round-off) overrides validation_every
+    got = validation_trajectories(grid, 5, [grid[40].tolist(), (grid[3] * (1 + 1e-12)).tolist()],
+                                  "c")
+    np.testing.assert_array_equal(got, [3, 40])
+    with pytest.raises(InputError, match=r"c \[training\] validation_params: \[4.3, 0.021\] "
+                                         "is not a parameter of the training snapshot file"):
+        validation_trajectories(grid, 5, [[4.3, 0.021]], "c [training]")
+    with pytest.raises(InputError, match="holds out all 1 training trajectories"):
+        validation_trajectories(grid[:1], 5, [grid[0].tolist()], "c")
+
+
+def test_sample_split_keeps_validation_trajectories_whole() -> None:
+    traj, step = np.divmod(np.arange(4 * 6), 6)               # 4 trajectories of 6 steps
+    i_train, i_val = sample_split(traj, step, np.array([2]), 2)
+    np.testing.assert_array_equal(i_val, [12, 14, 16])       # trajectory 2, the same steps
+    np.testing.assert_array_equal(traj[i_train], np.repeat([0, 1, 3], 3))
+    np.testing.assert_array_equal(step[i_train], np.tile([0, 2, 4], 3))
+    i_train, i_val = sample_split(traj, step, np.zeros(0, dtype=int), 1)
+    assert i_val.size == 0 and i_train.size == 24
+
+
+def test_generalization_sweep_is_the_cell_centres_with_the_studys_training_data() -> None:
+    """examples/burgers1d_generalization.toml: the 63 centres of the training grid's cells
+    (neither training nor test parameters), and the POD trajectories of the study's models."""
+    import fom
+    from fom.snapshots import paper_test_params
+    from rom.online import rom_settings
+    from rom.sweep import SWEEP_SCHEMA, sweep_parameters
+
+    gen = load_config(ROOT / "examples" / "burgers1d_generalization.toml")
+    study = load_config(ROOT / "examples" / "burgers1d.toml")
+    mus = sweep_parameters(gen.section("sweep", SWEEP_SCHEMA)["params"],
+                           fom.get_problem("burgers1d"), "x")
+    grid = paper_train_grid()
+    centres = np.array([(a, b) for a in (grid[::8, 0][:-1] + grid[8::8, 0]) / 2
+                        for b in (grid[:7, 1] + grid[1:8, 1]) / 2])
+    np.testing.assert_allclose(mus, centres, rtol=1e-14)
+    for other in (grid, paper_test_params()):
+        assert np.min(np.abs(mus[:, None, :] - other[None]).max(axis=2)) > 1e-4
+    assert gen.output_dir == study.output_dir
+    keys = ("validation_every", "validation_params")
+    assert [gen.section("training", TRAINING_SCHEMA)[k] for k in keys] == \
+        [study.section("training", TRAINING_SCHEMA)[k] for k in keys]
+    sec = rom_settings(gen)
+    assert (sec["methods"], sec["latent_dims"]) == (["deep-lspg", "pod-lspg"], [3, 5])

@@ -18,11 +18,13 @@ import pytest
 from tiny_configs import tiny_config
 
 import fom
+from fom.config import load_config
 from fom.errors import InputError
 from fom.snapshots import read_snapshots
 from rom import AffineManifold, DecoderManifold, solve_rom
 from rom.cli import main
 from rom.manifolds import cone_fraction
+from rom.online import pod_trajectories
 from rom.results import read_results
 from rom.sample_mesh import build_sample_mesh, interpolation_constant, read_sample_mesh
 
@@ -140,16 +142,19 @@ def test_sample_mesh_command_writes_a_valid_file_and_skips_when_up_to_date(tmp_p
     problem = train.problem()
     assert out == (f"wrote {path}: 20 rows of N = 64, stencil {mesh.stencil.size}, residual "
                    f"basis 10 (collocation), interpolation constant "
-                   f"{interpolation_constant(mesh):.3g}, from out/train.h5\n")
+                   f"{interpolation_constant(mesh):.3g}, from out/train.h5, 2 trajectories\n")
     # the file is what build_sample_mesh makes of the training file, with its provenance
-    direct = build_sample_mesh(train, n_samples=20, n_basis=10)
+    # of the trajectories the autoencoders and POD train on: the validation one is left out
+    kept = pod_trajectories(load_config(cfg), train)
+    assert kept == [0, 2]
+    direct = build_sample_mesh(train, n_samples=20, n_basis=10, trajectories=kept)
     np.testing.assert_array_equal(mesh.rows, direct.rows)
     np.testing.assert_array_equal(mesh.basis_rows, direct.basis_rows)
     np.testing.assert_array_equal(mesh.stencil, problem.sample(mesh.rows).stencil)
     assert mesh.source == {"path": "out/train.h5", "sha256": train.checksum()}
     assert mesh.settings == {"n_samples": 20, "n_basis": 10, "source": "velocity",
                              "by": "row", "method": "collocation", "max_snapshots": 20000,
-                             "trajectories": None}
+                             "trajectories": [0, 2]}
     assert 1.0 <= interpolation_constant(mesh) < 1e3  # orthonormal basis: sigma_min <= 1
     # up to date: kept, said so
     stamp, data = path.stat().st_mtime_ns, path.read_bytes()

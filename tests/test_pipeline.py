@@ -34,7 +34,9 @@ def test_run_whole_pipeline_then_skip_everything(tmp_path, capfd):
     test = read_snapshots(out / "test.h5")
     for rec in rs.runs.values():
         assert rec.steps.tolist() == [test.t.size]
-        assert np.all(np.isfinite(rec.relative_error)) and np.all(rec.relative_error < 1)
+        # measured: Deep LSPG 0.45 (a 2-epoch tiny model), POD-LSPG 0.054
+        bound = {"deep-lspg": 0.7, "pod-lspg": 0.1}[rec.method]
+        assert np.all(np.isfinite(rec.relative_error)) and np.all(rec.relative_error < bound)
         assert np.allclose(rec.states[0, 0], test.states[0, 0], atol=1e-12)
     for name in ("report.md", "states.png", "errors_vs_p.png"):
         assert (out / "report" / name).stat().st_size > 0
@@ -58,7 +60,8 @@ def test_demo_config_is_valid_and_reduced(tmp_path):
     from rom.online import rom_settings
 
     arch, training = settings_from_config(cfg)
-    assert arch["filters"] == [8, 16, 32, 64] and training["max_wall_s"] > 0
+    # machine independent: a fixed number of epochs, no wall-time budget
+    assert arch["filters"] == [8, 16, 32, 64] and training["max_wall_s"] == 0
     assert rom_settings(cfg)["methods"] == ["deep-lspg", "pod-lspg"]
 
 

@@ -69,9 +69,10 @@ def test_deep_roms_on_trained_decoder(trained):
         np.testing.assert_allclose(rom.states[0], test.states[0, 0], rtol=0, atol=1e-12)
         assert np.all(np.isfinite(rom.states)) and rom.n_steps == 10
         assert rom.decoder_calls == 1 + rom.iterations.sum() + rom.backtracks.sum()
-        # a ROM cannot beat the manifold's best approximation by much, nor be absurd
+        # a ROM cannot beat the manifold's best approximation by much, and LSPG and Galerkin
+        # on this short run stay close to it (measured: 1.006x the best fit's 0.209)
         best = projection_error(DecoderManifold(man.trained, projection="lsq"), test.states[0])
-        assert best * 0.5 < relative_error(test.states[0], rom.states) < 1.0
+        assert best * 0.5 < relative_error(test.states[0], rom.states) < 1.25 * best
 
 
 def test_gauss_newton_jacobian_of_trained_decoder(trained):

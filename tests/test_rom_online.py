@@ -81,12 +81,15 @@ def test_roms_from_config_runs_every_method(config, tmp_path):
                                      for p in (2, 4))  # latent_dims from [autoencoder]
     np.testing.assert_array_equal(rs.mu, test.mu)
     np.testing.assert_array_equal(rs.reference, test.states)
-    # the recorded errors are those of a direct solve
+    # the recorded errors are those of a direct solve, on the POD basis of the trajectories
+    # the autoencoders train on: the validation trajectory (the second of three) is left out
     problem = test.problem()
-    pod2 = AffineManifold.from_snapshots(train.states, 2)
+    pod2 = AffineManifold.from_snapshots(train.states[[0, 2]], 2)
     direct = solve_rom(problem, pod2, test.mu[1], "lspg")
     run = rs.runs["pod-lspg-p2"]
     np.testing.assert_allclose(run.states[1], direct.states, rtol=0, atol=1e-12)
+    all3 = solve_rom(problem, AffineManifold.from_snapshots(train.states, 2), test.mu[1], "lspg")
+    assert np.abs(all3.states - direct.states).max() > 1e-3
     assert run.relative_error[1] == pytest.approx(relative_error(test.states[1],
                                                                  direct.states), rel=1e-12)
     assert run.projection_error[1] == pytest.approx(projection_error(pod2, test.states[1]))
@@ -315,7 +318,7 @@ def test_rom_errors_are_taken_at_the_stored_steps(tmp_path):
     assert test.t.size == 5 and np.allclose(test.t, 0.07 * np.array(steps))
     rs = read_results(roms_from_config(cfg, progress=False))
     run = rs.runs["pod-lspg-p2"]
-    pod = AffineManifold.from_snapshots(train.states, 2)
+    pod = AffineManifold.from_snapshots(train.states[[0, 2]], 2)  # without the validation one
     for i in range(2):
         direct = solve_rom(test.problem(), pod, test.mu[i], "lspg")  # every step
         assert direct.t.size == 11
@@ -333,3 +336,16 @@ def test_residual_training_term_refuses_a_stride(tmp_path):
     train = read_snapshots(tmp_path / "out" / "train.h5")
     with pytest.raises(InputError, match="needs every time step.*every 3-th"):
         trajectory_residual(train, Restriction.from_image_shape((16, 2), 1))
+def test_pod_and_models_must_share_the_training_trajectories(config):
+    """POD against a model trained on other trajectories of the training file is refused."""
+    import json
+
+    cfg = load_config(config)
+    train = read_snapshots(cfg.output_dir / "train.h5")
+    for p in (2, 4):
+        d = cfg.output_dir / "models" / f"p{p}"
+        d.mkdir(parents=True)
+        (d / "manifest.json").write_text(json.dumps({"snapshots": {"trained_on": [0, 1, 2]}}))
+    with pytest.raises(InputError, match=r"run.toml \[training\]: the POD basis would be built "
+                                         r"from 2 trajectories .* trained on 3 other ones"):
+        roms_from_config(config, progress=False, load_decoder=decoder_loader(train.states))

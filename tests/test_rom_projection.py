@@ -67,12 +67,20 @@ def test_pod_rom_reproduces_fom_at_training_parameter(problem, scheme, method):
 @pytest.mark.parametrize("method", ["lspg", "galerkin"])
 @pytest.mark.parametrize("kind", ["pod", "decoder"])
 def test_rom_starts_exactly_at_x0(problem, pod, decoder, kind, method):
+    """The first state is the FOM's x0(mu), from the latent point the theory says: z = 0 on
+    the centred POD basis, h(0) on the decoder manifold (section 5.3), computed here with
+    the decoder's own encoder and formula, not through the manifold's x_ref."""
     man = pod if kind == "pod" else DecoderManifold(decoder)
     rom = solve_rom(problem, man, MU_TEST, method, t_final=0.21)
     x0 = problem.initial_state(MU_TEST)
+    z0 = np.zeros(pod.p) if kind == "pod" else decoder.encode(np.zeros(problem.n_dofs))
+    np.testing.assert_allclose(rom.latent[0], z0, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(rom.states[0], x0, rtol=0, atol=1e-12)
     if kind == "decoder":
+        g0 = decoder.bias + decoder.phi @ z0 + 0.5 * decoder.psi @ (z0 * z0)
+        np.testing.assert_allclose(rom.x_ref, x0 - g0, rtol=0, atol=1e-13)
         assert np.abs(rom.x_ref - x0).max() > 1e-3  # x_ref = x0 - g(h(0)) differs from x0
+    assert np.abs(rom.states[1] - x0).max() > 1e-3  # and the ROM moves on from there
 
 
 def classical_pod_lspg(problem, basis, mu, dt, n_steps):

@@ -136,7 +136,8 @@ def test_serial_rom_sweep_file_and_errors(inputs, tmp_path, monkeypatch, capsys)
         np.testing.assert_array_equal(rs.reference[i], ref.states)
     for rec in rs.runs.values():
         assert np.all(rec.steps == rs.t.size) and rec.failures == [""] * N_PARAMS
-        assert np.all(np.isfinite(rec.relative_error)) and np.all(rec.relative_error < 1)
+        # measured: 0.028-0.111 (analytic decoder and POD at p = 2, 3)
+        assert np.all(np.isfinite(rec.relative_error)) and np.all(rec.relative_error < 0.2)
         assert np.all(np.isfinite(rec.projection_error))
         assert np.all(np.isnan(rec.wall_s))  # not recorded: timings are in the log
         for i in range(N_PARAMS):

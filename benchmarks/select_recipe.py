@@ -1,0 +1,328 @@
+"""The training-recipe selection protocol of the 1D Burgers study: validation trajectories only.
+
+Every candidate recipe trains a p = 3 autoencoder on the paper's training grid *without* its
+validation trajectories (``validation_every = 5``: 16 of the 80 parameters, held out whole),
+then Deep LSPG runs at those 16 validation parameters (``mrom sweep``, ``kind = "rom"``) and
+the candidate's score is the mean of the 16 relative errors (a run that fails to converge
+scores infinity). The test parameters and their snapshot file are never read: the candidate
+folders hold only the training snapshots. Three rounds, greedy:
+
+1. how to spend the stage-0 budget: batch size, learning rate, snapshot stride, epochs (the
+   candidates cost about the same);
+2. on the round-1 winner: the weight of the initial states in the loss
+   (``initial_state_weight``);
+3. on the round-2 winner: no fine-tuning stage, or one of a few residual fine-tuning stages
+   (``autoencoder/residual.py``) that continue from it.
+
+The winner's ``[training]`` section, with ``validation_every = 0`` (the final model is refit
+on all 80 trajectories with the same recipe and number of epochs: no decision in it depends on
+data), is the recipe ``examples/burgers1d.toml`` must hold; ``--check`` exits with status 1 if
+it does not. The script prints the candidates, their validation errors and training times and
+writes them to ``<out>/candidates.json``. Trained candidates are cached in ``<out>/<name>/``
+(a rerun only trains what is missing).
+
+    python benchmarks/select_recipe.py [--out DIR] [--config CFG] [--check] [--rounds N]
+                                       [--jobs K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+P = 3
+
+#: Keys every candidate shares (the protocol's own settings, not choices).
+COMMON: dict[str, Any] = {
+    "validation_every": 5,          # the 16 validation trajectories, held out whole
+    "seed": 0,
+    "lr_schedule": "cosine",
+    "lr_min": 1e-5,
+    "keep_best": False,             # as in the refit, which has no validation set
+    "patience": 10_000,             # no early stopping: a fixed number of epochs
+}
+
+
+@dataclass
+class Candidate:
+    """A recipe: ``[training]`` keys (on top of :data:`COMMON`) and fine-tuning stages."""
+
+    name: str
+    what: str
+    training: dict[str, Any]
+    finetune: list[dict[str, Any]] = field(default_factory=list)
+    parent: str | None = None       # a candidate whose model the fine-tuning continues
+
+    def section(self) -> dict[str, Any]:
+        return {**COMMON, **self.training, "finetune": copy.deepcopy(self.finetune)}
+
+
+STAGE0 = {"initial_state_weight": 10.0}
+
+#: Round 1: how to spend the stage-0 budget (batch size, learning rate, snapshot stride,
+#: epochs). Each costs about the same: 600 +- 30 CPU seconds when refit on the 80 trajectories
+#: (a training step of the paper's network costs about 6.4 ms + 0.157 ms per sample of CPU
+#: time, whatever the batch size: benchmarks/training_speed.py).
+ROUND1 = [
+    Candidate("b64-s2-e120", "batch 64, lr 2e-3, stride 2, 120 epochs",
+              {**STAGE0, "batch_size": 64, "learning_rate": 2e-3, "snapshot_stride": 2,
+               "epochs": 120}),
+    Candidate("b32-s4-e150", "batch 32, lr 1e-3, stride 4, 150 epochs",
+              {**STAGE0, "batch_size": 32, "learning_rate": 1e-3, "snapshot_stride": 4,
+               "epochs": 150}),
+    Candidate("b64-s4-e240", "batch 64, lr 3e-3, stride 4, 240 epochs",
+              {**STAGE0, "batch_size": 64, "learning_rate": 3e-3, "snapshot_stride": 4,
+               "epochs": 240}),
+    Candidate("b128-s4-e300", "batch 128, lr 2e-3, stride 4, 300 epochs",
+              {**STAGE0, "batch_size": 128, "learning_rate": 2e-3, "snapshot_stride": 4,
+               "epochs": 300}),
+]
+
+#: Round 2: the weight of the initial states in the loss, on the round-1 winner.
+ROUND2 = [("isw0", "initial_state_weight 0", {"initial_state_weight": 0.0}),
+          ("isw30", "initial_state_weight 30", {"initial_state_weight": 30.0})]
+
+#: Round 3: fine-tuning stages on top of the round-2 winner (its name is the parent).
+RESIDUAL = {"residual_weight": 10.0, "learning_rate": 5e-4, "batch_size": 128,
+            "snapshot_stride": 2}
+HARD = {"hard_example_measure": "residual", "hard_example_terms": "residual",
+        "hard_example_exponent": 1.0}
+ROUND3 = [
+    ("res10-hard-e20", "residual term (weight 10), hard-example weights by step residual on "
+     "the residual term (q = 1), batch 128, lr 5e-4, stride 2, 20 epochs",
+     {**RESIDUAL, **HARD, "epochs": 20}),
+    ("res10-e20", "residual term (weight 10), no hard-example weights, batch 128, lr 5e-4, "
+     "stride 2, 20 epochs", {**RESIDUAL, "epochs": 20}),
+]
+
+
+def machine() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        model = next(ln.split(":", 1)[1].strip() for ln in out.splitlines()
+                     if ln.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        model = platform.processor() or platform.machine()
+    return f"{model}, {os.cpu_count()} cpus"
+
+
+def candidate_config(base: Any, cand: Candidate, out: Path) -> Any:
+    """The run config of a candidate: the base config's problem, snapshots, architecture and
+    solver settings, the candidate's ``[training]``, a validation ``[sweep]``."""
+    from autoencoder.data import validation_trajectories
+    from fom.config import RunConfig
+    from fom.snapshots import read_snapshots, snapshot_paths
+
+    folder = out / cand.name
+    sections = copy.deepcopy(base.sections)
+    sections["autoencoder"]["latent_dims"] = [P]
+    sections["training"] = cand.section()
+    train = read_snapshots(snapshot_paths(base)["train"])
+    val = validation_trajectories(train.mu, COMMON["validation_every"], [], "protocol")
+    sections["rom"] = {**sections.get("rom", {}), "methods": ["deep-lspg", "pod-lspg"],
+                       "latent_dims": [P], "store_states": False, "on_failure": "record"}
+    sections["sweep"] = {"kind": "rom", "output": "validation.h5",
+                         "scheme": sections.get("snapshots", {}).get("scheme",
+                                                                     "backward_euler"),
+                         "params": train.mu[val].tolist()}
+    return RunConfig(base.path, folder, sections)
+
+
+def prepare_folder(base: Any, cfg: Any, parent: Path | None) -> None:
+    """The candidate folder: the training snapshots (a hard link; no test file), and for a
+    fine-tuning candidate a copy of its parent's trained model to continue from."""
+    from fom.snapshots import snapshot_paths
+
+    cfg.output_dir.mkdir(parents=True, exist_ok=True)
+    src, dst = snapshot_paths(base)["train"], snapshot_paths(cfg)["train"]
+    if not dst.exists():
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+    model = cfg.output_dir / "models" / f"p{P}"
+    if parent is not None and not (model / "manifest.json").exists():
+        shutil.copytree(parent / "models" / f"p{P}", model, dirs_exist_ok=True)
+
+
+def evaluate(base: Any, cand: Candidate, out: Path) -> dict[str, Any]:
+    """Train a candidate (or load it from its folder) and run the ROMs at the validation
+    parameters."""
+    from autoencoder.train import train_from_config
+    from rom.results import read_results
+    from rom.sweep import sweep
+
+    cfg = candidate_config(base, cand, out)
+    prepare_folder(base, cfg, out / cand.parent if cand.parent else None)
+    t0 = time.perf_counter()
+    train_from_config(cfg, progress=False)
+    wall = time.perf_counter() - t0
+    man = json.loads((cfg.output_dir / "models" / f"p{P}" / "manifest.json").read_text())
+    stages = man["training_result"]["stages"]
+    path = sweep(cfg, progress=False, comm=None)
+    rs = read_results(path)
+    deep, pod = rs.runs[f"deep-lspg-p{P}"], rs.runs[f"pod-lspg-p{P}"]
+    err = np.where(np.isfinite(deep.relative_error), deep.relative_error, np.inf)
+    return {
+        "name": cand.name, "what": cand.what, "parent": cand.parent,
+        "training": cand.section(),
+        "validation_mu": rs.mu.tolist(),
+        "deep_lspg": deep.relative_error.tolist(), "pod_lspg": pod.relative_error.tolist(),
+        "failures": [f for f in deep.failures if f],
+        "score": float(np.mean(err)), "median": float(np.median(err)),
+        "max": float(np.max(err)),
+        "train_s": sum(s.get("train_time_s", 0.0) for s in stages),
+        "train_cpu_s": sum(s.get("train_cpu_s", 0.0) for s in stages),
+        "stages": stages, "call_s": wall,
+    }
+
+
+def is_done(cand: Candidate, out: Path) -> bool:
+    """Whether a candidate's model and validation results are in its folder."""
+    return (out / cand.name / "validation.h5").is_file()
+
+
+def train_in_parallel(cands: list[Candidate], args: argparse.Namespace) -> None:
+    """Train and validate ``cands`` in up to ``args.jobs`` subprocesses at once (each one
+    ``--candidate JSON``; logs in ``<out>/<name>.log``)."""
+    todo, running = list(cands), []
+    while todo or running:
+        while todo and len(running) < args.jobs:
+            cand = todo.pop(0)
+            log = (args.out / f"{cand.name}.log").open("w")
+            cmd = [sys.executable, __file__, "--config", str(args.config), "--out",
+                   str(args.out), "--candidate", json.dumps(asdict(cand))]
+            running.append((cand, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT),
+                            log))
+        time.sleep(5)
+        for item in [r for r in running if r[1].poll() is not None]:
+            running.remove(item)
+            item[2].close()
+            if item[1].returncode != 0:
+                raise RuntimeError(f"candidate {item[0].name} failed (exit "
+                                   f"{item[1].returncode}); see {args.out / item[0].name}.log")
+
+
+def fmt(v: float) -> str:
+    return "fail" if not math.isfinite(v) else f"{100 * v:.3g} %"
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| candidate | recipe | mean | median | max | POD-LSPG mean | train (s) | "
+             "train CPU (s) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['what']} | {fmt(r['score'])} | {fmt(r['median'])} | "
+                     f"{fmt(r['max'])} | {fmt(float(np.nanmean(r['pod_lspg'])))} | "
+                     f"{r['train_s']:.0f} | {r['train_cpu_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def recipe(section: dict[str, Any]) -> dict[str, Any]:
+    """A ``[training]`` section as a recipe: validated, without the validation split and the
+    keys that do not change the trained model."""
+    from autoencoder.settings import RUN_CONTROL_KEYS, TRAINING_SCHEMA, training_stages
+    from fom.config import parse_section
+
+    tr = parse_section(section, TRAINING_SCHEMA, "recipe")
+    # patience and keep_best act on the validation loss only: no effect in the refit
+    drop = {"validation_every", "validation_params", "patience", "keep_best",
+            *RUN_CONTROL_KEYS}
+    return {"stages": [({k: v for k, v in st.items() if k not in drop}, dims)
+                       for st, dims in training_stages(tr, "recipe")]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=ROOT / "examples" / "burgers1d.toml",
+                        help="problem, snapshots, architecture and ROM settings")
+    parser.add_argument("--out", type=Path, default=Path("output/select_recipe"))
+    parser.add_argument("--rounds", type=int, default=3, choices=(1, 2, 3),
+                        help="stop after this round")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="train up to this many candidates of a round at once")
+    parser.add_argument("--candidate", help=argparse.SUPPRESS)  # one candidate (JSON)
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 unless the config's [training] is the winner's recipe")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from fom.config import load_config
+    from fom.snapshots import snapshot_paths, snapshots_from_config
+
+    base = load_config(args.config)
+    if not snapshot_paths(base)["train"].exists():
+        snapshots_from_config(base, progress=False)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.candidate:  # a worker of train_in_parallel
+        evaluate(base, Candidate(**json.loads(args.candidate)), args.out)
+        return 0
+    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}", flush=True)
+    results: dict[str, Any] = {"machine": machine(), "p": P, "common": COMMON, "rounds": []}
+
+    def run_round(cands: list[Candidate], title: str) -> dict[str, Any]:
+        if args.jobs > 1:
+            train_in_parallel([c for c in cands if not is_done(c, args.out)], args)
+        rows = []
+        for cand in cands:
+            print(f"{title}: {cand.name} ({cand.what}) ...", flush=True)
+            row = evaluate(base, cand, args.out)
+            rows.append(row)
+            print(f"  validation Deep LSPG mean {fmt(row['score'])}, max {fmt(row['max'])}, "
+                  f"{len(row['failures'])} failures; training {row['train_s']:.0f} s "
+                  f"({row['train_cpu_s']:.0f} s CPU)", flush=True)
+        best = min(rows, key=lambda r: r["score"])
+        results["rounds"].append({"title": title, "candidates": rows, "winner": best["name"]})
+        (args.out / "candidates.json").write_text(json.dumps(results, indent=1))
+        print(f"\n{title}\n\n{table(rows)}\n\nwinner: {best['name']}\n", flush=True)
+        return best
+
+    def variant(parent: Candidate, name: str, what: str, training: dict[str, Any],
+                finetune: list[dict[str, Any]] | None = None) -> Candidate:
+        return Candidate(f"{parent.name}+{name}", f"{parent.what}; {what}",
+                         {**parent.training, **training}, finetune or [],
+                         parent.name if finetune else None)
+
+    def winner(cands: list[Candidate], row: dict[str, Any]) -> Candidate:
+        return next(c for c in cands if c.name == row["name"])
+
+    best = run_round(ROUND1, "round 1: stage-0 budget")
+    if args.rounds >= 2:
+        cands = [winner(ROUND1, best)]
+        cands += [variant(cands[0], *v) for v in ROUND2]
+        best = run_round(cands, "round 2: weight of the initial states")
+    if args.rounds >= 3:
+        parent = winner(cands, best)
+        cands = [parent] + [variant(parent, name, f"then {what}", {}, [stage])
+                            for name, what, stage in ROUND3]
+        best = run_round(cands, "round 3: fine-tuning stages")
+    chosen = {**best["training"], "validation_every": 0}
+    results["chosen"] = {"name": best["name"], "training": chosen}
+    (args.out / "candidates.json").write_text(json.dumps(results, indent=1))
+    print(f"chosen recipe ({best['name']}), refit on every training trajectory:\n"
+          f"{json.dumps(chosen, indent=1)}")
+    print(f"wrote {args.out / 'candidates.json'}")
+    if args.check:
+        have = recipe(base.sections.get("training", {}))
+        if have != recipe(chosen):
+            print(f"FAIL: the [training] recipe of {args.config} is not the protocol's choice",
+                  file=sys.stderr)
+            return 1
+        print(f"PASS: {args.config} holds the protocol's choice")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
