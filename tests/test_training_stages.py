@@ -99,14 +99,15 @@ def _settings(tr: dict | None = None) -> tuple[dict, dict]:
 
 def _model_errors_and_residuals(trainer, images: np.ndarray, res, idx: np.ndarray
                                 ) -> tuple[np.ndarray, np.ndarray]:
-    """numpy reference: the model's reconstruction errors of all images and the linearized
-    residual (2) of the steps ``idx``."""
+    """numpy reference: the model's reconstruction errors of all images (flat, padding
+    included) and the linearized residual (3) of the steps ``idx`` (on the state rows)."""
     err = np.asarray(trainer.ae(images, training=False)) - images
     err = err.reshape(err.shape[0], -1).astype(np.float64)
-    lin = np.zeros((idx.size, err.shape[1]))
+    st = err[:, res.pix]
+    lin = np.zeros((idx.size, st.shape[1]))
     for b, s in enumerate(idx):
-        np.add.at(lin[b], res.rows, res.values[s] * err[res.current[s]][res.cols])
-        lin[b] += np.einsum("k,kn->n", res.alpha[s], err[res.history[s]])
+        np.add.at(lin[b], res.rows, res.values[s] * st[res.current[s]][res.cols])
+        lin[b] += np.einsum("k,kn->n", res.alpha[s], st[res.history[s]])
     return err, lin
 
 
