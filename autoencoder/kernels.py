@@ -15,11 +15,13 @@ A network is exported to two arrays: ``meta`` (one row of integers per layer, se
   ``scipy.linalg.cython_blas``, :mod:`autoencoder.blas`) restricted to the input rows that
   stay inside the image, whose result is scattered at once, in contiguous vectorized runs.
   :func:`decode_jacobian_parallel` shares the tangent directions out among threads;
-* only some output entries of ``g`` and ``J`` (hyper-reduction): the last weight layer is
-  evaluated only at the requested outputs, and the transposed convolutions before it only at
-  the pixels those outputs depend on, as long as that is a small part of the layer
-  (:func:`restriction_plan`); the layers before are evaluated in full;
 * ``h(x)`` (only needed for the initial latent state) by im2col + GEMM.
+
+The decoder's output is an image (``(H, W, C)`` flat, Keras's order); state entry ``i`` is
+its pixel ``pix[i]`` unscaled with its channel's bounds, ``g_i = lo_i + rng_i y_{pix_i}``
+(:class:`autoencoder.data.Restriction`, :class:`autoencoder.data.Scaling`; the padding of a
+padded image is never read). Only some rows of ``g`` and ``J`` (hyper-reduction) are computed
+through the decoder's dependency cone by :mod:`autoencoder.restricted`.
 
 Everything here is float64 and independent of TensorFlow. One-dimensional convolutions are
 two-dimensional ones with height 1. Reshape and Flatten layers are no-ops: activations are
@@ -308,31 +310,33 @@ def _seed(z, j0, j1):
 
 
 @njit(cache=True)
-def decode_kernel(meta, data, z, lo, rng, perm):
-    """``g(z)`` in state units: decoder, unscaling ``lo + rng * s``, prolongation."""
+def decode_kernel(meta, data, z, lo, rng, pix):
+    """``g(z)`` in state units: decoder, then ``g_i = lo_i + rng_i y_{pix_i}`` (unscaling and
+    prolongation; ``lo``, ``rng``, ``pix`` of shape (N,))."""
     X = forward(meta, data, z.reshape((1, z.size)).copy(), meta.shape[0], False)
-    n = perm.size
+    n = pix.size
     g = np.empty(n)
     for k in range(n):
-        g[perm[k]] = lo + rng * X[0, k]
+        g[k] = lo[k] + rng[k] * X[0, pix[k]]
     return g
 
 
 @njit(cache=True)
-def _decode_directions(meta, data, z, lo, rng, perm, j0, j1, g, J):
+def _decode_directions(meta, data, z, lo, rng, pix, j0, j1, g, J):
     """Columns ``j0 .. j1-1`` of ``J = dg/dz`` (into ``J``) and, if ``g.size``, ``g(z)``
-    (into ``g``), by one forward-mode pass of the value and those ``j1 - j0`` directions."""
+    (into ``g``), by one forward-mode pass of the value and those ``j1 - j0`` directions;
+    state row ``k`` is image entry ``pix[k]`` unscaled by ``lo[k]``, ``rng[k]``."""
     B = 1 + j1 - j0
-    n = perm.size
+    n = pix.size
     write_g = g.size > 0
     if not _channel_major_ok(meta):
         X = forward(meta, data, _seed(z, j0, j1), meta.shape[0], True)
         for k in range(n):
-            r = perm[k]
+            q = pix[k]
             if write_g:
-                g[r] = lo + rng * X[0, k]
+                g[k] = lo[k] + rng[k] * X[0, q]
             for j in range(j0, j1):
-                J[r, j] = rng * X[j - j0 + 1, k]
+                J[k, j] = rng[k] * X[j - j0 + 1, q]
         return
     l = 0
     while meta[l, 0] != CONV_T:
@@ -353,27 +357,27 @@ def _decode_directions(meta, data, z, lo, rng, perm, j0, j1, g, J):
             P = m[5] * m[6]
         else:  # ACTIVATION
             _bias_activate_t(X, data[:0], m[1], c, P, B)
-    for q in range(P):
-        for ch in range(c):
-            base = (ch * P + q) * B
-            r = perm[q * c + ch]
-            if write_g:
-                g[r] = lo + rng * X[base]
-            for j in range(j0, j1):
-                J[r, j] = rng * X[base + 1 + j - j0]
+    for k in range(n):  # image entry pix[k] = site * c + channel, channel-major in X
+        site = pix[k] // c
+        base = ((pix[k] - site * c) * P + site) * B
+        rk = rng[k]
+        if write_g:
+            g[k] = lo[k] + rk * X[base]
+        for j in range(j0, j1):
+            J[k, j] = rk * X[base + 1 + j - j0]
 
 
 @njit(cache=True)
-def decode_jacobian_kernel(meta, data, z, lo, rng, perm):
+def decode_jacobian_kernel(meta, data, z, lo, rng, pix):
     """``g(z)`` (N,) and ``J = dg/dz`` (N, p) in one forward-mode pass (one thread)."""
-    g = np.empty(perm.size)
-    J = np.empty((perm.size, z.size))
-    _decode_directions(meta, data, z, lo, rng, perm, 0, z.size, g, J)
+    g = np.empty(pix.size)
+    J = np.empty((pix.size, z.size))
+    _decode_directions(meta, data, z, lo, rng, pix, 0, z.size, g, J)
     return g, J
 
 
 @njit(cache=True, parallel=True)
-def decode_jacobian_parallel(meta, data, z, lo, rng, perm, n_threads):
+def decode_jacobian_parallel(meta, data, z, lo, rng, pix, n_threads):
     """:func:`decode_jacobian_kernel` on up to ``n_threads`` threads.
 
     Forward mode propagates the ``p`` tangent directions independently of each other, given
@@ -386,205 +390,13 @@ def decode_jacobian_parallel(meta, data, z, lo, rng, perm, n_threads):
     tests).
     """
     p = z.size
-    g = np.empty(perm.size)
-    Jt = np.empty((p, perm.size))
+    g = np.empty(pix.size)
+    Jt = np.empty((p, pix.size))
     n_chunks = max(1, min(n_threads, p))
     for c in prange(n_chunks):
-        _decode_directions(meta, data, z, lo, rng, perm, c * p // n_chunks,
+        _decode_directions(meta, data, z, lo, rng, pix, c * p // n_chunks,
                            (c + 1) * p // n_chunks, g if c == 0 else g[:0], Jt.T)
     return g, np.ascontiguousarray(Jt.T)
-
-
-@njit(cache=True)
-def _restricted_last(m, data, X, pix):
-    """Outputs ``pix`` (flat image indices) of the weight layer ``m`` for the batch ``X``,
-    before its activation; shape (B, len(pix))."""
-    kind = m[0]
-    B = X.shape[0]
-    h_in, w_in, c_in, w_out, c_out = m[2], m[3], m[4], m[6], m[7]
-    kh, kw, sh, sw, ph, pw, w_off, b_off = m[8], m[9], m[10], m[11], m[12], m[13], m[14], m[15]
-    nr = pix.size
-    Y = np.zeros((B, nr))
-    if kind == DENSE:
-        W = data[w_off:w_off + c_in * c_out].reshape((c_in, c_out))
-        for k in range(nr):
-            q = pix[k]
-            for c in range(c_in):
-                w = W[c, q]
-                for bb in range(B):
-                    Y[bb, k] += X[bb, c] * w
-            Y[0, k] += data[b_off + q]
-    else:  # CONV_T
-        ncol = kh * kw * c_out
-        W = data[w_off:w_off + c_in * ncol].reshape((c_in, ncol))
-        for k in range(nr):
-            q = pix[k]
-            o = q % c_out
-            x = (q // c_out) % w_out
-            y = q // (c_out * w_out)
-            for a in range(kh):
-                ty = y + ph - a
-                if ty < 0 or ty % sh != 0:
-                    continue
-                i = ty // sh
-                if i >= h_in:
-                    continue
-                for b in range(kw):
-                    tx = x + pw - b
-                    if tx < 0 or tx % sw != 0:
-                        continue
-                    j = tx // sw
-                    if j >= w_in:
-                        continue
-                    s0 = (i * w_in + j) * c_in
-                    col = (a * kw + b) * c_out + o
-                    for c in range(c_in):
-                        w = W[c, col]
-                        for bb in range(B):
-                            Y[bb, k] += X[bb, s0 + c] * w
-            Y[0, k] += data[b_off + o]
-    return Y
-
-
-@njit(cache=True)
-def _needed_input_pixels(m, need_out):
-    """Spatial input pixels of the transposed convolution ``m`` that the output pixels
-    marked in ``need_out`` (bool, h_out*w_out) depend on."""
-    h_in, w_in, h_out, w_out = m[2], m[3], m[5], m[6]
-    kh, kw, sh, sw, ph, pw = m[8], m[9], m[10], m[11], m[12], m[13]
-    need_in = np.zeros(h_in * w_in, dtype=np.bool_)
-    for i in range(h_in):
-        for j in range(w_in):
-            found = False
-            for a in range(kh):
-                y = i * sh + a - ph
-                if y < 0 or y >= h_out:
-                    continue
-                for b in range(kw):
-                    x = j * sw + b - pw
-                    if x >= 0 and x < w_out and need_out[y * w_out + x]:
-                        found = True
-                        break
-                if found:
-                    break
-            need_in[i * w_in + j] = found
-    return need_in
-
-
-@njit(cache=True)
-def restriction_plan(meta, pix, max_fraction):
-    """Which layers to evaluate only where the outputs ``pix`` depend on them.
-
-    Walks back from the last weight layer through transposed convolutions as long as the
-    needed part of a layer's output is at most ``max_fraction`` of it. Returns ``n_full`` (the
-    layers ``0 .. n_full-1`` are evaluated in full, layer ``n_full`` .. the last weight layer
-    ``n_last`` only partly), ``n_last`` and, concatenated, the needed spatial output pixels of
-    the layers ``n_full .. n_last-1`` with their offsets.
-    """
-    n_last = meta.shape[0] - 1
-    while meta[n_last, 0] == ACTIVATION:
-        n_last -= 1
-    lists = []
-    n_full = n_last
-    if meta[n_last, 0] == CONV_T:
-        m = meta[n_last]
-        need = np.zeros(m[5] * m[6], dtype=np.bool_)
-        for q in pix:
-            need[q // m[7]] = True
-        l = n_last
-        while l > 0 and meta[l, 0] == CONV_T and meta[l - 1, 0] == CONV_T:
-            need = _needed_input_pixels(meta[l], need)  # outputs of layer l - 1
-            if need.sum() > max_fraction * need.size:
-                break
-            lists.append(np.nonzero(need)[0])
-            l -= 1
-            n_full = l
-    n = 0
-    for a in lists:
-        n += a.size
-    flat = np.empty(n, dtype=np.int64)
-    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
-    k = 0
-    for t in range(len(lists)):  # stored from layer n_full upwards
-        a = lists[len(lists) - 1 - t]
-        flat[k:k + a.size] = a
-        k += a.size
-        offsets[t + 1] = k
-    return n_full, n_last, flat, offsets
-
-
-@njit(cache=True)
-def _conv_t_at(m, data, X, sites):
-    """Transposed convolution ``m`` evaluated only at the spatial output pixels ``sites`` (all
-    channels; other outputs are left 0), with bias and activation, tangents included."""
-    B = X.shape[0]
-    h_in, w_in, c_in, w_out, c_out = m[2], m[3], m[4], m[6], m[7]
-    h_out = m[5]
-    kh, kw, sh, sw, ph, pw, w_off, b_off = m[8], m[9], m[10], m[11], m[12], m[13], m[14], m[15]
-    ncol = kh * kw * c_out
-    W = data[w_off:w_off + c_in * ncol].reshape((c_in, ncol))
-    Y = np.zeros((B, h_out * w_out * c_out))
-    acc = np.zeros((B, c_out))
-    for site in sites:
-        y = site // w_out
-        x = site % w_out
-        acc[:, :] = 0.0
-        for a in range(kh):
-            ty = y + ph - a
-            if ty < 0 or ty % sh != 0:
-                continue
-            i = ty // sh
-            if i >= h_in:
-                continue
-            for b in range(kw):
-                tx = x + pw - b
-                if tx < 0 or tx % sw != 0:
-                    continue
-                j = tx // sw
-                if j >= w_in:
-                    continue
-                s0 = (i * w_in + j) * c_in
-                k0 = (a * kw + b) * c_out
-                for bb in range(B):
-                    for c in range(c_in):
-                        xv = X[bb, s0 + c]
-                        for o in range(c_out):
-                            acc[bb, o] += xv * W[c, k0 + o]
-        o0 = site * c_out
-        for o in range(c_out):
-            acc[0, o] += data[b_off + o]
-        _activate(acc, m[1], True)
-        for bb in range(B):
-            for o in range(c_out):
-                Y[bb, o0 + o] = acc[bb, o]
-    return Y
-
-
-@njit(cache=True)
-def decode_rows_kernel(meta, data, z, lo, rng, pix, n_full, n_last, sites, offsets):
-    """Entries ``pix`` (flat image indices) of ``g`` and the same rows of ``J``.
-
-    Layers ``0 .. n_full-1`` are evaluated in full, the transposed convolutions ``n_full ..
-    n_last-1`` only at the spatial ``sites`` the requested outputs depend on (see
-    :func:`restriction_plan`), the last weight layer ``n_last`` only at ``pix``, and the
-    activation-only layers after it elementwise.
-    """
-    p = z.size
-    X = forward(meta, data, _seed(z, 0, p), n_full, True)
-    for t in range(n_last - n_full):
-        X = _conv_t_at(meta[n_full + t], data, X, sites[offsets[t]:offsets[t + 1]])
-    Y = _restricted_last(meta[n_last], data, X, pix)
-    _activate(Y, meta[n_last, 1], True)
-    for l in range(n_last + 1, meta.shape[0]):
-        _activate(Y, meta[l, 1], True)
-    nr = pix.size
-    g = np.empty(nr)
-    J = np.empty((nr, p))
-    for k in range(nr):
-        g[k] = lo + rng * Y[0, k]
-        for j in range(p):
-            J[k, j] = rng * Y[j + 1, k]
-    return g, J
 
 
 @njit(cache=True)

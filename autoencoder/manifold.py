@@ -7,12 +7,15 @@ reference state of Remark 3.1, ``x_ref(mu) = x0(mu) - g(x^0(mu))``, so ``x~(0) =
 This module imports numpy, h5py and numba only. The model directory layout (docs/formats.md,
 "Trained-model folders")::
 
-    manifest.json      shapes, p, target, scaling, architecture, training settings, snapshot
-                       checksum, test reconstruction error (written last: a directory without
-                       it is incomplete)
+    manifest.json      shapes, p, target, scaling (per channel), architecture, training
+                       settings, snapshot checksum, test reconstruction error (written last:
+                       a directory without it is incomplete)
     autoencoder.keras  the Keras model (load with safe_mode=True)
-    exported.h5        /decoder/{meta,data}, /encoder/{meta,data}, /restriction/perm
+    exported.h5        /decoder/{meta,data}, /encoder/{meta,data}, /restriction/{pix,pad}
     history.json       per-epoch losses, learning rates and times
+
+Format version 2 (multi-channel images, padding, one scaling per channel); folders of version
+1 (``/restriction/perm``, one scalar scaling, no padding) are read as well.
 """
 
 from __future__ import annotations
@@ -31,12 +34,18 @@ from fom.errors import InputError
 
 from . import kernels as K
 from .blas import single_threaded
+from .data import Restriction, Scaling
+from .restricted import ConePlan, cone_cost, cone_decode, cone_plan
 
 MANIFEST = "manifest.json"
 EXPORTED = "exported.h5"
 KERAS_FILE = "autoencoder.keras"
 HISTORY = "history.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Format versions :func:`load_trained_manifold` reads.
+READABLE_VERSIONS = (1, 2)
+#: Row sets whose dependency-cone plans :meth:`TrainedManifold.decode_rows` keeps.
+MAX_PLANS = 4
 
 
 def _out_size(m: np.ndarray) -> int:
@@ -83,24 +92,24 @@ class TrainedManifold:
         State dimension ``N``.
     target : {"deviation", "raw"}
         What the autoencoder was trained on: ``x - x0`` (the paper's section 5.3) or ``x``.
+    restriction : autoencoder.data.Restriction
+        State <-> image (``pix``: image entry of each state entry; the pad values).
+    scaling : autoencoder.data.Scaling
+        Per-channel bounds: the decoder's output ``y`` is ``g_i = lo_i + rng_i y_{pix_i}`` in
+        state units, with ``lo_i``, ``rng_i`` those of row ``i``'s channel.
     """
 
     path: Path
     p: int
     n_dofs: int
     target: str
-    image_shape: tuple[int, ...]
-    lo: float
-    hi: float
-    perm: np.ndarray
+    restriction: Restriction
+    scaling: Scaling
     dec_meta: np.ndarray
     dec_data: np.ndarray
     enc_meta: np.ndarray
     enc_data: np.ndarray
     manifest: dict[str, Any]
-    #: Restrict a transposed convolution before the last layer only if the requested rows
-    #: need at most this fraction of its outputs (else a full BLAS evaluation is cheaper).
-    max_fraction: float = 0.5
     #: Threads of :meth:`decode_with_jacobian` (at most ``p`` and numba's thread count): with
     #: more than one, the ``p`` tangent directions are shared out among threads that each
     #: also compute the value (:func:`autoencoder.kernels.decode_jacobian_parallel`). With two
@@ -114,17 +123,38 @@ class TrainedManifold:
     threads: int = 1
 
     def __post_init__(self) -> None:
-        self._inv = np.empty_like(self.perm)
-        self._inv[self.perm] = np.arange(self.perm.size)
-        self._rng = self.hi - self.lo
+        r = self.restriction
+        if r.n_dofs != self.n_dofs or self.scaling.lo.size != r.n_channels:
+            raise InputError(f"{self.path}: the restriction ({r.n_dofs} entries, "
+                             f"{r.n_channels} channels) does not fit N = {self.n_dofs} and "
+                             f"{self.scaling.lo.size} scaling channel(s)")
+        self.pix = r.pix
+        self._lo, self._rng = self.scaling.rows(r)
+        #: the encoder's input template: every entry at its channel's scaled pad value
+        self._pad_scaled = np.tile((r.pad - self.scaling.lo) / self.scaling.range,
+                                   r.n_pixels // r.n_channels)
         last_weight = max(l for l in range(self.dec_meta.shape[0])
                           if self.dec_meta[l, 0] != K.ACTIVATION)
         if self.dec_meta[last_weight, 0] not in (K.DENSE, K.CONV_T):
             raise InputError(f"{self.path}: the decoder's last weight layer must be Dense or "
                              f"a transposed convolution")
-        self._plans: dict[bytes, tuple] = {}
+        self._plans: dict[bytes, tuple[ConePlan, np.ndarray, np.ndarray]] = {}
         if not isinstance(self.threads, int) or self.threads < 1:
             raise InputError(f"threads must be a positive integer, got {self.threads!r}")
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return self.restriction.image_shape
+
+    @property
+    def lo(self) -> np.ndarray:
+        """Per-channel lower bounds of the scaling."""
+        return self.scaling.lo
+
+    @property
+    def hi(self) -> np.ndarray:
+        """Per-channel upper bounds of the scaling."""
+        return self.scaling.hi
 
     # ------------------------------------------------------------------ checks
     def _z(self, z: Any) -> np.ndarray:
@@ -143,9 +173,9 @@ class TrainedManifold:
 
     # ------------------------------------------------------------------ decoder
     def decode(self, z: Any) -> np.ndarray:
-        """``g(z)``, shape (N,): decoder, unscaled and prolonged to a state vector."""
-        return single_threaded(K.decode_kernel, self.dec_meta, self.dec_data, self._z(z), self.lo,
-                               self._rng, self.perm)
+        """``g(z)``, shape (N,): decoder, unscaled per channel and prolonged to a state."""
+        return single_threaded(K.decode_kernel, self.dec_meta, self.dec_data, self._z(z),
+                               self._lo, self._rng, self.pix)
 
     def decode_with_jacobian(self, z: Any) -> tuple[np.ndarray, np.ndarray]:
         """``g(z)`` (N,) and ``J(z) = dg/dz`` (N, p) in one forward-mode pass (on
@@ -154,31 +184,43 @@ class TrainedManifold:
         threads = min(self.threads, self.p, numba.get_num_threads())
         if threads > 1:
             return single_threaded(K.decode_jacobian_parallel, self.dec_meta, self.dec_data,
-                                   z, self.lo, self._rng, self.perm, threads)
+                                   z, self._lo, self._rng, self.pix, threads)
         return single_threaded(K.decode_jacobian_kernel, self.dec_meta, self.dec_data, z,
-                               self.lo, self._rng, self.perm)
+                               self._lo, self._rng, self.pix)
+
+    def _plan(self, rows: Any) -> tuple[ConePlan, np.ndarray, np.ndarray]:
+        """The dependency-cone plan of state rows ``rows`` and their unscaling (cached for
+        the last :data:`MAX_PLANS` row sets: a sample mesh's rows do not change)."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        key = rows.tobytes()
+        hit = self._plans.get(key)
+        if hit is not None:
+            return hit
+        if rows.size and (rows.min() < 0 or rows.max() >= self.n_dofs):
+            raise InputError(f"rows must lie in [0, {self.n_dofs}), got {rows.min()}.."
+                             f"{rows.max()}")
+        plan = cone_plan(self.dec_meta, self.dec_data, self.pix[rows])
+        hit = (plan, np.ascontiguousarray(self._lo[rows]), np.ascontiguousarray(self._rng[rows]))
+        if len(self._plans) >= MAX_PLANS:
+            self._plans.pop(next(iter(self._plans)))
+        self._plans[key] = hit
+        return hit
 
     def decode_rows(self, z: Any, rows: Any) -> tuple[np.ndarray, np.ndarray]:
         """Entries ``rows`` of ``g(z)`` and the same rows of ``J(z)`` (hyper-reduction).
 
-        The last weight layer is evaluated only at those rows, and the transposed
-        convolutions before it only where the rows depend on them while that is at most
-        :attr:`max_fraction` of a layer (:func:`autoencoder.kernels.restriction_plan`).
+        Every layer is evaluated only on the part of its output that those rows depend on
+        (the dependency cone, :mod:`autoencoder.restricted`), equal to the full rows to
+        round-off.
         """
-        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        if rows.size and (rows.min() < 0 or rows.max() >= self.n_dofs):
-            raise InputError(f"rows must lie in [0, {self.n_dofs}), got {rows.min()}.."
-                             f"{rows.max()}")
-        pix = np.ascontiguousarray(self._inv[rows])
-        key = pix.tobytes()
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = K.restriction_plan(self.dec_meta, pix, self.max_fraction)
-            self._plans = {key: plan}  # the sample set rarely changes: keep the last one
-        n_full, n_last, sites, offsets = plan
-        return single_threaded(K.decode_rows_kernel, self.dec_meta, self.dec_data,
-                               self._z(z), self.lo, self._rng, pix, n_full, n_last, sites,
-                               offsets)
+        plan, lo, rng = self._plan(rows)
+        return single_threaded(cone_decode, plan.layers, plan.groups, plan.index,
+                               plan.weights, plan.out_pos, self._z(z), lo, rng)
+
+    def cone_cost(self, rows: Any) -> dict[str, float]:
+        """Multiply-adds per batch row (value or tangent) of :meth:`decode_rows` at ``rows``
+        and of the full decoder, and their ratio (:func:`autoencoder.restricted.cone_cost`)."""
+        return cone_cost(self._plan(rows)[0])
 
     # ------------------------------------------------------------------ encoder
     def encode(self, y: Any) -> np.ndarray:
@@ -191,7 +233,9 @@ class TrainedManifold:
         Y = np.asarray(Y, dtype=np.float64)
         if Y.ndim != 2 or Y.shape[1] != self.n_dofs:
             raise InputError(f"states must have shape (n, {self.n_dofs}), got {Y.shape}")
-        S = np.ascontiguousarray((Y[:, self.perm] - self.lo) / self._rng)
+        S = np.empty((Y.shape[0], self._pad_scaled.size))
+        S[:] = self._pad_scaled
+        S[:, self.pix] = (Y - self._lo) / self._rng
         return K.encode_kernel(self.enc_meta, self.enc_data, S)
 
     def reference_state(self, x0: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -235,9 +279,9 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     for key in ("p", "n_dofs", "target", "image_shape", "scaling", "format_version"):
         if key not in man:
             raise InputError(f"{f}: missing key '{key}'")
-    if man["format_version"] != FORMAT_VERSION:
-        raise InputError(f"{f}: format version {man['format_version']!r}, expected "
-                         f"{FORMAT_VERSION}")
+    if man["format_version"] not in READABLE_VERSIONS:
+        raise InputError(f"{f}: format version {man['format_version']!r}, expected one of "
+                         f"{', '.join(map(str, READABLE_VERSIONS))}")
     return man
 
 
@@ -268,40 +312,57 @@ def load_trained_manifold(model_dir: str | os.PathLike,
         raise InputError(f"{mf}: incomplete model (the wall-time budget stopped stage "
                          f"{last.get('stage')} after epoch {last.get('epochs_run')} of "
                          f"{last.get('epochs')}); run 'mrom train' again to continue it")
+    version = man["format_version"]
     try:
         p, n = int(man["p"]), int(man["n_dofs"])
         image_shape = tuple(int(s) for s in man["image_shape"])
-        lo, hi = float(man["scaling"]["lo"]), float(man["scaling"]["hi"])
+        scaling = Scaling.from_dict(man["scaling"])
         target = str(man["target"])
     except (TypeError, ValueError, KeyError) as exc:
         raise InputError(f"{mf}: malformed entry ({exc})") from None
+    except InputError as exc:
+        raise InputError(f"{mf}: {exc}") from None
     if target not in ("deviation", "raw"):
         raise InputError(f"{mf}: target must be 'deviation' or 'raw', got {target!r}")
-    if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
-        raise InputError(f"{mf}: invalid scaling {man['scaling']!r}")
-    if int(np.prod(image_shape)) != n or p < 1:
+    if not image_shape or int(np.prod(image_shape)) < n or p < 1:
         raise InputError(f"{mf}: image shape {list(image_shape)} does not hold N = {n} values")
+    if scaling.lo.size != image_shape[-1]:
+        raise InputError(f"{mf}: scaling has {scaling.lo.size} channel(s), the image "
+                         f"{image_shape[-1]}")
     ef = path / EXPORTED
     if not ef.is_file():
         raise InputError(f"{ef}: missing")
+    names = ["decoder/meta", "decoder/data", "encoder/meta", "encoder/data"]
+    names += ["restriction/perm"] if version == 1 else ["restriction/pix", "restriction/pad"]
     try:
         with h5py.File(ef, "r") as f:
-            arrs = {k: np.asarray(f[k][()]) for k in ("decoder/meta", "decoder/data",
-                                                      "encoder/meta", "encoder/data",
-                                                      "restriction/perm")}
+            arrs = {k: np.asarray(f[k][()]) for k in names}
     except (OSError, KeyError) as exc:
         raise InputError(f"{ef}: unreadable or incomplete ({exc})") from None
     dec_meta = np.ascontiguousarray(arrs["decoder/meta"], dtype=np.int64)
     enc_meta = np.ascontiguousarray(arrs["encoder/meta"], dtype=np.int64)
     dec_data = np.ascontiguousarray(arrs["decoder/data"], dtype=np.float64)
     enc_data = np.ascontiguousarray(arrs["encoder/data"], dtype=np.float64)
-    perm = np.ascontiguousarray(arrs["restriction/perm"], dtype=np.int64)
-    if perm.shape != (n,) or not np.array_equal(np.sort(perm), np.arange(n)):
-        raise InputError(f"{ef}: /restriction/perm is not a permutation of {n} entries")
-    _check_network(dec_meta, dec_data, p, n, "decoder", ef)
-    _check_network(enc_meta, enc_data, n, p, "encoder", ef)
+    if version == 1:  # image.ravel() = x[perm]: a permutation, no padding
+        perm = np.asarray(arrs["restriction/perm"], dtype=np.int64)
+        if perm.shape != (n,) or not np.array_equal(np.sort(perm), np.arange(n)) \
+                or int(np.prod(image_shape)) != n:
+            raise InputError(f"{ef}: /restriction/perm is not a permutation of {n} entries")
+        pix, pad = np.empty_like(perm), np.zeros(image_shape[-1])
+        pix[perm] = np.arange(n)
+    else:
+        pix, pad = arrs["restriction/pix"], arrs["restriction/pad"]
+        if pix.shape != (n,):
+            raise InputError(f"{ef}: /restriction/pix has shape {pix.shape}, expected ({n},)")
+    try:
+        restriction = Restriction(image_shape, pix, pad)
+    except InputError as exc:
+        raise InputError(f"{ef}: {exc}") from None
+    m = restriction.n_pixels
+    _check_network(dec_meta, dec_data, p, m, "decoder", ef)
+    _check_network(enc_meta, enc_data, m, p, "encoder", ef)
     for name, d in (("decoder", dec_data), ("encoder", enc_data)):
         if not np.all(np.isfinite(d)):
             raise InputError(f"{ef}: /{name}/data contains NaN or Inf values")
-    return TrainedManifold(path, p, n, target, image_shape, lo, hi, perm, dec_meta, dec_data,
+    return TrainedManifold(path, p, n, target, restriction, scaling, dec_meta, dec_data,
                            enc_meta, enc_data, man)

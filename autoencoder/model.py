@@ -20,6 +20,53 @@ def _conv_out(n: int, k: int, s: int, padding: str) -> int:
     return -(-n // s) if padding == "same" else (n - k) // s + 1
 
 
+def _conv_t_out(n: int, k: int, s: int, padding: str) -> int:
+    return n * s if padding == "same" else n * s + max(k - s, 0)  # Keras's output length
+
+
+def check_image(image_shape: tuple[int, ...], arch: dict[str, Any],
+                where: str = "[autoencoder]") -> None:
+    """Refuse an architecture whose mirrored decoder does not give back the image.
+
+    With ``'same'`` padding the product of the strides must divide every spatial size of the
+    image (``H`` and ``W`` of an ``(H, W, C)`` image, ``L`` of ``(L, C)``); with ``'valid'``
+    padding the transposed convolutions must undo the convolutions' sizes exactly.
+
+    Raises
+    ------
+    InputError
+        Naming ``where``'s ``strides`` (and ``kernel_size``) and the image, e.g. ``[autoencoder]
+        strides: [2, 2, 2, 2] (product 16) do not divide the image's height 58 ...``.
+    """
+    spatial = [int(n) for n in image_shape[:-1]]
+    names = ["height", "width"] if len(spatial) == 2 else ["length"]
+    ks, ss, pad = arch["kernel_size"], arch["strides"], arch["padding"]
+    ks = [ks] * len(ss) if isinstance(ks, int) else list(ks)
+    prod = 1
+    for s in ss:
+        prod *= s
+    hint = ("; set [autoencoder] image_size to pad the image to a size they divide, or "
+            "choose other strides")
+    for n, name in zip(spatial, names, strict=True):
+        if pad == "same":
+            if n % prod:
+                raise InputError(f"{where} strides: {list(ss)} (product {prod}) do not divide "
+                                 f"the image's {name} {n} (image {list(image_shape)}){hint}")
+            continue
+        m = n
+        for k, s in zip(ks, ss, strict=True):
+            m = _conv_out(m, k, s, pad)
+            if m < 1:
+                raise InputError(f"{where} strides: the convolutions shrink the image's {name} "
+                                 f"{n} to nothing (image {list(image_shape)}){hint}")
+        for k, s in zip(reversed(ks), reversed(ss), strict=True):
+            m = _conv_t_out(m, k, s, pad)
+        if m != n:
+            raise InputError(f"{where} strides: with kernel_size {ks} and padding 'valid' the "
+                             f"mirrored decoder gives the image's {name} {m}, not {n} (image "
+                             f"{list(image_shape)}){hint}")
+
+
 def encoder_feature_shape(image_shape: tuple[int, ...], arch: dict[str, Any]) -> tuple[int, ...]:
     """Shape of the encoder's last feature map for ``image_shape``."""
     spatial = list(image_shape[:-1])
@@ -94,6 +141,7 @@ def build_autoencoder(image_shape: tuple[int, ...], p: int, arch: dict[str, Any]
     (for a variational encoder, through the mean)."""
     import keras
 
+    check_image(image_shape, arch)
     enc = build_encoder(image_shape, p, arch, dtype)
     dec = build_decoder(image_shape, p, arch, dtype)
     x = keras.Input(shape=tuple(image_shape), name="input", dtype=dtype)

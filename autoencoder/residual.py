@@ -19,9 +19,17 @@ Burgers showed up as a shock that lags the FOM's. ``[training] residual_weight =
 ``w`` times the mean square of (2) over the training trajectories to the loss, so that the
 trained manifold keeps the FOM trajectory close to a zero of the residual LSPG minimizes.
 
-This module builds the linear operators of (2), in the autoencoder's image order, from the
-snapshot file's problem, scheme and states (numpy/scipy only); ``autoencoder/train.py``
-applies them to the errors inside the TensorFlow loss.
+This module builds the linear operators of (2) from the snapshot file's problem, scheme and
+states (numpy/scipy only); ``autoencoder/train.py`` applies them to the errors inside the
+TensorFlow loss. The errors there are those of the scaled images: the state rows are gathered
+from the image (``pix``; the padding of a padded image has no residual) and, with one scaling
+per channel (field), row ``i`` of (2) is measured in the scaled units of its own field,
+
+    (1 / rng_i) [ sum_j (dr^n/dx)_ij rng_j e~_j + sum_j alpha_j rng_i e~_i^{n-j} ]           (3)
+
+for the scaled errors ``e~ = e / rng`` (``rng_i``: the scaling range of row ``i``'s field), so
+the operator's values are ``(dr^n/dx)_ij rng_j / rng_i``; with one field this is (2) in scaled
+units.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from fom.errors import InputError
 from fom.snapshots import SnapshotSet
 from fom.steppers import get_scheme, scheme_at_step, time_jacobian
 
-from .data import Restriction
+from .data import Restriction, Scaling
 
 #: Refuse to hold more operator values than this in memory (float32 bytes).
 MAX_OPERATOR_BYTES = 2 * 1024**3
@@ -45,8 +53,8 @@ class TrajectoryResidual:
     """The linearized residuals (2) of every training step ``n >= 1`` of every trajectory.
 
     Sample indices refer to the images array of :func:`autoencoder.data.prepare`, trajectory
-    after trajectory (``index = i * n_t + n``). Row and column indices are image-order
-    positions (``image.ravel()[q] = x[perm[q]]``).
+    after trajectory (``index = i * n_t + n``). Row and column indices are state rows; ``pix``
+    gathers the state rows from a flattened image (``image.ravel()[pix] = x``).
 
     Attributes
     ----------
@@ -58,9 +66,11 @@ class TrajectoryResidual:
     alpha : ndarray of float32, shape (m, k)
         The coefficients ``alpha_1..alpha_k`` of (1) at that step.
     rows, cols : ndarray of int32, shape (nnz,)
-        The common sparsity pattern of ``dr^n/dx``.
+        The common sparsity pattern of ``dr^n/dx`` (state rows and columns).
     values : ndarray of float32, shape (m, nnz)
-        The entries of ``dr^n/dx`` at ``x^n`` on that pattern.
+        The entries of ``dr^n/dx`` at ``x^n`` on that pattern, times ``rng_j / rng_i`` (3).
+    pix : ndarray of int32, shape (N,)
+        Image entry of each state row.
     """
 
     current: np.ndarray
@@ -69,14 +79,17 @@ class TrajectoryResidual:
     rows: np.ndarray
     cols: np.ndarray
     values: np.ndarray
+    pix: np.ndarray
 
     @property
     def n_samples(self) -> int:
         return int(self.current.size)
 
 
-def trajectory_residual(snap: SnapshotSet, restriction: Restriction) -> TrajectoryResidual:
-    """Operators of the linearized residual (2) for every step ``n >= 1`` of ``snap``.
+def trajectory_residual(snap: SnapshotSet, restriction: Restriction,
+                        scaling: Scaling | None = None) -> TrajectoryResidual:
+    """Operators of the linearized residual (2), per field scaled as in (3) (with
+    ``scaling``; else unscaled), for every step ``n >= 1`` of ``snap``.
 
     The scheme and time step are the ones the snapshot file records (``/solver``); multistep
     schemes start with backward Euler as the FOM did (:func:`fom.steppers.scheme_at_step`).
@@ -102,8 +115,9 @@ def trajectory_residual(snap: SnapshotSet, restriction: Restriction) -> Trajecto
     n_mu, n_t, n = snap.states.shape
     m = n_mu * (n_t - 1)
     k = scheme.n_history
-    inv = np.empty(n, dtype=np.int64)
-    inv[restriction.perm] = np.arange(n)
+    if restriction.n_dofs != n:
+        raise InputError(f"{where}: states have N = {n} entries, the restriction "
+                         f"{restriction.n_dofs}")
 
     # the common pattern: the first step's Jacobian (checked against every other step)
     first = time_jacobian(problem, scheme_at_step(scheme, 1), snap.states[0, 1], snap.t[1],
@@ -138,6 +152,9 @@ def trajectory_residual(snap: SnapshotSet, restriction: Restriction) -> Trajecto
             alpha[s, :sch.n_history] = sch.alpha[1:]
             s += 1
     rows, cols = np.divmod(keys, n)
+    if scaling is not None:  # (3): row i in its field's scaled units, column j's scaling
+        rng = scaling.rows(restriction)[1]
+        values *= (rng[cols] / rng[rows]).astype(np.float32)
     return TrajectoryResidual(current=current, history=history, alpha=alpha,
-                              rows=inv[rows].astype(np.int32), cols=inv[cols].astype(np.int32),
-                              values=values)
+                              rows=rows.astype(np.int32), cols=cols.astype(np.int32),
+                              values=values, pix=restriction.pix.astype(np.int32))

@@ -55,6 +55,11 @@ AUTOENCODER_SCHEMA: dict[str, Field] = {
     "strides": Field(list, [1, 2, 2, 2], list_of(int, at_least(1)),
                      doc="encoder strides per conv layer (decoder mirrors them)"),
     "padding": Field(str, "same", one_of("same", "valid"), doc="conv padding"),
+    "image_size": Field(list, [], list_of(int, at_least(1), min_len=0),
+                        doc="spatial size of the autoencoder's image, [H, W] (dims = 2) or [L] "
+                            "(dims = 1), at least the problem's: its grid is centred in it and "
+                            "the rest padded (deviation target: 0; raw: the problem's "
+                            "boundary values, else 0); [] = the problem's image_shape"),
     "activation": Field(str, "elu", one_of(*ACTIVATIONS), doc="hidden-layer activation"),
     "latent_activation": Field(str, "elu", one_of(*ACTIVATIONS),
                                doc="activation of the encoder's last (dense) layer (ignored "
@@ -181,6 +186,10 @@ def check_architecture(ae: dict[str, Any], where: str) -> dict[str, Any]:
     ks = [ks] * n if isinstance(ks, int) else list(ks)
     if len(ks) != n:
         raise InputError(f"{where} kernel_size: must be one value or {n} values, got {ks!r}")
+    if ae["image_size"] and len(ae["image_size"]) != ae["dims"]:
+        raise InputError(f"{where} image_size: must have {ae['dims']} entr"
+                         f"{'y' if ae['dims'] == 1 else 'ies'} (dims = {ae['dims']}), got "
+                         f"{ae['image_size']!r}")
     out = dict(ae)
     out["kernel_size"] = ks
     return out

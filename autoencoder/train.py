@@ -109,12 +109,31 @@ def same_settings(stored: Any, settings: dict[str, Any]) -> bool:
 
 def settings_from_config(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Validated ``[autoencoder]`` and ``[training]`` sections of a run config (the
-    fine-tuning stages included)."""
+    fine-tuning stages included; the architecture checked against the problem's image,
+    :func:`restriction_from_config`)."""
     ae = check_architecture(cfg.section("autoencoder", AUTOENCODER_SCHEMA),
                             cfg.where("autoencoder"))
     tr = cfg.section("training", TRAINING_SCHEMA)
     training_stages(tr, cfg.where("training"))
+    restriction_from_config(cfg, ae)
     return ae, tr
+
+
+def restriction_from_config(cfg: RunConfig, arch: dict[str, Any]) -> Restriction:
+    """The restriction of the config's problem for the validated ``[autoencoder]`` section
+    ``arch`` (``dims``, ``image_size``, ``target``), after checking that the architecture's
+    strides fit its image (:func:`autoencoder.model.check_image`)."""
+    from .model import check_image
+
+    problem = problem_from_config(cfg)
+    where = cfg.where("autoencoder")
+    try:
+        restriction = Restriction.for_problem(problem, arch["dims"], arch["image_size"],
+                                              arch["target"])
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    check_image(restriction.image_shape, arch, where)
+    return restriction
 
 
 def relative_trajectory_error(x: np.ndarray, x_approx: np.ndarray) -> float:
@@ -236,7 +255,8 @@ class _Trainer:
         res = self.residual
         if res is not None:
             rows, cols = tf.constant(res.rows), tf.constant(res.cols)
-            n_dofs, rw = int(np.prod(self.images.shape[1:])), float(self.tr["residual_weight"])
+            pix, n_dofs = tf.constant(res.pix), int(res.pix.size)
+            n_pix, rw = int(np.prod(self.images.shape[1:])), float(self.tr["residual_weight"])
         residual_only = self.tr["hard_example_terms"] == "residual"
 
         def with_history(x: Any, xh: Any) -> Any:
@@ -244,8 +264,9 @@ class _Trainer:
             return tf.concat([x, tf.reshape(xh, tf.concat([[-1], tf.shape(x)[1:]], 0))], 0)
 
         def linearized_residual(b: Any, err: Any, values: Any, alpha: Any) -> Any:
-            """The residual (2) of ``residual.py`` of the errors ``err`` of ``b`` current
-            images followed by their histories."""
+            """The residual (3) of ``residual.py`` of the (flattened image) errors ``err`` of
+            ``b`` current images followed by their histories, on the state rows."""
+            err = tf.gather(err, pix, axis=1)
             e_now, e_hist = err[:b], tf.reshape(err[b:], (b, -1, n_dofs))
             jac_e = tf.transpose(tf.math.unsorted_segment_sum(
                 tf.transpose(tf.gather(e_now, cols, axis=1) * values), rows, n_dofs))
@@ -258,7 +279,7 @@ class _Trainer:
             b = tf.shape(x)[0]
             both = with_history(x, xh)
             rec, kl, anchor = reconstruct_all(both, seed, sample)
-            err = tf.reshape(rec - both, (-1, n_dofs))
+            err = tf.reshape(rec - both, (-1, n_pix))
             r = linearized_residual(b, err, values, alpha)
             w_all = (tf.ones(tf.shape(err)[:1]) if residual_only
                      else tf.concat([w, tf.repeat(w, tf.shape(xh)[1])], 0))
@@ -268,7 +289,7 @@ class _Trainer:
         def step_residuals(x: Any, xh: Any, values: Any, alpha: Any) -> Any:
             """Mean square of the linearized residual (2) of each step (no training)."""
             both = with_history(x, xh)
-            err = tf.reshape(ae(both, training=False) - both, (-1, n_dofs))
+            err = tf.reshape(ae(both, training=False) - both, (-1, n_pix))
             r = linearized_residual(tf.shape(x)[0], err, values, alpha)
             return tf.reduce_mean(tf.square(r), axis=1)
 
@@ -573,7 +594,8 @@ def write_exported(path: Path, encoder: Any, decoder: Any, restriction: Restrict
         f.create_dataset("decoder/data", data=dec_data)
         f.create_dataset("encoder/meta", data=enc_meta)
         f.create_dataset("encoder/data", data=enc_data)
-        f.create_dataset("restriction/perm", data=restriction.perm)
+        for name, arr in restriction.to_arrays().items():
+            f.create_dataset(f"restriction/{name}", data=arr)
         f.attrs["image_shape"] = list(restriction.image_shape)
         f.attrs["scaling_lo"] = scaling.lo
         f.attrs["scaling_hi"] = scaling.hi
@@ -697,7 +719,7 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
               (f" (test reconstruction error {err:.3e})" if err is not None else ""))
         return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    scaling = Scaling.fit(targets(snap.states[trained_on], arch["target"]))
+    scaling = Scaling.fit(targets(snap.states[trained_on], arch["target"]), restriction)
     images, _ = prepare(snap.states, restriction, arch["target"], scaling)
     anchors = initial_images(images, snap.n_mu, trained_on)
     n_t = int(snap.t.size)
@@ -728,7 +750,7 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
     for j in range(start, len(stages)):
         tr_j = stages[j]
         if tr_j["residual_weight"] > 0 and residual is None:
-            residual = trajectory_residual(snap, restriction)
+            residual = trajectory_residual(snap, restriction, scaling)
         res_j = residual if tr_j["residual_weight"] > 0 else None
         trainer = _Trainer(images, restriction.image_shape, p, arch, tr_j, out_dir,
                            settings_upto(j), progress, anchors, res_j,
@@ -827,10 +849,9 @@ def _check_export(trainer: _Trainer, manifold: TrainedManifold, sample: np.ndarr
     # "use_unbounded_threadpool" line on stderr
     code = trainer.enc(sample, training=False)
     z = np.asarray((code[0] if trainer.arch["variational"] else code).numpy(), dtype=np.float64)
-    ref = trainer.dec(z.astype(np.float32), training=False).numpy().reshape(len(z), -1)
+    ref = trainer.dec(z.astype(np.float32), training=False).numpy()
     mine = np.array([manifold.decode(zi) for zi in z])
-    ref_x = np.empty_like(ref, dtype=np.float64)
-    ref_x[:, manifold.perm] = Scaling(manifold.lo, manifold.hi).unscale(ref)
+    ref_x = manifold.restriction.prolong(manifold.scaling.unscale_image(ref.astype(np.float64)))
     err = np.max(np.abs(mine - ref_x)) / max(np.max(np.abs(ref_x)), 1e-300)
     if not err < 1e-4:
         raise RuntimeError(f"exported decoder disagrees with Keras (relative {err:.2e})")
@@ -851,12 +872,7 @@ def train_from_config(config: str | os.PathLike | RunConfig,
     for p in dims:
         if not isinstance(p, int) or p < 1:
             raise InputError(f"latent dimension must be a positive integer, got {p!r}")
-    problem = problem_from_config(cfg)
-    try:
-        restriction = Restriction.from_image_shape(
-            problem.image_shape, arch["dims"], getattr(problem, "state_layout", "blocked"))
-    except InputError as exc:
-        raise InputError(f"{cfg.where('autoencoder')}: {exc}") from None
+    restriction = restriction_from_config(cfg, arch)
     paths = snapshot_paths(cfg)
     cfg.check_output_dir()  # before any work
     if not paths["train"].exists():

@@ -59,8 +59,7 @@ class TFDecoder:
         self.base = numba_manifold
         self.p, self.n_dofs, self.target = numba_manifold.p, numba_manifold.n_dofs, \
             numba_manifold.target
-        self.lo, self.rng, self.perm = numba_manifold.lo, numba_manifold._rng, \
-            numba_manifold.perm
+        self.restriction, self.scaling = numba_manifold.restriction, numba_manifold.scaling
         model = keras_decoder
 
         @tf.function
@@ -75,12 +74,10 @@ class TFDecoder:
 
     def decode_with_jacobian(self, z):
         y, jac = self._fn(self._tf.constant(np.asarray(z, dtype=np.float64)[None]))
-        y, jac = y.numpy(), jac.numpy().reshape(self.n_dofs, self.p)
-        g = np.empty(self.n_dofs)
-        J = np.empty((self.n_dofs, self.p))
-        g[self.perm] = self.lo + self.rng * y
-        J[self.perm] = self.rng * jac
-        return g, J
+        r, sc = self.restriction, self.scaling
+        g = r.prolong(sc.unscale_image(y.numpy().reshape(r.image_shape)))
+        jac = jac.numpy().reshape(*r.image_shape, self.p) * sc.range[:, None]
+        return g, jac.reshape(-1, self.p)[r.pix]
 
     def decode(self, z):
         return self.decode_with_jacobian(z)[0]
@@ -112,6 +109,7 @@ def load_models(model_dir: Path | None):
         dec.set_weights([w.astype(np.float64) for w in weights])
         return man, dec, f"trained model {model_dir}"
     # untrained paper decoder (Glorot weights) exported to the numba kernels
+    from autoencoder.data import Restriction, Scaling
     from autoencoder.export import export_network
     from autoencoder.manifold import TrainedManifold
 
@@ -120,8 +118,9 @@ def load_models(model_dir: Path | None):
     dec = build_decoder(shape, p, PAPER, dtype="float64")
     enc_meta, enc_data = _identity_encoder(p)
     meta, data = export_network(dec)
-    man = TrainedManifold(Path("<untrained>"), p, 256, "deviation", shape, 0.0, 0.5,
-                          np.arange(256), np.ascontiguousarray(meta, dtype=np.int64),
+    man = TrainedManifold(Path("<untrained>"), p, 256, "deviation",
+                          Restriction(shape, np.arange(256)), Scaling(0.0, 0.5),
+                          np.ascontiguousarray(meta, dtype=np.int64),
                           np.ascontiguousarray(data), enc_meta, enc_data, {})
     return man, dec, "untrained paper decoder (Glorot weights), p = 3"
 

@@ -180,6 +180,7 @@ class Burgers2D(Problem):
     param_names = ("mu",)
     param_bounds = np.array([[0.85, 1.15]])
     fields = ("u", "v")
+    boundary_values = (0.0, 0.0)  # homogeneous Dirichlet
 
     def __init__(self, n: int = 60, reynolds: float = 1e4, dt: float = 2.0 / 1500,
                  t_final: float = 2.0) -> None:

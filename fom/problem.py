@@ -48,6 +48,10 @@ class Problem(ABC):
         Shape of the state as an image for the convolutional autoencoder (the paper's
         restriction operator), e.g. ``(16, 16, 1)`` for 1D Burgers or ``(ny, nx, n_fields)``
         for a 2D problem; its product is ``n_dofs``.
+    boundary_values : tuple of float or None
+        The value of each field on the domain boundary, if the problem has one (uniform
+        Dirichlet data, e.g. 0 for 2D Burgers), else None. The autoencoder pads images of raw
+        states with it (``[autoencoder] image_size``).
     dt, t_final : float
         Default time step and final time.
     """
@@ -60,6 +64,7 @@ class Problem(ABC):
     grid_shape: tuple[int, ...]
     grid: dict[str, np.ndarray]
     image_shape: tuple[int, ...]
+    boundary_values: tuple[float, ...] | None = None
     dt: float
     t_final: float
 

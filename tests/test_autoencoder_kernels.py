@@ -63,48 +63,56 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
 
+def _identity(n: int, lo: float = 0.0, rng: float = 1.0) -> tuple[np.ndarray, ...]:
+    """Per-row unscaling ``lo``, ``rng`` and the image entry ``pix`` of every state row of an
+    unpadded image in image order (the kernels' last three arguments)."""
+    return np.full(n, lo), np.full(n, rng), np.arange(n)
+
+
 @pytest.mark.parametrize("case", range(len(CASES)))
 def test_decoder_kernels_match_keras(case: int) -> None:
     p, feat, convs = CASES[case]
     model = _decoder(p, feat, convs, seed=case)
     meta, data = export_network(model)
     n = int(np.prod(model.output.shape[1:]))
-    perm = np.arange(n)
+    unit = _identity(n)
     rng = np.random.default_rng(case)
     for _ in range(2):
         z = rng.normal(size=p)
         y_ref, J_ref = _keras_jacobian(model, z)
-        g, J = K.decode_jacobian_kernel(meta, data, z, 0.0, 1.0, perm)
+        g, J = K.decode_jacobian_kernel(meta, data, z, *unit)
         assert _rel(g, y_ref) < RTOL
         assert _rel(J, J_ref) < RTOL
-        assert _rel(K.decode_kernel(meta, data, z, 0.0, 1.0, perm), y_ref) < RTOL
+        assert _rel(K.decode_kernel(meta, data, z, *unit), y_ref) < RTOL
         for threads in (2, 3):  # directions shared out among threads: the same results
-            gp, Jp = K.decode_jacobian_parallel(meta, data, z, 0.0, 1.0, perm, threads)
+            gp, Jp = K.decode_jacobian_parallel(meta, data, z, *unit, threads)
             assert _rel(gp, g) < 1e-14 and _rel(Jp, J) < 1e-14
-        # row-restricted evaluation: the same rows of the full results
-        rows = np.unique(rng.integers(0, n, size=min(n, 17)))
-        for frac in (0.0, 1.0):  # last layer only / every transposed conv restricted
-            plan = K.restriction_plan(meta, rows, frac)
-            if frac == 1.0 and len(convs) > 1:
-                assert plan[0] < plan[1]  # really restricted more than the last layer
-            gr, Jr = K.decode_rows_kernel(meta, data, z, 0.0, 1.0, rows, *plan)
-            np.testing.assert_allclose(gr, g[rows], rtol=1e-13, atol=1e-14)
-            np.testing.assert_allclose(Jr, J[rows], rtol=1e-13, atol=1e-14)
+        # state rows in another order, some image entries left out (padding), per-row
+        # unscaling: g_k = lo_k + rng_k y_{pix_k}
+        pix = rng.permutation(n)[: max(1, n - n // 5)]
+        lo, sc = rng.normal(size=pix.size), rng.uniform(0.5, 2.0, pix.size)
+        gk, Jk = K.decode_jacobian_kernel(meta, data, z, lo, sc, pix)
+        np.testing.assert_allclose(gk, lo + sc * g[pix], rtol=1e-14, atol=1e-14)
+        np.testing.assert_allclose(Jk, sc[:, None] * J[pix], rtol=1e-14, atol=1e-14)
+        np.testing.assert_allclose(K.decode_kernel(meta, data, z, lo, sc, pix), gk,
+                                   rtol=1e-14, atol=1e-14)
+        gp, Jp = K.decode_jacobian_parallel(meta, data, z, lo, sc, pix, 2)
+        assert _rel(gp, gk) < 1e-14 and _rel(Jp, Jk) < 1e-14
 
 
 def test_jacobian_matches_central_differences() -> None:
     p, feat, convs = CASES[1]
     model = _decoder(p, feat, convs, seed=7)
     meta, data = export_network(model)
-    perm = np.arange(int(np.prod(model.output.shape[1:])))
+    unit = _identity(int(np.prod(model.output.shape[1:])), 0.5, 2.0)
     z = np.random.default_rng(3).normal(size=p)
-    _, J = K.decode_jacobian_kernel(meta, data, z, 0.5, 2.0, perm)
+    _, J = K.decode_jacobian_kernel(meta, data, z, *unit)
     h = 1e-6
     for j in range(p):
         e = np.zeros(p)
         e[j] = h
-        fd = (K.decode_kernel(meta, data, z + e, 0.5, 2.0, perm)
-              - K.decode_kernel(meta, data, z - e, 0.5, 2.0, perm)) / (2 * h)
+        fd = (K.decode_kernel(meta, data, z + e, *unit)
+              - K.decode_kernel(meta, data, z - e, *unit)) / (2 * h)
         assert _rel(J[:, j], fd) < 1e-7
 
 
@@ -126,7 +134,7 @@ def test_paper_style_encoder_and_decoder(shape: tuple[int, ...], p: int) -> None
     z = K.encode_kernel(me, de, x)
     assert _rel(z, enc(x.reshape(3, *shape)).numpy()) < RTOL
     y_ref, J_ref = _keras_jacobian(dec, z[0])
-    g, J = K.decode_jacobian_kernel(md, dd, z[0], 0.0, 1.0, np.arange(x.shape[1]))
+    g, J = K.decode_jacobian_kernel(md, dd, z[0], *_identity(x.shape[1]))
     assert _rel(g, y_ref) < RTOL
     assert _rel(J, J_ref) < RTOL
 
@@ -158,23 +166,6 @@ def test_unsupported_layer_is_refused_by_name() -> None:
     x = L.Conv1DTranspose(2, 3, dilation_rate=2, name="dil")(x)
     with pytest.raises(UnsupportedLayerError, match="dilation"):
         export_network(keras.Model(z, x))
-
-
-def test_row_restriction_plan_on_a_large_image() -> None:
-    """64 x 64 output, 5 sampled pixels: every transposed conv is evaluated only near them."""
-    model = _decoder(4, (8, 8, 8), [(8, 5, 2, "same", "elu"), (4, 5, 2, "same", "elu"),
-                                    (1, 5, 2, "same", "linear")], seed=11)
-    meta, data = export_network(model)
-    rows = np.array([0, 100, 2080, 4000, 4095])
-    n_full, n_last, sites, offsets = K.restriction_plan(meta, rows, 0.5)
-    assert (n_full, n_last) == (1, 3)
-    assert offsets[-1] < 0.5 * (16 * 16 + 32 * 32)
-    z = np.random.default_rng(2).normal(size=4)
-    g, J = K.decode_jacobian_kernel(meta, data, z, 0.0, 1.0, np.arange(4096))
-    gr, Jr = K.decode_rows_kernel(meta, data, z, 0.0, 1.0, rows, n_full, n_last, sites,
-                                  offsets)
-    np.testing.assert_allclose(gr, g[rows], rtol=1e-13, atol=1e-14)
-    np.testing.assert_allclose(Jr, J[rows], rtol=1e-13, atol=1e-14)
 
 
 def test_dgemm_from_cython_blas_matches_numpy() -> None:
@@ -228,6 +219,7 @@ def test_trained_manifold_threads() -> None:
     state units, through the permutation); a bad count is a one-line input error."""
     from pathlib import Path
 
+    from autoencoder.data import Restriction, Scaling
     from autoencoder.manifold import TrainedManifold
     from fom.errors import InputError
 
@@ -235,8 +227,8 @@ def test_trained_manifold_threads() -> None:
     keras.utils.set_random_seed(1)
     md, dd = export_network(build_decoder(shape, p, ARCH, dtype="float64"))
     me, de = export_network(build_encoder(shape, p, ARCH, dtype="float64"))
-    perm = np.random.default_rng(0).permutation(256)
-    args = (Path("m"), p, 256, "deviation", shape, -1.0, 3.0, perm, md, dd, me, de, {})
+    r = Restriction(shape, np.random.default_rng(0).permutation(256))
+    args = (Path("m"), p, 256, "deviation", r, Scaling(-1.0, 3.0), md, dd, me, de, {})
     one = TrainedManifold(*args)
     two = TrainedManifold(*args, threads=2)
     z = np.random.default_rng(1).normal(size=p)

@@ -25,7 +25,7 @@ def test_cone_equals_the_full_decoders_rows(case):
     n = int(meta[-1, 5] * meta[-1, 6] * meta[-1, 7])
     rng = np.random.default_rng(case)
     z = rng.standard_normal(p)
-    g, J = K.decode_jacobian_kernel(meta, data, z, 0.0, 1.0, np.arange(n))
+    g, J = K.decode_jacobian_kernel(meta, data, z, np.zeros(n), np.ones(n), np.arange(n))
     for size in (1, max(2, n // 10), n):
         pix = rng.choice(n, size, replace=False)
         if size > 2:

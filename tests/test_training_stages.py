@@ -52,9 +52,10 @@ def test_linearized_residual_is_the_derivative_of_the_time_discrete_residual(sna
     r = _shuffled_restriction(snap.n_dofs)
     res = trajectory_residual(snap, r)
     assert res.n_samples == snap.n_mu * (n_t - 1)
+    np.testing.assert_array_equal(res.pix, r.pix)
     rng = np.random.default_rng(0)
     e = rng.standard_normal(snap.states.shape)            # one error per snapshot, state order
-    e_img = e.reshape(-1, snap.n_dofs)[:, r.perm]         # the same errors, image order
+    e_img = e.reshape(-1, snap.n_dofs)                    # (the residual's rows: state order)
     for s in [0, 1, 5, res.n_samples - 1]:                # first steps (BE start) and later
         i, n = divmod(int(res.current[s]), n_t)
         sch = scheme_at_step(scheme, n)
@@ -67,7 +68,7 @@ def test_linearized_residual_is_the_derivative_of_the_time_discrete_residual(sna
                                  snap.t[n], dt, snap.mu[i])
 
         eps = 1e-6
-        fd = ((resid(eps) - resid(-eps)) / (2 * eps))[r.perm]
+        fd = (resid(eps) - resid(-eps)) / (2 * eps)
         lin = np.zeros(snap.n_dofs)
         np.add.at(lin, res.rows, res.values[s] * e_img[res.current[s]][res.cols])
         lin += np.einsum("k,kn->n", res.alpha[s], e_img[res.history[s]])
@@ -98,14 +99,15 @@ def _settings(tr: dict | None = None) -> tuple[dict, dict]:
 
 def _model_errors_and_residuals(trainer, images: np.ndarray, res, idx: np.ndarray
                                 ) -> tuple[np.ndarray, np.ndarray]:
-    """numpy reference: the model's reconstruction errors of all images and the linearized
-    residual (2) of the steps ``idx``."""
+    """numpy reference: the model's reconstruction errors of all images (flat, padding
+    included) and the linearized residual (3) of the steps ``idx`` (on the state rows)."""
     err = np.asarray(trainer.ae(images, training=False)) - images
     err = err.reshape(err.shape[0], -1).astype(np.float64)
-    lin = np.zeros((idx.size, err.shape[1]))
+    st = err[:, res.pix]
+    lin = np.zeros((idx.size, st.shape[1]))
     for b, s in enumerate(idx):
-        np.add.at(lin[b], res.rows, res.values[s] * err[res.current[s]][res.cols])
-        lin[b] += np.einsum("k,kn->n", res.alpha[s], err[res.history[s]])
+        np.add.at(lin[b], res.rows, res.values[s] * st[res.current[s]][res.cols])
+        lin[b] += np.einsum("k,kn->n", res.alpha[s], st[res.history[s]])
     return err, lin
 
 
