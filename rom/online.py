@@ -53,7 +53,7 @@ from fom.snapshots import (
 )
 
 from .manifolds import AffineManifold, DecoderManifold
-from .metrics import projection_error, relative_error
+from .metrics import field_errors, projection_error, relative_error
 from .projection import ROMOptions, ROMResult, solve_rom
 from .results import RunRecord, read_results, write_results
 
@@ -215,6 +215,18 @@ def run_rom(problem: Any, manifold: Any, mu: np.ndarray, projection: str,
     return res, relative_error(reference, res.states), ""
 
 
+def run_field_errors(reference: np.ndarray, result: ROMResult, failure: str,
+                     n_fields: int) -> tuple[np.ndarray, np.ndarray]:
+    """The per-field errors (:func:`rom.metrics.field_errors`) of a :func:`run_rom` result.
+
+    NaN for every field of a failed run (like its relative error), so a results file holds
+    them for every run without storing any state.
+    """
+    if failure or result.states is None or result.states.shape != np.shape(reference):
+        return np.full(n_fields, np.nan), np.full(n_fields, np.nan)
+    return field_errors(reference, result.states, n_fields)
+
+
 def training_box_warning(mus: np.ndarray, train_path: Path, names: tuple[str, ...]) -> str:
     """One warning line if some of ``mus`` lie outside the box of the training parameters.
 
@@ -350,7 +362,7 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
             if (kind, p) not in proj_cache:
                 proj_cache[(kind, p)] = [projection_error(manifold, test.states[i])
                                          for i in range(n_mu)]
-            results, errors, failures = [], [], []
+            results, errors, failures, per_field = [], [], [], []
             for i in range(n_mu):
                 bar.set_postfix_str(f"{method} p={p} mu={i + 1}/{n_mu}")
                 res, err, failure = run_rom(problem, manifold, test.mu[i], projection,
@@ -362,11 +374,14 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
                 results.append(res)
                 errors.append(err)
                 failures.append(failure)
+                per_field.append(run_field_errors(test.states[i], res, failure,
+                                                  problem.n_fields))
                 bar.update()
             records.append(RunRecord.from_rom_results(
                 method, results, test.t.size, relative_error=errors,
                 projection_error=proj_cache[(kind, p)], failures=failures,
-                store_states=sec["store_states"], info=info))
+                store_states=sec["store_states"], info=info, field_errors=per_field,
+                fields=problem.fields))
     bar.close()
     write_results(
         out, records, mu=test.mu, t=test.t, param_names=test.param_names,
