@@ -341,3 +341,21 @@ def test_study_pieces_on_a_tiny_grid(study, tiny, tmp_path, capsys, monkeypatch)
     out = capsys.readouterr().out
     assert "Checks of the study" in out and "CPU: " in out
     assert sweep_plan(study.sweep_config(cfg, 2)).output.name == "sweep_p2.h5"
+
+
+def test_pod_full_reuses_the_last_basis_of_the_same_file(tiny, tmp_path):
+    """The study's several ROM runs and its sweep share one SVD of the training set."""
+    from rom.online import pod_full
+
+    path, _ = tiny
+    train_path = snapshot_paths(load_config(path))["train"]
+    a = pod_full(read_snapshots(train_path), "initial")
+    assert pod_full(read_snapshots(train_path), "initial") is a
+    assert not a.basis.flags.writeable
+    assert pod_full(read_snapshots(train_path), "none") is not a
+    copy = tmp_path / "train.h5"
+    copy.write_bytes(train_path.read_bytes())
+    with h5py.File(copy, "a") as f:  # other data: another basis
+        f["states"][0, 1] *= 2.0
+    b = pod_full(read_snapshots(copy), "initial")
+    assert b is not a and not np.allclose(np.abs(b.basis[:, 0]), np.abs(a.basis[:, 0]))
