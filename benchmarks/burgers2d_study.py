@@ -134,15 +134,16 @@ def result_rows(rs: Any, kind: str, walls: dict[tuple[str, int], list[float]] | 
     """The JSON rows of a results file: per run and parameter, the whole state's error, each
     field's trajectory error (``error_<field>``) and largest per-step error
     (``max_error_<field>``), the wall time (``walls[(method, p)][i]`` if given, else the
-    file's) and whether it converged; for ``kind = "test"`` also a row per trial manifold's
-    projection error (``projection-deep``, ``projection-pod``)."""
+    file's; None if neither has it) and whether it converged; for ``kind = "test"`` also a
+    row per trial manifold's projection error (``projection-deep``, ``projection-pod``)."""
     rows: list[dict[str, Any]] = []
     seen: set[tuple[str, int]] = set()
     fields = rs.fields
     for rec in sorted(rs.runs.values(), key=lambda r: (METHODS.index(r.method)
                                                        if r.method in METHODS else 99, r.p)):
         for i in range(rs.mu.shape[0]):
-            wall = walls[(rec.method, rec.p)][i] if walls else float(rec.wall_s[i])
+            logged = (walls or {}).get((rec.method, rec.p), [])
+            wall = logged[i] if i < len(logged) else float(rec.wall_s[i])
             row: dict[str, Any] = {"set": kind, "method": rec.method, "p": rec.p,
                                    "mu": _mu(rs.mu[i]),
                                    "error": float(rec.relative_error[i])}
@@ -302,7 +303,7 @@ def study_table(rows: list[dict[str, Any]], fields: tuple[str, ...], mu: Any,
     lines = [f"\n**mu = {mu}**: relative errors per field (over the trajectory, and the "
              f"largest of a step), whole-state projection errors, wall times (FOM "
              f"{fom_s:.2f} s)\n",
-             "| method | p | " + " | ".join(heads) + " | wall (s) | x FOM |",
+             "| method | p | " + " | ".join(heads) + " | wall (s) | ROM/FOM time |",
              "|---|---:|" + "---:|" * (len(heads) + 2)]
     for r in rows:
         if r["set"] != "test" or r["mu"] != mu:
