@@ -305,9 +305,9 @@ def study_table(rows: list[dict[str, Any]], fields: tuple[str, ...], mu: Any,
              f"{fom_s:.2f} s)\n",
              "| method | p | " + " | ".join(heads) + " | wall (s) | ROM/FOM time |",
              "|---|---:|" + "---:|" * (len(heads) + 2)]
-    for r in rows:
-        if r["set"] != "test" or r["mu"] != mu:
-            continue
+    order = [*METHODS, "projection-deep", "projection-pod"]
+    for r in sorted((r for r in rows if r["set"] == "test" and r["mu"] == mu),
+                    key=lambda r: (r["p"], order.index(r["method"]))):
         if r["method"].startswith("projection"):
             kind = "decoder" if r["method"].endswith("deep") else "POD"
             lines.append(f"| {kind} projection | {r['p']} | {fmt(r['error'])} (whole state)"
@@ -383,7 +383,9 @@ def run_study(cfg: RunConfig, dims: list[int], sweep_p: int, figures: Path, *,
             path.unlink(missing_ok=True)
         files.append(roms_from_config(run_cfg, progress=progress, results_path=path,
                                       load_decoder=load_decoder))
-        rows += result_rows(read_results(path), "test")
+        rows += [r for r in result_rows(read_results(path), "test")
+                 if not any(r["method"] == q["method"] and r["p"] == q["p"]
+                            and r["mu"] == q["mu"] for q in rows)]  # a projection once
     test_rs = read_results(files[0])
     fields = test_rs.fields
     mus = [_mu(m) for m in test_rs.mu]
