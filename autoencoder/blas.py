@@ -7,11 +7,10 @@
   they stay in numba's on-disk cache across processes.
 * :func:`single_threaded`: calls a function with the BLAS that ``cython_blas`` calls limited
   to one thread (through ``threadpoolctl``'s library controllers) and restores the previous
-  count. The
-  kernels' GEMMs are small (e.g. ``(44, 64) @ (64, 160)`` for the paper's decoder at ``p =
-  10``); a BLAS that splits them over threads costs more than it saves and, on a machine
-  whose cores are busy (other processes, MPI ranks), slows the kernels down several times.
-  The kernels that use more than one core do it with their own threads
+  count. The kernels' GEMMs are small (e.g. ``(44, 64) @ (64, 160)`` for the paper's decoder
+  at ``p = 10``); a BLAS that splits them over threads costs more than it saves and, on a
+  machine whose cores are busy (other processes, MPI ranks), slows the kernels down several
+  times. The kernels that use more than one core do it with their own threads
   (:func:`autoencoder.kernels.decode_jacobian_parallel`), each calling the single-threaded
   BLAS.
 """

@@ -185,6 +185,7 @@ TOP_LEVEL: dict[str, Field] = {
     "autoencoder": Field(dict, {}, doc="architecture (autoencoder)"),
     "training": Field(dict, {}, doc="optimiser and stopping (autoencoder)"),
     "rom": Field(dict, {}, doc="online solvers (rom)"),
+    "hyperreduction": Field(dict, {}, doc="sample mesh of the hyper-reduced ROMs (rom)"),
     "sweep": Field(dict, {}, doc="parameter sweep (rom.sweep)"),
 }
 

@@ -51,6 +51,7 @@ def sections() -> dict[str, Section]:
     from fom.config import TOP_LEVEL
     from fom.snapshots import SNAPSHOTS_SCHEMA
     from rom.online import ROM_SCHEMA
+    from rom.sample_mesh import HYPERREDUCTION_SCHEMA
     from rom.sweep import SWEEP_SCHEMA
 
     top = {k: f for k, f in TOP_LEVEL.items() if f.types is not dict}
@@ -74,6 +75,10 @@ def sections() -> dict[str, Section]:
         Section("rom", "[rom]",
                 "The online ROMs at the test parameters (mrom rom; results in "
                 "<output_dir>/rom_results.h5).", ROM_SCHEMA),
+        Section("hyperreduction", "[hyperreduction]",
+                "The sample mesh of the hyper-reduced ROMs (hr-deep-lspg, hr-pod-lspg), built "
+                "from the training snapshot file only (mrom sample-mesh; mrom rom, run and "
+                "sweep build it when missing or stale).", HYPERREDUCTION_SCHEMA),
         Section("sweep", "[sweep]",
                 "Many parameters, serially or under MPI (mrom sweep).", SWEEP_SCHEMA),
     ]}

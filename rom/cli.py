@@ -92,6 +92,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sample_mesh(args: argparse.Namespace) -> int:
+    from rom.sample_mesh import sample_mesh_from_config
+
+    sample_mesh_from_config(args.config, progress=not args.quiet, log=print)
+    return 0
+
+
 def cmd_rom(args: argparse.Namespace) -> int:
     from rom.online import roms_from_config
 
@@ -239,12 +246,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "latent_dims)")
     p.set_defaults(func=cmd_train)
 
+    p = add("sample-mesh", "build the sample mesh of the hyper-reduced ROMs",
+            "Build the [hyperreduction] sample mesh from the training snapshot file only\n"
+            "(residual snapshots, residual POD basis, QDEIM and greedy oversampling, the\n"
+            "stencil) into <output_dir>/sample_mesh.h5 (layout: docs/formats.md), generating\n"
+            "the training snapshots first if missing. An up-to-date file (same settings,\n"
+            "problem and training snapshots) is kept. Prints the rows, the stencil size and\n"
+            "the interpolation constant. mrom rom builds it too when an hr-* method needs\n"
+            "it. Python: rom.sample_mesh.sample_mesh_from_config.",
+            "  mrom sample-mesh examples/burgers1d.toml")
+    p.add_argument("config", type=Path, help=cfg_help)
+    p.set_defaults(func=cmd_sample_mesh)
+
     p = add("rom", "run the ROMs of a config at its test parameters",
-            "Run the [rom] section's ROMs (Deep/POD LSPG and Galerkin) at every test\n"
-            "parameter and write their trajectories, iterations and errors against the FOM\n"
-            "to <output_dir>/rom_results.h5 (layout: docs/formats.md). Needs the snapshot\n"
-            "files and, for Deep ROMs, the trained models. Python:\n"
-            "rom.online.roms_from_config.",
+            "Run the [rom] section's ROMs (Deep/POD LSPG and Galerkin, and the hyper-reduced\n"
+            "hr-deep-lspg and hr-pod-lspg) at every test parameter and write their\n"
+            "trajectories, iterations and errors against the FOM to\n"
+            "<output_dir>/rom_results.h5 (layout: docs/formats.md). Needs the snapshot\n"
+            "files and, for Deep ROMs, the trained models; builds the sample mesh of the\n"
+            "hyper-reduced ROMs if missing or stale. Python: rom.online.roms_from_config.",
             "  mrom rom examples/burgers1d.toml")
     p.add_argument("config", type=Path, help=cfg_help)
     p.set_defaults(func=cmd_rom)
@@ -261,8 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = add("run", "the whole pipeline from one config",
-            "Check the whole config, then run mrom snapshots, train, rom and report on it;\n"
-            "each stage keeps outputs that are up to date. Ends by naming every output.\n"
+            "Check the whole config, then run mrom snapshots, train, sample-mesh (for\n"
+            "hyper-reduced ROMs), rom and report on it; each stage keeps outputs that are up\n"
+            "to date. Ends by naming every output.\n"
             "Python: rom.pipeline.run.",
             "  mrom run examples/burgers1d.toml\n"
             "  mrom run output/demo/demo.toml")
@@ -305,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  mrom config-keys --markdown > docs/config.md")
     p.add_argument("section", nargs="?",
                    help="top, problem, snapshots, autoencoder, training, training.finetune, "
-                        "rom or sweep (default: all)")
+                        "rom, hyperreduction or sweep (default: all)")
     p.add_argument("--markdown", action="store_true",
                    help="all sections as the Markdown page docs/config.md")
     p.set_defaults(func=cmd_config_keys)

@@ -225,36 +225,55 @@ def normal_equations_lstsq(a_in, b_in, g, x):
             for q in range(m):
                 s += a_in[q, i] * b_in[q, c]
             x[i, c] = s
+    if not _cholesky(g):
+        return 0.0
     diag = np.empty(p)
+    for j in range(p):
+        diag[j] = g[j, j]
+    e = _inverse_condition(g, diag, True, np.empty(p))
+    if e <= math.sqrt(max(m, p) * _EPS):
+        return 0.0
+    for c in range(kk):
+        _cholesky_solve(g, x[:, c])
+    return e
+
+
+@njit(cache=True)
+def _cholesky(g):
+    """Cholesky factor ``L`` of the symmetric matrix whose lower triangle ``g`` holds, in
+    place (the lower triangle becomes ``L``); False if it is not numerically positive
+    definite."""
+    p = g.shape[0]
     for j in range(p):
         s = g[j, j]
         for q in range(j):
             s -= g[j, q] * g[j, q]
         if not s > 0.0:
-            return 0.0
+            return False
         d = math.sqrt(s)
         g[j, j] = d
-        diag[j] = d
         for i in range(j + 1, p):
             s = g[i, j]
             for q in range(j):
                 s -= g[i, q] * g[j, q]
             g[i, j] = s / d
-    e = _inverse_condition(g, diag, True, np.empty(p))
-    if e <= math.sqrt(max(m, p) * _EPS):
-        return 0.0
-    for c in range(kk):
-        for i in range(p):  # forward: L y = A^T b
-            s = x[i, c]
-            for q in range(i):
-                s -= g[i, q] * x[q, c]
-            x[i, c] = s / g[i, i]
-        for i in range(p - 1, -1, -1):  # backward: L^T x = y
-            s = x[i, c]
-            for q in range(i + 1, p):
-                s -= g[q, i] * x[q, c]
-            x[i, c] = s / g[i, i]
-    return e
+    return True
+
+
+@njit(cache=True)
+def _cholesky_solve(g, x):
+    """Solve ``L L^T x = b`` in place (``x`` holds ``b``) with the factor of :func:`_cholesky`."""
+    p = g.shape[0]
+    for i in range(p):  # forward: L y = b
+        s = x[i]
+        for q in range(i):
+            s -= g[i, q] * x[q]
+        x[i] = s / g[i, i]
+    for i in range(p - 1, -1, -1):  # backward: L^T x = y
+        s = x[i]
+        for q in range(i + 1, p):
+            s -= g[q, i] * x[q]
+        x[i] = s / g[i, i]
 
 
 @njit(cache=True)
@@ -262,3 +281,135 @@ def axpy_state_into(x_ref, g, x):
     """``x = x_ref + g`` (the trial-manifold state)."""
     for i in range(x.shape[0]):
         x[i] = x_ref[i] + g[i]
+
+
+@njit(cache=True)
+def point_into(x_ref, g, jac, row_pos, x, x_rows, jac_rows):
+    """The trial-manifold point ``x = x_ref + g`` and, when the residual is sampled
+    (``row_pos`` non-empty: the positions of the residual rows in ``x``), its rows
+    ``x_rows = x[row_pos]`` and ``jac_rows = J[row_pos]``."""
+    for i in range(x.shape[0]):
+        x[i] = x_ref[i] + g[i]
+    p = jac.shape[1]
+    for k in range(row_pos.shape[0]):
+        i = row_pos[k]
+        x_rows[k] = x[i]
+        for j in range(p):
+            jac_rows[k, j] = jac[i, j]
+
+
+@njit(cache=True)
+def lspg_system_into(x_rows, hist, f, alpha0, bdt, indptr, indices, data, jac, jac_rows,
+                     r, a):
+    """The LSPG residual ``r = alpha0 x + hist - bdt f`` (1) on the residual rows and its
+    Gauss–Newton Jacobian ``A = alpha0 J_rows - bdt (df/dx) J`` (2); returns ``(||r||,
+    scale)`` as :func:`residual_into`."""
+    rn, scale = residual_into(x_rows, hist, f, alpha0, bdt, r)
+    csr_matmat_into(indptr, indices, data, jac, -bdt, alpha0, jac_rows, a)
+    return rn, scale
+
+
+@njit(cache=True)
+def gauss_newton_into(a, r, wa, wb, d, gram, use_qr, step, ad, grad):
+    """The Gauss–Newton step ``step = argmin_s ||A s + r||`` (Householder QR or normal
+    equations), ``ad = A step`` and ``grad = A^T r``.
+
+    Returns the solver's inverse-condition bound (0: numerically rank deficient; then
+    ``step`` and ``ad`` are not set) and ``||A step||`` (``= ||Q^T r||``).
+    """
+    m, p = a.shape
+    for j in range(p):
+        s = 0.0
+        for i in range(m):
+            s += a[i, j] * r[i, 0]
+        grad[j] = s
+    c = householder_lstsq(a, r, wa, wb, d) if use_qr else normal_equations_lstsq(a, r, gram, d)
+    if not c > 0.0:
+        return 0.0, 0.0
+    for j in range(p):
+        step[j] = -d[j, 0]
+    nrm = 0.0
+    for i in range(m):
+        s = 0.0
+        for j in range(p):
+            s += a[i, j] * step[j]
+        ad[i] = s
+        nrm += s * s
+    return c, math.sqrt(nrm)
+
+
+@njit(cache=True)
+def secant_update(secant, z, z_old, a_old, r, grad, grad_old):
+    """Dennis–Gay–Welsch update of the secant approximation ``S`` (in place) of the
+    second-order term Gauss–Newton neglects, with the step ``s = z - z_old``, ``y = grad -
+    grad_old`` and ``y# = grad - A_old^T r`` (secant condition ``S s = y#``), sized as in
+    NL2SOL so that ``S`` does not overshoot the observed curvature (Dennis & Schnabel 1983,
+    section 10.3). No update when ``y . s <= 0``."""
+    p = z.shape[0]
+    m = r.shape[0]
+    sv = np.empty(p)
+    y = np.empty(p)
+    ys = 0.0
+    for j in range(p):
+        sv[j] = z[j] - z_old[j]
+        y[j] = grad[j] - grad_old[j]
+        ys += y[j] * sv[j]
+    if not ys > 0.0:
+        return
+    ysh = np.empty(p)
+    for j in range(p):
+        s = 0.0
+        for i in range(m):
+            s += a_old[i, j] * r[i, 0]
+        ysh[j] = grad[j] - s
+    ssv = np.empty(p)
+    sss = 0.0
+    for i in range(p):
+        s = 0.0
+        for j in range(p):
+            s += secant[i, j] * sv[j]
+        ssv[i] = s
+        sss += sv[i] * s
+    if sss > 0.0:
+        svy = 0.0
+        for j in range(p):
+            svy += sv[j] * ysh[j]
+        f = min(1.0, abs(svy) / sss)
+        for i in range(p):
+            ssv[i] *= f
+            for j in range(p):
+                secant[i, j] *= f
+    w = np.empty(p)
+    wsv = 0.0
+    for j in range(p):
+        w[j] = ysh[j] - ssv[j]
+        wsv += w[j] * sv[j]
+    for i in range(p):
+        for j in range(p):
+            secant[i, j] += (w[i] * y[j] + y[i] * w[j]) / ys - wsv * y[i] * y[j] / (ys * ys)
+
+
+@njit(cache=True)
+def secant_step_into(a, secant, grad, qn):
+    """The structured quasi-Newton step ``(A^T A + S) qn = -grad`` by Cholesky; returns the
+    predicted decrease ``-grad . qn``, or 0 if ``A^T A + S`` is not positive definite or the
+    step is not a descent direction (then the Gauss–Newton step is used)."""
+    m, p = a.shape
+    h = np.empty((p, p))
+    for i in range(p):
+        for j in range(i + 1):
+            s = 0.0
+            for q in range(m):
+                s += a[q, i] * a[q, j]
+            h[i, j] = s + 0.5 * (secant[i, j] + secant[j, i])
+    if not _cholesky(h):
+        return 0.0
+    for i in range(p):
+        qn[i] = -grad[i]
+    _cholesky_solve(h, qn)
+    pred = 0.0
+    for j in range(p):
+        if not math.isfinite(qn[j]):
+            return 0.0
+        pred -= grad[j] * qn[j]
+    return pred if pred > 0.0 else 0.0

@@ -266,6 +266,22 @@ class AffineManifold:
 # ----------------------------------------------------------------------------- decoder
 
 
+def cone_fraction(trained: Any, rows: np.ndarray) -> float:
+    """The multiply-adds of the decoder's dependency cone of state rows ``rows``, as a
+    fraction of the whole decoder's (:func:`autoencoder.restricted.cone_cost`); 0 for a
+    decoder without exported layers (the analytic decoders of :mod:`rom.testing`)."""
+    meta, data = getattr(trained, "dec_meta", None), getattr(trained, "dec_data", None)
+    perm = getattr(trained, "perm", None)
+    if meta is None or data is None or perm is None:
+        return 0.0
+    from autoencoder.restricted import cone_cost, cone_plan
+
+    pixel = np.empty_like(perm)
+    pixel[perm] = np.arange(perm.size)  # state row -> image pixel
+    return float(cone_cost(cone_plan(meta, data, np.ascontiguousarray(pixel[rows])))
+                 ["fraction"])
+
+
 class DecoderManifold:
     """Nonlinear trial manifold ``x~ = x_ref + g(z)`` of a trained convolutional decoder.
 
@@ -289,6 +305,9 @@ class DecoderManifold:
 
     kind = "decoder"
     affine = False
+    #: :meth:`decode_rows` evaluates the whole decoder and takes the rows when the rows'
+    #: dependency cone holds at least this fraction of the decoder's multiply-adds
+    full_decoder_above: float = 0.5
 
     def __init__(self, trained: Any, source: str | None = None,
                  projection: str = "encoder") -> None:
@@ -306,6 +325,8 @@ class DecoderManifold:
         self.target = str(getattr(trained, "target", "deviation"))
         if self.target not in ("deviation", "raw"):
             raise InputError(f"decoder target must be 'deviation' or 'raw', got {self.target!r}")
+        self._rows_key: bytes | None = None
+        self._rows_full = False
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike, projection: str = "encoder") -> DecoderManifold:
@@ -328,7 +349,29 @@ class DecoderManifold:
         return g, jac
 
     def decode_rows(self, z: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.trained.decode_rows(_latent(z, self.p), np.asarray(rows, dtype=np.int64))
+        """Rows ``rows`` of ``g(z)`` and ``J(z)`` (hyper-reduction).
+
+        By the decoder's restricted kernels (``trained.decode_rows``), unless the rows depend
+        on most of the decoder: when their dependency cone holds at least
+        :attr:`full_decoder_above` of its multiply-adds
+        (:func:`rom.manifolds.cone_fraction`), the full kernels (the same work, faster per
+        multiply-add) are evaluated and the rows taken. That happens only on small images,
+        e.g. 1D Burgers' 16 x 16, where a useful sample mesh reads most of the state anyway;
+        the choice is made once per set of rows and does not depend on timings.
+        """
+        z = _latent(z, self.p)
+        rows = np.asarray(rows, dtype=np.int64)
+        key = rows.tobytes()
+        if key != self._rows_key:
+            if rows.size and (rows.min() < 0 or rows.max() >= self.n_dofs):
+                raise InputError(f"rows must lie in [0, {self.n_dofs}), got {rows.min()}.."
+                                 f"{rows.max()}")
+            self._rows_full = cone_fraction(self.trained, rows) >= self.full_decoder_above
+            self._rows_key = key
+        if self._rows_full:
+            g, jac = self.trained.decode_with_jacobian(z)
+            return g[rows], jac[rows]
+        return self.trained.decode_rows(z, rows)
 
     def initial_condition(self, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(x_ref, z0) = (x0 - g(z0), z0)``, ``z0 = h(0)`` or ``h(x0)`` (Remark 3.1)."""

@@ -4,6 +4,7 @@ parameter, errors against the test FOM trajectories, one results file.
 Config section ``[rom]`` (all keys optional)::
 
     methods = ["deep-lspg", "deep-galerkin", "pod-lspg", "pod-galerkin"]
+                               # and the hyper-reduced "hr-deep-lspg", "hr-pod-lspg"
     latent_dims = [3]          # default: [autoencoder] latent_dims, else [3]
     atol = 1e-12               # Gauss-Newton/Newton tolerances (rom.projection.ROMOptions)
     rtol = 1e-10
@@ -22,9 +23,12 @@ Config section ``[rom]`` (all keys optional)::
     on_failure = "record"      # a non-converging ROM is recorded (NaN error) or "raise"
 
 The POD basis comes from the training snapshot file, the decoders from
-``<output_dir>/models/p<p>/``; the ROMs use the test file's time step and scheme. The results go
-to ``<output_dir>/rom_results.h5`` (:mod:`rom.results`); if that file exists and was made from
-the same inputs (same ``[rom]`` settings, snapshot files and models), nothing is recomputed.
+``<output_dir>/models/p<p>/``; the ROMs use the test file's time step and scheme. The
+hyper-reduced methods (``hr-*``) run the same LSPG on the sample mesh of ``[hyperreduction]``
+(:mod:`rom.sample_mesh`), built from the training snapshot file when it is missing or stale.
+The results go to ``<output_dir>/rom_results.h5`` (:mod:`rom.results`); if that file exists
+and was made from the same inputs (same ``[rom]`` settings, snapshot files, models and sample
+mesh), nothing is recomputed.
 """
 
 from __future__ import annotations
@@ -55,15 +59,19 @@ from fom.snapshots import (
 from .manifolds import AffineManifold, DecoderManifold
 from .metrics import field_errors, projection_error, relative_error
 from .projection import ROMOptions, ROMResult, solve_rom
-from .results import RunRecord, read_results, write_results
+from .results import RunRecord, method_parts, read_results, write_results
+from .sample_mesh import SampleMesh, ensure_sample_mesh, hyperreduction_settings
 
-METHODS = ("deep-lspg", "deep-galerkin", "pod-lspg", "pod-galerkin")
+METHODS = ("deep-lspg", "deep-galerkin", "pod-lspg", "pod-galerkin", "hr-deep-lspg",
+           "hr-pod-lspg")
 RESULTS_NAME = "rom_results.h5"
 _D = ROMOptions()
 
 ROM_SCHEMA: dict[str, Field] = {
-    "methods": Field(list, list(METHODS), list_of(str, one_of(*METHODS)),
-                     doc="ROMs to run: deep-lspg, deep-galerkin, pod-lspg, pod-galerkin"),
+    "methods": Field(list, list(METHODS[:4]), list_of(str, one_of(*METHODS)),
+                     doc="ROMs to run: deep-lspg, deep-galerkin, pod-lspg, pod-galerkin, and "
+                         "hyper-reduced on the [hyperreduction] sample mesh: hr-deep-lspg, "
+                         "hr-pod-lspg"),
     "latent_dims": Field(list, None, list_of(int, at_least(1)),
                          doc="latent dimensions p (default: [autoencoder] latent_dims or [3])"),
     "atol": Field(float, _D.atol, non_negative, doc="absolute residual tolerance"),
@@ -105,6 +113,17 @@ def rom_settings(cfg: RunConfig) -> dict[str, Any]:
         sec["pod_center"] = "none" if target == "raw" else "initial"
     sec["methods"] = list(dict.fromkeys(sec["methods"]))
     return sec
+
+
+def uses_hyperreduction(sec: dict[str, Any]) -> bool:
+    """True if a validated ``[rom]`` section runs hyper-reduced methods (``hr-*``)."""
+    return any(method_parts(m)[0] for m in sec["methods"])
+
+
+def hr_info(mesh: SampleMesh, path: Path) -> dict[str, Any]:
+    """What a hyper-reduced run records in its ``info``: the sample mesh's facts
+    (:meth:`rom.sample_mesh.SampleMesh.describe`) and its file."""
+    return {**mesh.describe(), "sample_mesh": str(path)}
 
 
 def model_dir(cfg: RunConfig, p: int) -> Path:
@@ -206,12 +225,15 @@ def trial_manifold(kind: str, p: int, sec: dict[str, Any], *, pod: AffineManifol
 def run_rom(problem: Any, manifold: Any, mu: np.ndarray, projection: str,
             reference: np.ndarray, *, scheme: str, dt: float, t_final: float,
             options: ROMOptions, on_failure: str = "record",
-            steps: np.ndarray | None = None) -> tuple[ROMResult, float, str]:
+            steps: np.ndarray | None = None,
+            sample_mesh: SampleMesh | None = None) -> tuple[ROMResult, float, str]:
     """One ROM trajectory and its relative error against the FOM states ``reference``.
 
     ``steps``: the time steps of the rows of ``reference`` when it does not hold every step
     (a snapshot file written with ``store_every``, see :func:`stored_steps`); the ROM still
-    takes every step, and its result keeps these ones.
+    takes every step, and its result keeps these ones. With a ``sample_mesh`` the ROM is
+    hyper-reduced (:func:`rom.projection.solve_rom`); its full states are decoded after the
+    time loop for the error (not part of ``wall_s``).
 
     Returns
     -------
@@ -221,7 +243,7 @@ def run_rom(problem: Any, manifold: Any, mu: np.ndarray, projection: str,
     """
     try:
         res = solve_rom(problem, manifold, mu, projection, scheme=scheme, dt=dt,
-                        t_final=t_final, options=options)
+                        t_final=t_final, options=options, sample_mesh=sample_mesh)
     except ConvergenceError as exc:
         if on_failure == "raise":
             raise
@@ -325,6 +347,8 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     sec = rom_settings(cfg)
     opts = rom_options(sec)
+    hyper = uses_hyperreduction(sec)
+    hr_sec = hyperreduction_settings(cfg) if hyper else None
     paths = snapshot_paths(cfg)
     test = _load_test(paths["test"], cfg, "test")
     problem = test.problem()
@@ -339,17 +363,24 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
     scheme = str(test.solver.get("scheme", "backward_euler"))
     steps = stored_steps(test, dt)
     methods, dims = sec["methods"], sec["latent_dims"]
-    deep = any(m.startswith("deep") for m in methods)
-    pod = any(m.startswith("pod") for m in methods)
+    kinds = {method_parts(m)[1] for m in methods}
+    deep, pod = "deep" in kinds, "pod" in kinds
     if deep:
         require_models(cfg, dims)
     train = _load_test(paths["train"], cfg, "training") if pod else None
 
     out = Path(results_path) if results_path is not None else cfg.output_dir / RESULTS_NAME
     check_writable_dir(out)  # before the runs, not after them
+    mesh, mesh_info = None, None
+    if hyper:  # every input is checked: the sample mesh may be built now
+        mesh_path, mesh, _ = ensure_sample_mesh(cfg, problem=problem, sec=hr_sec,
+                                             log=print if progress else None)
+        mesh_info = hr_info(mesh, mesh_path)
     fingerprint = json.dumps({
-        "rom": sec, "test": test.checksum(), "train": train.checksum() if train else None,
+        "rom": sec, "test": test.checksum(), "train": train.checksum() if pod else None,
         "models": {str(p): dir_digest(model_dir(cfg, p)) for p in dims} if deep else None,
+        **({"sample_mesh": {**mesh_info, "sha256": file_checksum(mesh_path)}} if hyper
+           else {}),
     }, sort_keys=True)
     if out.exists():
         try:
@@ -371,11 +402,13 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
                disable=not progress)
     proj_cache: dict[tuple[str, int], list[float]] = {}
     for method in methods:
-        kind, projection = method.split("-", 1)
+        hr, kind, projection = method_parts(method)
         for p in dims:
             manifold, info = trial_manifold(kind, p, sec, pod=pod_all,
                                             folder=model_dir(cfg, p), load=load,
                                             where=cfg.where("rom"))
+            if hr:
+                info = {**info, **(mesh_info or {})}
             if (kind, p) not in proj_cache:
                 proj_cache[(kind, p)] = [projection_error(manifold, test.states[i])
                                          for i in range(n_mu)]
@@ -385,7 +418,8 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
                 res, err, failure = run_rom(problem, manifold, test.mu[i], projection,
                                             test.states[i], scheme=scheme, dt=dt,
                                             t_final=float(test.t[-1]), options=opts,
-                                            on_failure=sec["on_failure"], steps=steps)
+                                            on_failure=sec["on_failure"], steps=steps,
+                                            sample_mesh=mesh if hr else None)
                 if failure and progress:
                     tqdm.write(f"warning: {failure}")
                 results.append(res)

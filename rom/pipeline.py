@@ -65,6 +65,8 @@ class PipelineOutputs:
         The files in it (``report.md``, ``states.png``, ``errors_vs_p.png``).
     next_steps : list of str
         Commands to try next.
+    sample_mesh : Path or None
+        The sample-mesh file of the hyper-reduced ROMs (None without them).
     """
 
     config: Path
@@ -74,11 +76,14 @@ class PipelineOutputs:
     report: Path
     figures: list[Path] = field(default_factory=list)
     next_steps: list[str] = field(default_factory=list)
+    sample_mesh: Path | None = None
 
     def summary(self) -> str:
         """The lines the CLI prints at the end of a run."""
         rows = [("config", [self.config]), ("snapshots", self.snapshots),
-                ("models", self.models), ("ROM results", [self.results]),
+                ("models", self.models),
+                ("sample mesh", [self.sample_mesh] if self.sample_mesh else []),
+                ("ROM results", [self.results]),
                 ("report", [self.report, *self.figures])]
         lines = ["outputs:"]
         for label, paths in rows:
@@ -92,7 +97,8 @@ def check_run_config(cfg: RunConfig) -> None:
     """Validate every section :func:`run` uses and its output folder, creating nothing.
 
     ``[problem]``, ``[snapshots]`` (with every parameter set), ``[autoencoder]``,
-    ``[training]`` (with its fine-tuning stages), ``[rom]`` and ``output_dir``.
+    ``[training]`` (with its fine-tuning stages), ``[rom]``, ``[hyperreduction]`` (with the
+    sample-mesh file's location) and ``output_dir``.
 
     Raises
     ------
@@ -100,11 +106,13 @@ def check_run_config(cfg: RunConfig) -> None:
         Naming the file, section and key at fault.
     """
     from autoencoder.train import settings_from_config
-    from rom.online import rom_settings
+    from rom.online import rom_settings, uses_hyperreduction
+    from rom.sample_mesh import check_mesh_output, hyperreduction_settings
 
-    snapshot_sets(cfg)
+    problem, _ = snapshot_sets(cfg)
     settings_from_config(cfg)
-    rom_settings(cfg)
+    if uses_hyperreduction(rom_settings(cfg)) or cfg.sections.get("hyperreduction"):
+        check_mesh_output(cfg, hyperreduction_settings(cfg, problem))
 
 
 def run(config: str | os.PathLike | RunConfig, *, progress: bool = True) -> PipelineOutputs:
@@ -113,13 +121,16 @@ def run(config: str | os.PathLike | RunConfig, *, progress: bool = True) -> Pipe
     Every input is checked first (:func:`check_run_config`); nothing is written before.
     """
     from autoencoder.train import train_from_config
-    from rom.online import roms_from_config
+    from rom.online import rom_settings, roms_from_config, uses_hyperreduction
     from rom.report import report, report_files
+    from rom.sample_mesh import sample_mesh_from_config
 
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     check_run_config(cfg)
     snapshots = snapshots_from_config(cfg, progress=progress)
     models = train_from_config(cfg, progress=progress)
+    mesh = (sample_mesh_from_config(cfg, progress, log=print if progress else None)
+            if uses_hyperreduction(rom_settings(cfg)) else None)
     results = roms_from_config(cfg, progress=progress)
     folder = report(results)
     steps = [f"add latent dimensions to [autoencoder] latent_dims in {cfg.path} and run "
@@ -127,7 +138,7 @@ def run(config: str | os.PathLike | RunConfig, *, progress: bool = True) -> Pipe
     if cfg.sections.get("sweep"):
         steps.append(f"mrom sweep {cfg.path}  (the [sweep] section: many parameters)")
     return PipelineOutputs(cfg.path, snapshots, models, results, folder,
-                           report_files(folder), steps)
+                           report_files(folder), steps, mesh)
 
 
 def demo_config_text(output_dir: str | os.PathLike) -> str:

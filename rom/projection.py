@@ -331,7 +331,8 @@ def solve_rom(problem: Problem, manifold: Any, mu: Any, method: str = "lspg", *,
     Raises
     ------
     InputError
-        Bad ``mu``, ``dt``, ``t_final``, scheme, method or a manifold of the wrong size.
+        Bad ``mu``, ``dt``, ``t_final``, scheme, method, a manifold of the wrong size or a
+        sample mesh of another problem.
     fom.errors.ConvergenceError
         If a step does not converge; the message names the step, time and residual, and
         ``err.partial`` is the :class:`ROMResult` of the steps computed before it.
@@ -339,6 +340,10 @@ def solve_rom(problem: Problem, manifold: Any, mu: Any, method: str = "lspg", *,
     _check_inputs(problem, manifold, method)
     if sample_mesh is not None and method != "lspg":
         raise InputError("hyper-reduction (a sample mesh) is implemented for LSPG only")
+    if hasattr(sample_mesh, "n_dofs"):  # a SampleMesh: made for this problem?
+        from .sample_mesh import check_fits
+
+        check_fits(sample_mesh, problem)
     mu = problem.check_mu(mu)
     dt, n_steps = time_grid(problem.dt if dt is None else dt,
                             problem.t_final if t_final is None else t_final)
@@ -459,12 +464,12 @@ class _StepBase:
     def set_point(self, z: np.ndarray, g: np.ndarray, jac: np.ndarray) -> None:
         self.z = np.array(z, dtype=np.float64)
         self.jac = np.ascontiguousarray(jac, dtype=np.float64)
-        K.axpy_state_into(self.x_ref, np.asarray(g, dtype=np.float64), self.x)
         if self.row_pos is None:
+            K.axpy_state_into(self.x_ref, np.asarray(g, dtype=np.float64), self.x)
             self.x_rows, self.jac_rows = self.x, self.jac
         else:
-            np.take(self.x, self.row_pos, out=self.x_rows)
-            np.take(self.jac, self.row_pos, axis=0, out=self.jac_rows)
+            K.point_into(self.x_ref, np.asarray(g, dtype=np.float64), self.jac, self.row_pos,
+                         self.x, self.x_rows, self.jac_rows)
 
     def decode_at(self, z: np.ndarray) -> None:
         g, jac = self.manifold.decode_with_jacobian(z)
@@ -540,14 +545,19 @@ class _LSPGStep(_StepBase):
         self.d = np.empty((p, 1))
         self.ad = np.empty(m)
         self.gram = np.empty((p, p))
+        self.gn_step, self.qn_step, self.grad = np.empty(p), np.empty(p), np.empty(p)
+        # the previous iterate of the step (secant update): z, A and A^T r there
+        self.z_old, self.a_old, self.grad_old = np.empty(p), np.empty((m, p)), np.empty(p)
+        self.use_qr = self.opts.linear_solver == "qr"
 
     def evaluate(self) -> float:
         """Residual (1) and the Gauss–Newton Jacobian ``A`` at the current point (on the
         sample rows when hyper-reduced; in the residual basis for GNAT)."""
-        f = self.vel.evaluate(self.x, self.t)
-        rn, self.scale = K.residual_into(self.x_rows, self.hist, f, self.alpha0, self.bdt,
-                                         self.r_rows[:, 0])
-        self.vel.times(self.jac, -self.bdt, self.alpha0, self.jac_rows, self.a_rows)
+        v = self.vel
+        f = v.evaluate(self.x, self.t)
+        rn, self.scale = K.lspg_system_into(self.x_rows, self.hist, f, self.alpha0, self.bdt,
+                                            v.indptr, v.indices, v.data, self.jac,
+                                            self.jac_rows, self.r_rows[:, 0], self.a_rows)
         if self.weights is not None:
             np.dot(self.weights, self.r_rows, out=self.r)
             np.dot(self.weights, self.a_rows, out=self.a)
@@ -557,7 +567,7 @@ class _LSPGStep(_StepBase):
 
     def begin_step(self) -> None:
         self.secant = np.zeros((self.p, self.p))
-        self.prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.has_prev = False
 
     def direction(self) -> tuple[np.ndarray | None, float]:
         """The Gauss–Newton step (sets ``measure = ||Q^T r||``), or with ``options.secant``
@@ -565,59 +575,34 @@ class _LSPGStep(_StepBase):
 
         ``S`` approximates the second-order term ``sum_i r_i Hess(r_i)`` that Gauss–Newton
         neglects, by the Dennis–Gay–Welsch secant update (NL2SOL; Dennis & Schnabel 1983,
-        section 10.3) from quantities already computed (no extra decoder evaluation). Where
-        the minimum residual is large (a trajectory the manifold fits poorly) Gauss–Newton
-        converges only linearly, at a rate near 1; the correction makes it superlinear. The
-        Gauss–Newton step is used whenever ``A^T A + S`` is not positive definite or its step
-        is not a descent direction.
+        section 10.3; :func:`rom.kernels.secant_update`) from quantities already computed (no
+        extra decoder evaluation). Where the minimum residual is large (a trajectory the
+        manifold fits poorly) Gauss–Newton converges only linearly, at a rate near 1; the
+        correction makes it superlinear. The Gauss–Newton step is used whenever ``A^T A + S``
+        is not positive definite or its step is not a descent direction.
         """
-        if self.opts.linear_solver == "qr":
-            ok = K.householder_lstsq(self.a, self.r, self.wa, self.wb, self.d) > 0.0
-        else:
-            ok = K.normal_equations_lstsq(self.a, self.r, self.gram, self.d) > 0.0
-        if ok:
-            step = -self.d[:, 0]
-        else:  # numerically rank-deficient: minimum-norm least-squares step (SVD)
+        c, self.measure = K.gauss_newton_into(self.a, self.r, self.wa, self.wb, self.d,
+                                              self.gram, self.use_qr, self.gn_step, self.ad,
+                                              self.grad)
+        step = self.gn_step
+        if not c > 0.0:  # numerically rank-deficient: minimum-norm least-squares step (SVD)
             step = -np.linalg.lstsq(self.a, self.r[:, 0], rcond=None)[0]
             if not np.all(np.isfinite(step)):
                 return None, 0.0
-        np.dot(self.a, step, out=self.ad)
-        self.measure = float(np.linalg.norm(self.ad))
+            np.dot(self.a, step, out=self.ad)
+            self.measure = float(np.linalg.norm(self.ad))
         pred = self.measure * self.measure
         if not self.opts.secant:
             return step, pred
-        grad = self.a.T @ self.r[:, 0]
-        if self.prev is not None:
-            self._update_secant(grad)
-        self.prev = (self.z.copy(), self.a.copy(), grad)
+        if self.has_prev:
+            K.secant_update(self.secant, self.z, self.z_old, self.a_old, self.r, self.grad,
+                            self.grad_old)
+        self.z_old[:], self.a_old[:], self.grad_old[:] = self.z, self.a, self.grad
+        self.has_prev = True
         if self.iterations == 0:
             return step, pred
-        try:
-            qn = -np.linalg.solve(self.a.T @ self.a + self.secant, grad)
-        except np.linalg.LinAlgError:
-            return step, pred
-        qn_pred = -float(grad @ qn)
-        if not (np.all(np.isfinite(qn)) and qn_pred > 0):
-            return step, pred
-        return qn, qn_pred
-
-    def _update_secant(self, grad: np.ndarray) -> None:
-        """Dennis–Gay–Welsch update of ``S`` with the last step ``s`` and
-        ``y = grad - grad_old``, ``y# = (A - A_old)^T r`` (secant condition ``S s = y#``)."""
-        z_old, a_old, grad_old = self.prev
-        sv = self.z - z_old
-        y = grad - grad_old
-        ys = float(y @ sv)
-        if not ys > 0:
-            return
-        ysharp = grad - a_old.T @ self.r[:, 0]
-        sm = self.secant
-        sss = float(sv @ sm @ sv)
-        if sss > 0:  # sizing (NL2SOL): keep S from overshooting the observed curvature
-            sm = sm * min(1.0, abs(float(sv @ ysharp)) / sss)
-        w = ysharp - sm @ sv
-        self.secant = (sm + (np.outer(w, y) + np.outer(y, w)) / ys
-                       - float(w @ sv) * np.outer(y, y) / (ys * ys))
+        qn_pred = K.secant_step_into(self.a, self.secant, self.grad, self.qn_step)
+        return (self.qn_step, qn_pred) if qn_pred > 0.0 else (step, pred)
 
     def stationary(self, rnorm: float, noise: float) -> bool:
         """Relative gradient ``||Q^T r|| / ||r||`` (of the Gauss–Newton model) below ``gtol``,

@@ -1,14 +1,14 @@
 """Tables and figures from a ROM results file (``mrom report RESULTS``).
 
 Prints a markdown table (method, p, test parameter, relative state error and projection error
-of the trial manifold in percent, mean Gauss–Newton/Newton iterations per step, online wall
-time, status) and saves, with the Agg backend,
+of the trial manifold in percent, mean Gauss–Newton/Newton iterations per step, the sampled
+rows of a hyper-reduced ROM, online wall time, status) and saves, with the Agg backend,
 
 - ``states.png``: the state at several times, FOM against Deep LSPG and POD-LSPG (the paper's
-  figure for 1D Burgers), one panel per test parameter, at the smallest p run by both (else
-  the largest p of the one that was run); for a problem on a 2D grid (``/grid/y`` in the
-  file) the fields as images at the first, middle and last time of the first test parameter
-  (:func:`rom.plots.field_figure`);
+  figure for 1D Burgers) and HR Deep LSPG if it was run, one panel per test parameter, at the
+  smallest p run by both Deep LSPG and POD-LSPG (else the largest p run); for a problem on a
+  2D grid (``/grid/y`` in the file) the fields as images at the first, middle and last time
+  of the first test parameter (:func:`rom.plots.field_figure`);
 - ``errors_vs_p.png``: relative state error in percent against p on log axes, one line per
   method, with the projection errors of the POD and decoder manifolds dotted (with a single
   p, one point per method in the middle of the axis);
@@ -27,12 +27,16 @@ from typing import Any
 import numpy as np
 
 from .online import mean_iterations
-from .results import ResultSet, read_results
+from .results import ResultSet, RunRecord, method_parts, read_results
 
 _STYLE = {"deep-lspg": ("tab:red", "o"), "deep-galerkin": ("tab:orange", "s"),
-          "pod-lspg": ("tab:blue", "^"), "pod-galerkin": ("tab:cyan", "v")}
+          "pod-lspg": ("tab:blue", "^"), "pod-galerkin": ("tab:cyan", "v"),
+          "hr-deep-lspg": ("tab:purple", "D"), "hr-pod-lspg": ("tab:green", ">")}
 _LABEL = {"deep-lspg": "Deep LSPG", "deep-galerkin": "Deep Galerkin", "pod-lspg": "POD-LSPG",
-          "pod-galerkin": "POD-Galerkin"}
+          "pod-galerkin": "POD-Galerkin", "hr-deep-lspg": "HR Deep LSPG",
+          "hr-pod-lspg": "HR POD-LSPG"}
+#: line styles of the ROMs in ``states.png``
+_DASH = {"deep-lspg": "--", "pod-lspg": ":", "hr-deep-lspg": "-."}
 
 
 def _fmt(v: float) -> str:
@@ -50,16 +54,26 @@ def _wall(v: float) -> str:
     return "—" if not math.isfinite(v) else f"{v:.3f}"
 
 
+def _samples(rec: RunRecord) -> str:
+    """The sampled rows of a hyper-reduced run (and its stencil), a dash for the others."""
+    n = rec.info.get("n_samples")
+    if not rec.hyper_reduced or n is None:
+        return "—"
+    stencil = rec.info.get("n_stencil")
+    return f"{n}" + (f" ({stencil})" if stencil is not None else "")
+
+
 def _mu_label(rs: ResultSet, i: int) -> str:
     names = rs.param_names or tuple(f"mu{k + 1}" for k in range(rs.mu.shape[1]))
     return ", ".join(f"{n} = {v:g}" for n, v in zip(names, rs.mu[i], strict=True))
 
 
 def error_table(rs: ResultSet) -> str:
-    """The markdown table of every run and test parameter."""
+    """The markdown table of every run and test parameter; ``samples`` gives a hyper-reduced
+    ROM's sampled rows and, in parentheses, its stencil (the state entries it reads)."""
     lines = ["| method | p | mu | relative error | projection error | iterations/step | "
-             "wall (s) | status |",
-             "|---|---:|---|---:|---:|---:|---:|---|"]
+             "samples | wall (s) | status |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---|"]
     n_t = rs.t.size
     for rec in sorted(rs.runs.values(), key=lambda r: (r.method, r.p)):
         its = mean_iterations(rec)
@@ -69,7 +83,7 @@ def error_table(rs: ResultSet) -> str:
             lines.append(
                 f"| {_LABEL.get(rec.method, rec.method)} | {rec.p} | ({_mu_label(rs, i)}) | "
                 f"{_fmt(rec.relative_error[i])} | {_fmt(rec.projection_error[i])} | "
-                f"{its[i]:.2f} | {_wall(rec.wall_s[i])} | {status} |")
+                f"{its[i]:.2f} | {_samples(rec)} | {_wall(rec.wall_s[i])} | {status} |")
     return "\n".join(lines)
 
 
@@ -99,14 +113,14 @@ def _plot_states(rs: ResultSet, path: Path, n_times: int = 4,
 
     if rs.reference is None:
         return None
-    deep = {r.p: r for r in rs.select("deep-lspg") if r.states is not None}
-    pod = {r.p: r for r in rs.select("pod-lspg") if r.states is not None}
+    shown = {name: {r.p: r for r in rs.select(name) if r.states is not None}
+             for name in _DASH}
+    deep, pod = shown["deep-lspg"], shown["pod-lspg"]
     common = sorted(set(deep) & set(pod))
     if p is None:
         # the smallest p run by both (where the manifolds differ most), else the largest run
-        p = common[0] if common else max(deep or pod, default=None)
-    runs = [(name, rec) for name, rec in (("deep-lspg", deep.get(p)), ("pod-lspg", pod.get(p)))
-            if rec is not None]
+        p = common[0] if common else max(deep or pod or shown["hr-deep-lspg"], default=None)
+    runs = [(name, by_p[p]) for name, by_p in shown.items() if p in by_p]
     if "y" in rs.grid:
         return _plot_state_fields(rs, runs, path)
     n_mu = rs.mu.shape[0]
@@ -121,8 +135,7 @@ def _plot_states(rs: ResultSet, path: Path, n_times: int = 4,
             for name, rec in runs:
                 if n < rec.steps[i]:
                     color, _ = _STYLE[name]
-                    ax.plot(x, rec.states[i, n], color=color, lw=1.2,
-                            ls="--" if name.startswith("deep") else ":",
+                    ax.plot(x, rec.states[i, n], color=color, lw=1.2, ls=_DASH[name],
                             label=f"{_LABEL[name]} (p = {rec.p})" if j == 0 else None)
         ax.set_title(f"{_mu_label(rs, i)};  t = " + ", ".join(f"{rs.t[n]:.3g}" for n in idx))
         ax.set_xlabel("x")
@@ -172,7 +185,7 @@ def errors_figure(rs: ResultSet) -> Any:
             color, marker = _STYLE.get(m, ("gray", "x"))
             err = [100.0 * r.relative_error[i] for r in recs]
             ax.plot(ps, err, color=color, marker=marker, label=_LABEL.get(m, m))
-            kind = "decoder" if m.startswith("deep") else "POD"
+            kind = "decoder" if method_parts(m)[1] == "deep" else "POD"
             if kind not in proj_done:
                 proj_done.add(kind)
                 ax.plot(ps, [100.0 * r.projection_error[i] for r in recs], color=color,

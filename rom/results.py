@@ -8,7 +8,8 @@ test parameters and one time grid::
     /grid/<name>             coordinates of the degrees of freedom (optional)
     /reference/states        float64 (n_mu, n_t, N)      FOM reference trajectories (optional)
     /runs/<run>/             one group per (method, p), e.g. /runs/deep-lspg-p3
-        attrs: method ("deep-lspg", "pod-galerkin", ...), projection ("lspg"|"galerkin"),
+        attrs: method ("deep-lspg", "pod-galerkin", "hr-deep-lspg", ...), projection
+               ("lspg"|"galerkin"),
                manifold ("decoder"|"pod"), p, scheme, dt, options (JSON), info (JSON),
                failures (JSON list: "" or the error message, per mu)
         latent               float64 (n_mu, n_t, p)
@@ -62,6 +63,21 @@ FORMAT_VERSION = 1
 FIELD_KEYS = ("field_error", "max_step_field_error")
 
 
+def method_parts(method: str) -> tuple[bool, str, str]:
+    """The parts of a ROM method name: ``(hyper_reduced, kind, projection)``.
+
+    ``"deep-lspg"`` gives ``(False, "deep", "lspg")``, ``"hr-pod-lspg"`` gives
+    ``(True, "pod", "lspg")``: the ``hr-`` prefix marks a hyper-reduced ROM (on a sample
+    mesh), ``kind`` is the trial manifold (``"deep"`` decoder or ``"pod"``), ``projection``
+    the projection (``"lspg"`` or ``"galerkin"``).
+    """
+    parts = method.split("-")
+    hyper = parts[0] == "hr"
+    if hyper:
+        parts = parts[1:]
+    return hyper, parts[0], "-".join(parts[1:])
+
+
 @dataclass
 class RunRecord:
     """One ROM configuration (method and p) run at every test parameter.
@@ -96,13 +112,18 @@ class RunRecord:
 
     @property
     def manifold(self) -> str:
-        """``"decoder"`` for deep-* methods, ``"pod"`` for pod-* methods."""
-        return "decoder" if self.method.startswith("deep") else "pod"
+        """``"decoder"`` for (hr-)deep-* methods, ``"pod"`` for (hr-)pod-* methods."""
+        return "decoder" if method_parts(self.method)[1] == "deep" else "pod"
 
     @property
     def projection(self) -> str:
         """``"lspg"`` or ``"galerkin"``."""
-        return self.method.split("-", 1)[-1]
+        return method_parts(self.method)[2]
+
+    @property
+    def hyper_reduced(self) -> bool:
+        """True for the hyper-reduced methods (``hr-*``, run on a sample mesh)."""
+        return method_parts(self.method)[0]
 
     @classmethod
     def from_rom_results(cls, method: str, results: Sequence[Any], n_t: int, *,

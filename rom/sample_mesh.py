@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,17 @@ import numpy as np
 import scipy.linalg as sla
 
 from fom.atomic import atomic_path, check_writable_dir
+from fom.config import Field, RunConfig, at_least, load_config, one_of
 from fom.errors import InputError
 from fom.hdf5 import open_for_reading
 from fom.problem import Problem
-from fom.snapshots import SnapshotSet
+from fom.snapshots import (
+    SnapshotSet,
+    problem_from_config,
+    read_snapshots,
+    snapshot_paths,
+    snapshots_from_config,
+)
 
 from .manifolds import pod
 
@@ -99,18 +107,33 @@ class SampleMesh:
         return np.linalg.pinv(self.basis_rows)
 
     def describe(self) -> dict[str, Any]:
-        """What a ROM result records about its hyper-reduction."""
+        """What a ROM result records about its hyper-reduction: the method, the sampled rows
+        (``n_samples``), the state entries they read (``n_stencil``), the residual basis size
+        and how the samples were counted (``sample_by``)."""
         return {"hyperreduction": self.method, "n_samples": int(self.rows.size),
-                "n_stencil": int(self.stencil.size), "n_basis": int(self.basis_rows.shape[1])}
+                "n_stencil": int(self.stencil.size), "n_basis": int(self.basis_rows.shape[1]),
+                "sample_by": str(self.settings.get("by", "row"))}
+
+    def summary(self) -> str:
+        """One line: rows, stencil, residual basis, interpolation constant, source."""
+        by = self.settings.get("by", "row")
+        nodes = self.settings.get("n_samples") if by == "node" else None
+        what = f"{self.rows.size} rows" + (f" ({nodes} grid nodes)" if nodes else "")
+        traj = self.settings.get("trajectories")
+        src = str(self.source.get("path", "?")) + (
+            f", {len(traj)} trajectories" if traj is not None else "")
+        return (f"{what} of N = {self.n_dofs}, stencil {self.stencil.size}, residual basis "
+                f"{self.basis_rows.shape[1]} ({self.method}), interpolation constant "
+                f"{interpolation_constant(self):.3g}, from {src}")
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the sample-mesh file atomically."""
         path = check_writable_dir(path)
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-            f.create_dataset("rows", data=self.rows)
-            f.create_dataset("stencil", data=self.stencil)
-            f.create_dataset("basis_rows", data=self.basis_rows)
-            f.create_dataset("singular_values", data=self.singular_values)
+            # no object timestamps: the same mesh always gives the same bytes (its checksum
+            # is part of the fingerprints of ROM results and sweeps)
+            for name in ("rows", "stencil", "basis_rows", "singular_values"):
+                f.create_dataset(name, data=getattr(self, name), track_times=False)
             f.attrs.update({
                 "format": FORMAT, "format_version": FORMAT_VERSION, "problem": self.problem,
                 "problem_config": self.problem_config, "n_dofs": self.n_dofs,
@@ -171,14 +194,17 @@ def check_fits(mesh: SampleMesh, problem: Problem, where: str = "sample mesh") -
 
 
 def residual_snapshots(snap: SnapshotSet, source: str = "velocity",
-                       max_snapshots: int | None = None) -> np.ndarray:
+                       max_snapshots: int | None = None,
+                       trajectories: list[int] | None = None) -> np.ndarray:
     """Residual snapshots ``(n_snap, N)`` of a training snapshot file (module docstring, 1).
 
-    ``max_snapshots`` keeps that many, evenly spaced over the available ones.
+    ``max_snapshots`` keeps that many, evenly spaced over the available ones;
+    ``trajectories`` (indices into the file; default all) those of some trajectories only.
     """
+    which = range(snap.n_mu) if trajectories is None else trajectories
     if source == "velocity":
         problem = snap.problem()
-        idx = [(i, k) for i in range(snap.n_mu) for k in range(snap.t.size - 1)]
+        idx = [(i, k) for i in which for k in range(snap.t.size - 1)]
         if max_snapshots is not None and len(idx) > max_snapshots:
             keep = np.unique(np.linspace(0, len(idx) - 1, max_snapshots).round().astype(int))
             idx = [idx[j] for j in keep]
@@ -192,6 +218,10 @@ def residual_snapshots(snap: SnapshotSet, source: str = "velocity",
             raise InputError(f"{snap.path} holds no Newton residuals (write it with "
                              f"store_residuals = true, or use source = \"velocity\")")
         res = np.asarray(res, dtype=np.float64)
+        if trajectories is not None and len(trajectories) < snap.n_mu:
+            from fom.snapshots import read_residuals  # (mu_index, step, iteration) per row
+
+            res = res[np.isin(read_residuals(snap.path)[1][:, 0], trajectories)]
         if max_snapshots is not None and res.shape[0] > max_snapshots:
             keep = np.unique(np.linspace(0, res.shape[0] - 1, max_snapshots).round()
                              .astype(int))
@@ -275,8 +305,8 @@ def select_rows(problem: Problem, basis: np.ndarray, n_samples: int, by: str = "
 
 def build_sample_mesh(snap: SnapshotSet, *, n_samples: int, n_basis: int,
                       source: str = "velocity", by: str = "row",
-                      method: str = "collocation", max_snapshots: int | None = 20000
-                      ) -> SampleMesh:
+                      method: str = "collocation", max_snapshots: int | None = 20000,
+                      trajectories: list[int] | None = None) -> SampleMesh:
     """A sample mesh from a training snapshot file (module docstring, steps 1-4).
 
     Parameters
@@ -291,12 +321,19 @@ def build_sample_mesh(snap: SnapshotSet, *, n_samples: int, n_basis: int,
         See :func:`residual_snapshots`, :func:`select_rows` and :class:`SampleMesh`.
     max_snapshots : int, optional
         Cap on the residual snapshots used for the POD (evenly spaced).
+    trajectories : list of int, optional
+        The trajectories of ``snap`` to use (default all): those the trial manifolds were
+        trained on (:func:`training_trajectories`).
     """
     if method not in METHODS:
         raise InputError(f"hyper-reduction method must be one of {', '.join(METHODS)}, "
                          f"got {method!r}")
     problem = snap.problem()
-    res = residual_snapshots(snap, source, max_snapshots)
+    if trajectories is not None:
+        trajectories = sorted({int(i) for i in trajectories})
+        if not trajectories or trajectories[0] < 0 or trajectories[-1] >= snap.n_mu:
+            raise InputError(f"{snap.path}: trajectories must be indices in [0, {snap.n_mu})")
+    res = residual_snapshots(snap, source, max_snapshots, trajectories)
     if not np.all(np.isfinite(res)):
         raise InputError(f"{snap.path}: residual snapshots contain NaN or Inf values")
     basis, s = pod(res)
@@ -310,7 +347,7 @@ def build_sample_mesh(snap: SnapshotSet, *, n_samples: int, n_basis: int,
                          f"{rows.size}")
     op = problem.sample(rows)
     settings = {"n_samples": n_samples, "n_basis": n_basis, "source": source, "by": by,
-                "method": method, "max_snapshots": max_snapshots}
+                "method": method, "max_snapshots": max_snapshots, "trajectories": trajectories}
     return SampleMesh(op.rows, op.stencil, np.ascontiguousarray(basis[op.rows]), method,
                       problem.n_dofs, problem.name, settings, s,
                       {"path": str(snap.path), "sha256": snap.checksum()},
@@ -322,3 +359,228 @@ def interpolation_constant(mesh: SampleMesh) -> float:
     the part of a residual outside the basis (the smaller, the better conditioned)."""
     s = np.linalg.svd(mesh.basis_rows, compute_uv=False)
     return math.inf if s[-1] == 0 else float(1.0 / s[-1])
+
+
+# ----------------------------------------------------------------------------- the config
+
+HYPERREDUCTION_SCHEMA: dict[str, Field] = {
+    "n_samples": Field(int, 40, at_least(1),
+                       doc="sampled residual rows (sample_by = 'row') or grid nodes ('node'): "
+                           "QDEIM gives n_basis of them, greedy oversampling the rest"),
+    "n_basis": Field(int, 20, at_least(1),
+                     doc="size of the residual POD basis (QDEIM's pivots; GNAT's basis)"),
+    "sample_by": Field(str, None, one_of("row", "node"),
+                       doc="count rows, or grid nodes with every field's row at each; "
+                           "default: 'node' for problems with several fields, else 'row'"),
+    "source": Field(str, "velocity", one_of(*SOURCES),
+                    doc="residual snapshots: the velocity f(x^n, t^n) at every training state "
+                        "('velocity'), or the FOM's Newton residuals ('newton'; snapshot "
+                        "files written with store_residuals)"),
+    "method": Field(str, "collocation", one_of(*METHODS),
+                    doc="LSPG on the sampled rows ('collocation'), or on the coordinates of "
+                        "the sampled residual in the residual basis ('gnat')"),
+    "max_snapshots": Field(int, 20000, at_least(1),
+                           doc="at most this many residual snapshots (evenly spaced) in the POD"),
+    "file": Field(str, "sample_mesh.h5", doc="the sample-mesh file (HDF5); a relative path "
+                                             "is taken inside output_dir"),
+}
+
+
+def hyperreduction_settings(cfg: RunConfig, problem: Problem | None = None) -> dict[str, Any]:
+    """The validated ``[hyperreduction]`` section with ``sample_by`` resolved.
+
+    Checks what the problem (default: the config's ``[problem]``) allows: ``n_samples`` at
+    most its rows or grid nodes, ``n_basis`` at most ``N``, and for GNAT at least
+    ``n_basis`` sampled rows. The rank of the residual snapshots is checked when the mesh is
+    built.
+
+    Raises
+    ------
+    InputError
+        One line naming the file, ``[hyperreduction]`` and the key.
+    """
+    sec = cfg.section("hyperreduction", HYPERREDUCTION_SCHEMA)
+    where = cfg.where("hyperreduction")
+    if not sec["file"].strip():
+        raise InputError(f"{where} file: must not be empty")
+    problem = problem if problem is not None else problem_from_config(cfg)
+    n_fields = int(problem.n_fields)
+    if sec["sample_by"] is None:
+        sec["sample_by"] = "node" if n_fields > 1 else "row"
+    by_row = sec["sample_by"] == "row"
+    limit = problem.n_dofs if by_row else problem.n_dofs // n_fields
+    what = "rows" if by_row else "grid nodes"
+    if sec["n_samples"] > limit:
+        raise InputError(f"{where} n_samples: must be at most {limit}, the {what} of "
+                         f"{problem.name} (N = {problem.n_dofs}), got {sec['n_samples']}")
+    if sec["n_basis"] > problem.n_dofs:
+        raise InputError(f"{where} n_basis: must be at most N = {problem.n_dofs}, got "
+                         f"{sec['n_basis']}")
+    rows = sec["n_samples"] * (1 if by_row else n_fields)
+    if sec["method"] == "gnat" and rows < sec["n_basis"]:
+        raise InputError(f"{where} n_basis: GNAT needs at least n_basis sampled rows; "
+                         f"n_samples = {sec['n_samples']} gives {rows} rows, got n_basis = "
+                         f"{sec['n_basis']}")
+    return sec
+
+
+def sample_mesh_path(cfg: RunConfig, sec: dict[str, Any] | None = None) -> Path:
+    """Where the config's sample-mesh file goes (``[hyperreduction] file``)."""
+    sec = sec if sec is not None else cfg.section("hyperreduction", HYPERREDUCTION_SCHEMA)
+    path = Path(sec["file"])
+    return path if path.is_absolute() else cfg.output_dir / path
+
+
+def check_mesh_output(cfg: RunConfig, sec: dict[str, Any]) -> Path:
+    """Check, creating nothing, that the sample-mesh file can be written (in ``output_dir``,
+    which may not exist yet, or in an existing folder)."""
+    path = sample_mesh_path(cfg, sec)
+    if path.parent == cfg.output_dir:
+        cfg.check_output_dir()
+        return path
+    try:
+        return check_writable_dir(path)
+    except InputError as exc:
+        raise InputError(f"{cfg.where('hyperreduction')} file: {exc}") from None
+
+
+def training_trajectories(cfg: RunConfig, train: SnapshotSet) -> list[int] | None:
+    """The trajectories of the training file the sample mesh is built from: exactly those
+    the autoencoders (and the POD basis) train on. ``None`` means all of them.
+
+    MERGE POINT (branch ``train``): once ``[training]`` holds whole validation trajectories
+    out (``validation_every``, ``validation_params``), return
+    ``rom.online.pod_trajectories(cfg, train)`` here, the helper that selects the POD
+    basis's trajectories. Until then every trajectory of the file trains.
+    """
+    del cfg, train
+    return None
+
+
+def _wanted(sec: dict[str, Any], trajectories: list[int] | None) -> dict[str, Any]:
+    """The ``settings`` a sample-mesh file made from ``sec`` records (JSON-normalized)."""
+    return json.loads(json.dumps({
+        "n_samples": sec["n_samples"], "n_basis": sec["n_basis"], "source": sec["source"],
+        "by": sec["sample_by"], "method": sec["method"], "max_snapshots": sec["max_snapshots"],
+        "trajectories": trajectories}, sort_keys=True))
+
+
+def stale_reason(mesh: SampleMesh, problem: Problem, settings: dict[str, Any],
+                 snap_sha256: str) -> str:
+    """Why an existing sample mesh does not fit (empty if it is up to date)."""
+    if mesh.problem != problem.name or mesh.problem_config != json.dumps(problem.config(),
+                                                                         sort_keys=True):
+        return "made for another problem"
+    if mesh.settings != settings:
+        return "made with other [hyperreduction] settings"
+    if mesh.source.get("sha256") != snap_sha256:
+        return "made from another training snapshot file"
+    return ""
+
+
+def ensure_sample_mesh(cfg: RunConfig, *, problem: Problem | None = None,
+                       sec: dict[str, Any] | None = None,
+                       log: Callable[[str], None] | None = None
+                       ) -> tuple[Path, SampleMesh, bool]:
+    """The config's sample mesh, built (and written atomically) unless an up-to-date file
+    exists: same problem, ``[hyperreduction]`` settings, training trajectories and training
+    snapshot file (by checksum).
+
+    Call it after every other input has been checked: it may write the file. The training
+    snapshot file must exist. A file at the mesh's path that is not a sample-mesh file is
+    refused, not overwritten.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+    problem : Problem, optional
+        Default: the config's.
+    sec : dict, optional
+        The validated section (:func:`hyperreduction_settings`).
+    log : callable, optional
+        Receives one line saying what was built and where (nothing if the file was up to
+        date).
+
+    Returns
+    -------
+    path, mesh, built
+        ``built`` is False if the existing file was up to date.
+    """
+    problem = problem if problem is not None else problem_from_config(cfg)
+    sec = sec if sec is not None else hyperreduction_settings(cfg, problem)
+    where = cfg.where("hyperreduction")
+    path = sample_mesh_path(cfg, sec)
+    train_path = snapshot_paths(cfg)["train"]
+    if not train_path.exists():
+        raise InputError(f"training snapshot file {train_path} does not exist (run 'mrom "
+                         f"snapshots {cfg.path}' first)")
+    train = read_snapshots(train_path)
+    if train.n_dofs != problem.n_dofs:
+        raise InputError(f"{train_path}: states have N = {train.n_dofs} entries but the "
+                         f"{cfg.where('problem')} has N = {problem.n_dofs}")
+    trajectories = training_trajectories(cfg, train)
+    wanted = _wanted(sec, trajectories)
+    sha = train.checksum()
+    why = "missing"
+    if path.exists():
+        try:
+            old = read_sample_mesh(path)
+        except InputError as exc:
+            raise InputError(f"{where} file: {exc}; remove it or choose another file") \
+                from None
+        why = stale_reason(old, problem, wanted, sha)
+        if not why:
+            return path, old, False
+    try:
+        check_writable_dir(path)
+    except InputError as exc:
+        raise InputError(f"{where} file: {exc}") from None
+    try:
+        mesh = build_sample_mesh(train, n_samples=sec["n_samples"], n_basis=sec["n_basis"],
+                                 source=sec["source"], by=sec["sample_by"],
+                                 method=sec["method"], max_snapshots=sec["max_snapshots"],
+                                 trajectories=trajectories)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    mesh.save(path)
+    if log is not None:
+        again = "" if why == "missing" else f" (the old one was {why})"
+        log(f"wrote {path}{again}: {mesh.summary()}")
+    return path, mesh, True
+
+
+def sample_mesh_from_config(config: str | os.PathLike | RunConfig, progress: bool = True, *,
+                            log: Callable[[str], None] | None = print) -> Path:
+    """Build the sample mesh of a run config (``mrom sample-mesh CONFIG``).
+
+    Checks ``[problem]``, ``[snapshots]`` and ``[hyperreduction]`` first, generates the
+    training snapshots if they are missing, then builds the mesh from the training snapshot
+    file only (never the test file) unless an up-to-date file exists
+    (:func:`ensure_sample_mesh`).
+
+    Parameters
+    ----------
+    config : path or RunConfig
+    progress : bool
+        Progress bars while snapshots are generated.
+    log : callable, optional
+        Receives the line saying what was built and where, or that the file was up to
+        date (default: print it).
+
+    Returns
+    -------
+    Path
+        The sample-mesh file.
+    """
+    from fom.snapshots import snapshot_sets
+
+    cfg = config if isinstance(config, RunConfig) else load_config(config)
+    problem, _ = snapshot_sets(cfg)
+    sec = hyperreduction_settings(cfg, problem)
+    check_mesh_output(cfg, sec)
+    if not snapshot_paths(cfg)["train"].exists():
+        snapshots_from_config(cfg, progress=progress)
+    path, mesh, built = ensure_sample_mesh(cfg, problem=problem, sec=sec, log=log)
+    if not built and log is not None:
+        log(f"{path} is up to date: {mesh.summary()}")
+    return path

@@ -6,7 +6,9 @@ the full-order model and the ROMs of the config's ``[rom]`` section with their r
 against it (``kind = "rom"``; one result file in the :mod:`rom.results` layout, so
 ``mrom report`` reads it). A ROM sweep builds its trial manifolds as
 :func:`rom.online.roms_from_config` does (POD of the training snapshot file, decoders from
-``<output_dir>/models/p<p>``), once per rank.
+``<output_dir>/models/p<p>``), once per rank; the hyper-reduced methods (``hr-*``) read the
+``[hyperreduction]`` sample mesh, which rank 0 builds (if missing or stale) before any work
+is handed out.
 
 * **MPI** (``mpiexec -n K mrom sweep CONFIG``): rank 0 hands out parameter indices one at a
   time to the ranks that ask for work (dynamic load balancing) and, when ``K <= 4``, computes
@@ -63,6 +65,7 @@ from fom.snapshots import (
     Checkpoint,
     check_mu_list,
     debug_pause,
+    file_checksum,
     parameter_list,
     problem_from_config,
     read_snapshots,
@@ -76,6 +79,7 @@ from .metrics import projection_error
 from .online import (
     _load_test,
     dir_digest,
+    hr_info,
     load_model,
     model_dir,
     pod_full,
@@ -86,8 +90,17 @@ from .online import (
     run_rom,
     training_box_warning,
     trial_manifold,
+    uses_hyperreduction,
 )
-from .results import RunRecord, read_results, write_results
+from .results import RunRecord, method_parts, read_results, write_results
+from .sample_mesh import (
+    SampleMesh,
+    check_fits,
+    check_mesh_output,
+    ensure_sample_mesh,
+    hyperreduction_settings,
+    read_sample_mesh,
+)
 
 #: Version of the sweep layout (the ``sweep`` file attribute records it).
 SWEEP_FORMAT = 1
@@ -145,7 +158,9 @@ class SweepPlan:
     rom : dict or None
         ``kind = "rom"`` only: the validated ``[rom]`` section (``settings``), the training
         snapshot file (``train``, None without POD methods) and its SHA-256, the model folders
-        by ``p`` (``models``) and their digests, and the ``[rom]`` location (``where``).
+        by ``p`` (``models``) and their digests, the sample mesh of the hyper-reduced methods
+        (``sample_mesh``: its ``file``, ``sha256`` and the ``info`` runs record; None without
+        them) and the ``[rom]`` location (``where``).
     warning : str
         A ROM sweep with parameters outside the box of the training parameters: the line
         that says so (:func:`rom.online.training_box_warning`), printed once by rank 0.
@@ -300,6 +315,11 @@ def sweep_plan(config: str | os.PathLike | RunConfig) -> SweepPlan:
             check_writable_dir(out)
         except InputError as exc:
             raise InputError(f"{where} output: {exc}") from None
+    if rom is not None and rom["sample_mesh"] is not None:
+        # every input is checked: build the sample mesh now if it is missing or stale
+        path, mesh, _ = ensure_sample_mesh(cfg, problem=problem)
+        rom["sample_mesh"] = {"info": hr_info(mesh, path), "file": str(path),
+                              "sha256": file_checksum(path)}
     plan = SweepPlan(problem, mus, sec["scheme"], dt, n_steps, out, sec["kind"],
                      cfg.output_dir, where, rom)
     if rom is not None:
@@ -319,9 +339,13 @@ def rom_inputs(cfg: RunConfig, problem: Problem) -> dict[str, Any]:
     """
     sec = rom_settings(cfg)
     methods, dims = sec["methods"], sec["latent_dims"]
+    kinds = {method_parts(m)[1] for m in methods}
     train_path: str | None = None
     train_sha: str | None = None
-    if any(m.startswith("pod") for m in methods):
+    mesh: dict[str, Any] | None = None
+    if uses_hyperreduction(sec):  # built by sweep_plan once every input is checked
+        mesh = {"file": str(check_mesh_output(cfg, hyperreduction_settings(cfg, problem)))}
+    if "pod" in kinds:
         path = snapshot_paths(cfg)["train"]
         train = _load_test(path, cfg, "training")
         if train.n_dofs != problem.n_dofs:
@@ -330,12 +354,13 @@ def rom_inputs(cfg: RunConfig, problem: Problem) -> dict[str, Any]:
         train_path, train_sha = str(path), train.checksum()
     models: dict[str, str] = {}
     digests: dict[str, str] = {}
-    if any(m.startswith("deep") for m in methods):
+    if "deep" in kinds:
         require_models(cfg, dims)
         models = {str(p): str(model_dir(cfg, p)) for p in dims}
         digests = {str(p): dir_digest(model_dir(cfg, p)) for p in dims}
     return {"settings": sec, "train": train_path, "train_sha256": train_sha,
-            "models": models, "models_sha256": digests, "where": cfg.where("rom")}
+            "models": models, "models_sha256": digests, "sample_mesh": mesh,
+            "where": cfg.where("rom")}
 
 
 # ----------------------------------------------------------------------------- one trajectory
@@ -361,6 +386,29 @@ class RomSuite:
         self.sec: dict[str, Any] = plan.rom["settings"]
         self.load = load_decoder or load_model
         self._manifolds: dict[tuple[str, int], tuple[Any, dict[str, Any]]] | None = None
+        self._mesh: SampleMesh | None = None
+
+    def sample_mesh(self) -> SampleMesh | None:
+        """The sample mesh of the hyper-reduced methods (read on the first call), None
+        without them.
+
+        Raises
+        ------
+        InputError
+            If the file changed since the sweep was planned, or fits another problem.
+        """
+        info = (self.plan.rom or {}).get("sample_mesh")
+        if info is None:
+            return None
+        if self._mesh is None:
+            path = Path(info["file"])
+            if not path.is_file() or file_checksum(path) != info["sha256"]:
+                raise InputError(f"sample mesh {path} is missing or changed since the sweep "
+                                 f"was planned (run the sweep again)")
+            mesh = read_sample_mesh(path)
+            check_fits(mesh, self.plan.problem, f"sample mesh {path}")
+            self._mesh = mesh
+        return self._mesh
 
     def manifolds(self) -> dict[tuple[str, int], tuple[Any, dict[str, Any]]]:
         """``{(kind, p): (manifold, info)}`` for kind "pod"/"deep", built on the first call."""
@@ -371,7 +419,7 @@ class RomSuite:
                    if rom["train"] is not None else None)
             out: dict[tuple[str, int], tuple[Any, dict[str, Any]]] = {}
             for method in self.sec["methods"]:
-                kind = method.split("-", 1)[0]
+                kind = method_parts(method)[1]
                 for p in self.sec["latent_dims"]:
                     if (kind, p) not in out:
                         out[(kind, p)] = trial_manifold(
@@ -379,6 +427,7 @@ class RomSuite:
                             folder=Path(rom["models"].get(str(p), ".")), load=self.load,
                             where=rom["where"])
             self._manifolds = out
+            self.sample_mesh()
         return self._manifolds
 
     def run(self, i: int, ref: FOMResult) -> list[RunRecord]:
@@ -395,19 +444,22 @@ class RomSuite:
         mu, n_t = plan.mus[i], ref.t.size
         opts = rom_options(sec)
         manifolds = self.manifolds()
+        mesh = self.sample_mesh()
         proj: dict[tuple[str, int], float] = {}
         records = []
         for method in sec["methods"]:
-            kind, projection = method.split("-", 1)
+            hr, kind, projection = method_parts(method)
             for p in sec["latent_dims"]:
                 manifold, info = manifolds[(kind, p)]
+                if hr:
+                    info = {**info, **plan.rom["sample_mesh"]["info"]}
                 if (kind, p) not in proj:
                     proj[(kind, p)] = projection_error(manifold, ref.states)
                 try:
                     res, err, failure = run_rom(
                         plan.problem, manifold, mu, projection, ref.states, scheme=plan.scheme,
                         dt=plan.dt, t_final=plan.n_steps * plan.dt, options=opts,
-                        on_failure=sec["on_failure"])
+                        on_failure=sec["on_failure"], sample_mesh=mesh if hr else None)
                 except ConvergenceError as exc:
                     raise ConvergenceError(f"{method}-p{p}: {exc}", step=exc.step,
                                            time=exc.time, residual=exc.residual,

@@ -177,6 +177,18 @@ def _not_utf8(tmp: Path) -> list[str]:
     return ["sweep", "run.toml"]
 
 
+def mesh_cfg(tmp: Path, hr: str, train: bool = False,
+             mesh: Callable[[Path], None] | None = None) -> list[str]:
+    """``mrom sample-mesh`` on a config with the ``[hyperreduction]`` lines ``hr``, with
+    ``out/train.h5`` (if ``train``) and ``out/sample_mesh.h5`` made by ``mesh``."""
+    if train or mesh:
+        (tmp / "out").mkdir()
+        (tmp / "out" / "train.h5").write_bytes(valid_snapshot_bytes())
+    if mesh:
+        mesh(tmp / "out" / "sample_mesh.h5")
+    return ["sample-mesh", config(tmp, TINY_RUN + "[hyperreduction]\n" + hr)]
+
+
 def _config_is_folder(tmp: Path) -> list[str]:
     (tmp / "run.toml").mkdir()
     return ["run", "run.toml"]
@@ -268,6 +280,38 @@ CASES: dict[str, Case] = {c.what: c for c in [
     Case("mrom train: output_dir cannot be created",
          lambda t: ["train", config(t, f'output_dir = "{UNWRITABLE}/o"\n' + TINY_RUN)],
          ("run.toml output_dir: cannot write in folder /proc/o",)),
+    # --- [hyperreduction] and the sample-mesh file
+    Case("unknown key in [hyperreduction]", lambda t: mesh_cfg(t, "n_sample = 20\n"),
+         ("run.toml [hyperreduction]", "unknown key 'n_sample'")),
+    Case("value not among the choices: [hyperreduction] sample_by",
+         lambda t: mesh_cfg(t, 'sample_by = "cell"\n'),
+         ("run.toml [hyperreduction] sample_by: must be one of row, node, got 'cell'",)),
+    Case("[hyperreduction] n_samples above the rows of the problem",
+         lambda t: mesh_cfg(t, "n_samples = 100\n"),
+         ("run.toml [hyperreduction] n_samples: must be at most 64, the rows of burgers1d "
+          "(N = 64), got 100",)),
+    Case("GNAT with fewer sampled rows than basis vectors",
+         lambda t: mesh_cfg(t, 'method = "gnat"\nn_samples = 8\nn_basis = 10\n'),
+         ("run.toml [hyperreduction] n_basis: GNAT needs at least n_basis sampled rows",)),
+    Case("[hyperreduction] n_basis above the rank of the residual snapshots",
+         lambda t: mesh_cfg(t, "n_samples = 30\nn_basis = 30\n", train=True),
+         ("run.toml [hyperreduction]: n_basis = 30 must lie in [1, 20] (the rank of the "
+          "residual snapshots)",)),
+    Case("sample-mesh file that is not HDF5",
+         lambda t: mesh_cfg(t, "n_samples = 20\n", mesh=_not_hdf5),
+         ("run.toml [hyperreduction] file: out/sample_mesh.h5 is not a readable HDF5 file",
+          "remove it or choose another file")),
+    Case("sample-mesh file that is another HDF5 file",
+         lambda t: mesh_cfg(t, "n_samples = 20\n",
+                            mesh=lambda p: p.write_bytes(valid_snapshot_bytes())),
+         ("run.toml [hyperreduction] file: out/sample_mesh.h5 is not a sample-mesh file",)),
+    Case("mrom run: bad [hyperreduction] key is found before any work",
+         lambda t: ["run", config(t, TINY_RUN + '[rom]\nmethods = ["hr-pod-lspg"]\n'
+                                  '[hyperreduction]\nmethod = "deim"\n')],
+         ("run.toml [hyperreduction] method: must be one of collocation, gnat",)),
+    Case("[rom] methods: hyper-reduced Galerkin",
+         lambda t: ["rom", config(t, TINY_RUN + '[rom]\nmethods = ["hr-deep-galerkin"]\n')],
+         ("run.toml [rom] methods: entry 'hr-deep-galerkin' must be one of",)),
     # --- every input is checked before anything is written
     Case("mrom run: bad [rom] key is found before any work",
          lambda t: ["run", config(t, TINY_RUN + '[rom]\nmethods = ["lspg"]\n')],

@@ -29,7 +29,7 @@ from rom.metrics import relative_error
 from rom.online import roms_from_config
 from rom.report import report
 from rom.results import read_results
-from rom.sweep import sweep, sweep_plan
+from rom.sweep import RomSuite, sweep, sweep_plan
 from rom.testing import quadratic_decoder_loader
 
 SWEEP = """
@@ -41,8 +41,10 @@ params = {params}
 """
 PARAMS = "[[4.3, 0.021], [4.8, 0.022], [5.15, 0.0285], [5.5, 0.03]]"
 N_PARAMS = 4
-#: what the subprocess runs compute: two POD ROMs and Deep LSPG on the trained decoder
-CLI_ROM = 'methods = ["deep-lspg", "pod-lspg", "pod-galerkin"]\nlatent_dims = [2]'
+#: what the subprocess runs compute: two POD ROMs, Deep LSPG on the trained decoder and both
+#: hyper-reduced ROMs on a sample mesh of 20 of the 64 rows (built by each run)
+CLI_ROM = ('methods = ["deep-lspg", "pod-lspg", "pod-galerkin", "hr-deep-lspg", "hr-pod-lspg"]'
+           '\nlatent_dims = [2]\n\n[hyperreduction]\nn_samples = 20\nn_basis = 10')
 
 
 def write_config(folder: Path, rom: str = CLI_ROM, sweep_extra: str = "",
@@ -153,6 +155,32 @@ def test_serial_rom_sweep_file_and_errors(inputs, tmp_path, monkeypatch, capsys)
     assert (out / "report.md").read_text().count("| ok |") == len(names) * N_PARAMS
 
 
+def test_hyper_reduced_sweep_equals_mrom_rom(inputs, tmp_path, monkeypatch):
+    """HR methods in a sweep: the runs of ``mrom rom`` at the shared parameter, bit for bit,
+    on the sample mesh the sweep built (pinned by its checksum)."""
+    rom = ('methods = ["hr-deep-lspg", "hr-pod-lspg"]\nlatent_dims = [2]\n\n'
+           '[hyperreduction]\nn_samples = 20\nn_basis = 10\nmethod = "gnat"')
+    d = workdir(inputs, tmp_path, rom)
+    monkeypatch.chdir(d)
+    load = quadratic_decoder_loader(read_snapshots("out/train.h5").states)
+    rs = read_results(sweep("run.toml", progress=False, comm=None, load_decoder=load))
+    mesh = Path("out/sample_mesh.h5")
+    plan = sweep_plan("run.toml")
+    assert plan.rom["sample_mesh"]["sha256"] == fom.snapshots.file_checksum(mesh)
+    online = read_results(roms_from_config("run.toml", progress=False, load_decoder=load))
+    for name in ("hr-deep-lspg-p2", "hr-pod-lspg-p2"):
+        a, b = rs.runs[name], online.runs[name]
+        assert np.all(a.steps == rs.t.size) and np.all(np.isfinite(a.relative_error))
+        np.testing.assert_array_equal(a.latent[0], b.latent[0])
+        assert a.relative_error[0] == b.relative_error[0] and a.info == b.info
+        assert a.info["hyperreduction"] == "gnat" and a.info["n_samples"] == 20
+    # a sample mesh replaced after the plan was made is refused, not used
+    suite = RomSuite(plan, load)
+    mesh.write_bytes(mesh.read_bytes() + b"\0")
+    with pytest.raises(InputError, match="out/sample_mesh.h5 is missing or changed since"):
+        suite.manifolds()
+
+
 def test_pod_lspg_with_the_full_basis_reproduces_the_fom(inputs, tmp_path, monkeypatch):
     """At a training parameter, POD-LSPG on the full basis is the FOM to round-off."""
     rom = ('methods = ["pod-lspg"]\nlatent_dims = [64]\n'
@@ -230,6 +258,8 @@ def test_mpi_rom_sweep_equals_the_serial_run(inputs, reference, tmp_path):
     for rec in rs.runs.values():
         assert np.all(np.isfinite(rec.relative_error)) and np.all(rec.steps == rs.t.size)
     assert rs.runs["deep-lspg-p2"].info["model_dir"] == "out/models/p2"
+    hr = rs.runs["hr-deep-lspg-p2"].info
+    assert hr["n_samples"] == 20 and hr["sample_mesh"] == "out/sample_mesh.h5"
     assert leftovers(d / "out") == []
 
 
