@@ -270,16 +270,10 @@ def cone_fraction(trained: Any, rows: np.ndarray) -> float:
     """The multiply-adds of the decoder's dependency cone of state rows ``rows``, as a
     fraction of the whole decoder's (:func:`autoencoder.restricted.cone_cost`); 0 for a
     decoder without exported layers (the analytic decoders of :mod:`rom.testing`)."""
-    meta, data = getattr(trained, "dec_meta", None), getattr(trained, "dec_data", None)
-    perm = getattr(trained, "perm", None)
-    if meta is None or data is None or perm is None:
+    cost = getattr(trained, "cone_cost", None)
+    if cost is None:
         return 0.0
-    from autoencoder.restricted import cone_cost, cone_plan
-
-    pixel = np.empty_like(perm)
-    pixel[perm] = np.arange(perm.size)  # state row -> image pixel
-    return float(cone_cost(cone_plan(meta, data, np.ascontiguousarray(pixel[rows])))
-                 ["fraction"])
+    return float(cost(np.ascontiguousarray(rows, dtype=np.int64))["fraction"])
 
 
 class DecoderManifold:

@@ -8,6 +8,15 @@ with ``x^n`` the FOM states and ``x~^n`` the ROM's, and the projection error of 
 manifold: the same measure with ``x~^n`` replaced by the manifold's approximation of ``x^n``
 (orthogonal projection for POD; for a decoder, ``decode(encode(.))`` or a per-snapshot
 least-squares fit, see :meth:`rom.manifolds.DecoderManifold.project`).
+
+For problems with several fields (the state is field-major, ``x = [x_0, x_1, ...]``, each
+field a block of ``N / n_fields`` entries; docs/CONTRACTS.md), :func:`field_errors` gives the
+same trajectory error per field ``c`` (the measure of the NM-ROM study, Kim et al. 2022),
+
+    e_c = sqrt( sum_n ||x_c^n - x~_c^n||^2 ) / sqrt( sum_n ||x_c^n||^2 ),
+
+and the largest per-step relative error ``max_n ||x_c^n - x~_c^n|| / ||x_c^n||`` over the
+steps whose reference field is not zero (docs/method.md, section 8).
 """
 
 from __future__ import annotations
@@ -73,3 +82,56 @@ def projection_error(manifold: Any, ref_states: Any, x_ref: Any | None = None) -
     if x_ref is None:
         x_ref = manifold.initial_condition(ref[0])[0]
     return relative_error(ref, manifold.project(ref, np.asarray(x_ref, dtype=np.float64)))
+
+
+def field_errors(ref_states: Any, rom_states: Any,
+                 n_fields: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-field relative trajectory error and largest per-step relative error.
+
+    Parameters
+    ----------
+    ref_states, rom_states : array_like, shape (n_t, N)
+        FOM and ROM states of one trajectory in the field-major layout of the problem's
+        ``fields``: entries ``[c * N / n_fields, (c + 1) * N / n_fields)`` are field ``c``.
+    n_fields : int
+        Number of fields; must divide ``N``.
+
+    Returns
+    -------
+    trajectory : ndarray, shape (n_fields,)
+        ``sqrt(sum_n ||e_c^n||^2) / sqrt(sum_n ||x_c^n||^2)`` (docs/method.md, section 8);
+        the absolute error if field ``c`` of the reference is zero at every step.
+    max_step : ndarray, shape (n_fields,)
+        ``max_n ||e_c^n|| / ||x_c^n||`` over the steps ``n`` with ``x_c^n != 0`` (a step
+        whose reference field is zero has no relative error and is left out); the largest
+        absolute error if there is no such step.
+
+    Both are ``inf`` for a field whose ROM states are not finite. With ``n_fields = 1`` the
+    trajectory error is :func:`relative_error` (to round-off) and ``max_step`` the maximum of
+    :func:`relative_error_in_time`.
+    """
+    ref, rom = _pair(ref_states, rom_states)
+    if ref.ndim != 2:
+        raise InputError(f"expected states of shape (n_t, N), got {ref.shape}")
+    if isinstance(n_fields, bool) or not isinstance(n_fields, int | np.integer) \
+            or n_fields < 1 or ref.shape[1] % n_fields:
+        raise InputError(f"n_fields = {n_fields!r} does not divide the state size "
+                         f"N = {ref.shape[1]}")
+    shape = (ref.shape[0], int(n_fields), ref.shape[1] // int(n_fields))
+    x = ref.reshape(shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        e = x - rom.reshape(shape)
+        err2 = np.einsum("tcj,tcj->tc", e, e)        # ||e_c^n||^2, (n_t, n_fields)
+    ref2 = np.einsum("tcj,tcj->tc", x, x)            # ||x_c^n||^2
+    total_err, total_ref = np.sqrt(err2.sum(axis=0)), np.sqrt(ref2.sum(axis=0))
+    trajectory = np.where(total_ref > 0, total_err / np.where(total_ref > 0, total_ref, 1.0),
+                          total_err)
+    nonzero = ref2 > 0
+    step = np.sqrt(err2) / np.sqrt(np.where(nonzero, ref2, 1.0))
+    max_step = np.where(nonzero.any(axis=0),
+                        np.max(np.where(nonzero, step, -np.inf), axis=0),
+                        np.sqrt(err2).max(axis=0))
+    bad = ~np.all(np.isfinite(rom.reshape(shape)), axis=(0, 2))
+    trajectory[bad] = np.inf
+    max_step[bad] = np.inf
+    return trajectory, max_step

@@ -58,7 +58,7 @@ from fom.snapshots import (
 )
 
 from .manifolds import AffineManifold, DecoderManifold
-from .metrics import projection_error, relative_error
+from .metrics import field_errors, projection_error, relative_error
 from .projection import ROMOptions, ROMResult, solve_rom
 from .results import RunRecord, method_parts, read_results, write_results
 from .sample_mesh import SampleMesh, ensure_sample_mesh, hyperreduction_settings
@@ -204,15 +204,32 @@ def check_same_training_data(cfg: RunConfig, pod_traj: list[int], dims: list[int
                 "the same training data)")
 
 
+#: The last POD manifold :func:`pod_full` computed, by (training file checksum, centering,
+#: trajectories).
+_POD_MEMO: dict[tuple[str, str, tuple[int, ...] | None], AffineManifold] = {}
+
+
 def pod_full(train: SnapshotSet, center: str,
              trajectories: list[int] | None = None) -> AffineManifold:
     """The POD manifold of the training snapshots with every basis vector (callers truncate).
 
     Only the trajectories listed in ``trajectories`` (:func:`pod_trajectories`; default all).
+    The thin SVD of a large training set is slow (at 2D Burgers' 60^2: 6004 snapshots of
+    6728 values, minutes on two cores), so the last result is kept, keyed by the file's
+    SHA-256, the centering and the trajectories: a second call in the same process on the
+    same data (several ``roms_from_config`` runs and a ``sweep`` in one study) returns it,
+    read-only.
     """
-    states = train.states if trajectories is None else train.states[trajectories]
-    n_traj, n_t_train, n_dofs = states.shape
-    return AffineManifold.from_snapshots(states, min(n_traj * n_t_train, n_dofs), center=center)
+    key = (train.checksum(), center, None if trajectories is None else tuple(trajectories))
+    if key not in _POD_MEMO:
+        data = train if trajectories is None else train.states[list(trajectories)]
+        n_traj, n_t_train, n_dofs = (train.states if trajectories is None else data).shape
+        full = AffineManifold.from_snapshots(data, min(n_traj * n_t_train, n_dofs),
+                                             center=center)
+        full.basis.flags.writeable = False
+        _POD_MEMO.clear()  # one basis at a time: they are as large as the training data
+        _POD_MEMO[key] = full
+    return _POD_MEMO[key]
 
 
 def trial_manifold(kind: str, p: int, sec: dict[str, Any], *, pod: AffineManifold | None,
@@ -283,6 +300,18 @@ def run_rom(problem: Any, manifold: Any, mu: np.ndarray, projection: str,
     if steps is not None:
         res = res.at_steps(steps)
     return res, relative_error(reference, res.states), ""
+
+
+def run_field_errors(reference: np.ndarray, result: ROMResult, failure: str,
+                     n_fields: int) -> tuple[np.ndarray, np.ndarray]:
+    """The per-field errors (:func:`rom.metrics.field_errors`) of a :func:`run_rom` result.
+
+    NaN for every field of a failed run (like its relative error), so a results file holds
+    them for every run without storing any state.
+    """
+    if failure or result.states is None or result.states.shape != np.shape(reference):
+        return np.full(n_fields, np.nan), np.full(n_fields, np.nan)
+    return field_errors(reference, result.states, n_fields)
 
 
 def training_box_warning(mus: np.ndarray, train_path: Path, names: tuple[str, ...]) -> str:
@@ -435,7 +464,7 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
             if (kind, p) not in proj_cache:
                 proj_cache[(kind, p)] = [projection_error(manifold, test.states[i])
                                          for i in range(n_mu)]
-            results, errors, failures = [], [], []
+            results, errors, failures, per_field = [], [], [], []
             for i in range(n_mu):
                 bar.set_postfix_str(f"{method} p={p} mu={i + 1}/{n_mu}")
                 res, err, failure = run_rom(problem, manifold, test.mu[i], projection,
@@ -448,11 +477,14 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
                 results.append(res)
                 errors.append(err)
                 failures.append(failure)
+                per_field.append(run_field_errors(test.states[i], res, failure,
+                                                  problem.n_fields))
                 bar.update()
             records.append(RunRecord.from_rom_results(
                 method, results, test.t.size, relative_error=errors,
                 projection_error=proj_cache[(kind, p)], failures=failures,
-                store_states=sec["store_states"], info=info))
+                store_states=sec["store_states"], info=info, field_errors=per_field,
+                fields=problem.fields))
     bar.close()
     write_results(
         out, records, mu=test.mu, t=test.t, param_names=test.param_names,

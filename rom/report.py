@@ -6,11 +6,15 @@ rows of a hyper-reduced ROM, online wall time, status) and saves, with the Agg b
 
 - ``states.png``: the state at several times, FOM against Deep LSPG and POD-LSPG (the paper's
   figure for 1D Burgers) and HR Deep LSPG if it was run, one panel per test parameter, at the
-  smallest p run by both Deep LSPG and POD-LSPG (else the largest p run);
+  smallest p run by both Deep LSPG and POD-LSPG (else the largest p run); for a problem on a
+  2D grid (``/grid/y`` in the file) the fields as images at the first, middle and last time
+  of the first test parameter (:func:`rom.plots.field_figure`);
 - ``errors_vs_p.png``: relative state error in percent against p on log axes, one line per
   method, with the projection errors of the POD and decoder manifolds dotted (with a single
   p, one point per method in the middle of the axis);
-- ``report.md``: the table.
+- ``report.md``: the table, and for a problem with several fields (2D Burgers' u and v, the
+  flame's T and mass fractions) a second table of the per-field errors: each field's relative
+  trajectory error and its largest per-step relative error (docs/method.md, section 8).
 """
 
 from __future__ import annotations
@@ -83,6 +87,26 @@ def error_table(rs: ResultSet) -> str:
     return "\n".join(lines)
 
 
+def field_error_table(rs: ResultSet) -> str:
+    """The markdown table of the per-field errors, or ``""`` for a single field (or a file
+    without them): per run and parameter, each field's relative trajectory error and, after
+    them, each field's largest per-step relative error, in percent."""
+    fields = rs.fields
+    if len(fields) < 2:
+        return ""
+    heads = [*fields, *(f"max/step {f}" for f in fields)]
+    lines = ["| method | p | mu | " + " | ".join(heads) + " |",
+             "|---|---:|---|" + "---:|" * len(heads)]
+    for rec in sorted(rs.runs.values(), key=lambda r: (r.method, r.p)):
+        if rec.field_error is None or rec.max_step_field_error is None:
+            continue
+        for i in range(rs.mu.shape[0]):
+            vals = [*rec.field_error[i], *rec.max_step_field_error[i]]
+            lines.append(f"| {_LABEL.get(rec.method, rec.method)} | {rec.p} | "
+                         f"({_mu_label(rs, i)}) | " + " | ".join(_fmt(v) for v in vals) + " |")
+    return "\n".join(lines)
+
+
 def _plot_states(rs: ResultSet, path: Path, n_times: int = 4,
                  p: int | None = None) -> Path | None:
     import matplotlib.pyplot as plt
@@ -97,6 +121,8 @@ def _plot_states(rs: ResultSet, path: Path, n_times: int = 4,
         # the smallest p run by both (where the manifolds differ most), else the largest run
         p = common[0] if common else max(deep or pod or shown["hr-deep-lspg"], default=None)
     runs = [(name, by_p[p]) for name, by_p in shown.items() if p in by_p]
+    if "y" in rs.grid:
+        return _plot_state_fields(rs, runs, path)
     n_mu = rs.mu.shape[0]
     x = rs.grid.get("x", np.arange(rs.reference.shape[2]))
     idx = np.unique(np.linspace(0, rs.t.size - 1, n_times + 1).round().astype(int)[1:])
@@ -119,6 +145,24 @@ def _plot_states(rs: ResultSet, path: Path, n_times: int = 4,
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _plot_state_fields(rs: ResultSet, runs: list[tuple[str, Any]], path: Path) -> Path:
+    """``states.png`` of a 2D problem: FOM and the runs' fields at the first, middle and last
+    time of the first test parameter."""
+    from .plots import field_figure, save_figure
+
+    assert rs.reference is not None
+    ny, nx = np.size(rs.grid["y"]), np.size(rs.grid.get("x", []))
+    n_fields = rs.reference.shape[2] // max(ny * nx, 1)
+    fields = rs.fields if len(rs.fields) == n_fields else tuple(
+        f"field {c}" for c in range(n_fields))
+    idx = sorted({0, (rs.t.size - 1) // 2, rs.t.size - 1})
+    rows = [("FOM", rs.reference[0, idx])]
+    rows += [(f"{_LABEL[name]} (p = {rec.p})", rec.states[0, idx]) for name, rec in runs]
+    fig = field_figure(rows, rs.t[idx], fields=fields, grid_shape=(ny, nx), grid=rs.grid,
+                       title=_mu_label(rs, 0))
+    return save_figure(fig, path, dpi=100)
 
 
 def errors_figure(rs: ResultSet) -> Any:
@@ -210,6 +254,9 @@ def report(results_path: str | os.PathLike, out_dir: str | os.PathLike | None = 
     out = Path(out_dir) if out_dir is not None else Path(results_path).parent / "report"
     make_output_folder(out, "report folder")
     table = error_table(rs)
+    if per_field := field_error_table(rs):
+        table += "\n\nErrors per field: relative over the trajectory, and the largest " \
+                 "relative error of a step\n\n" + per_field
     if not quiet:
         print(table)
     md, states, errors = (out / name for name in REPORT_FILES)

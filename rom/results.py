@@ -22,6 +22,10 @@ test parameters and one time grid::
                                                              (absent in deterministic files)
         relative_error       float64 (n_mu,)             vs /reference (NaN: failed or none)
         projection_error     float64 (n_mu,)             of the trial manifold (NaN: none)
+        field_error          float64 (n_mu, n_fields)    per-field trajectory error vs
+                                                             /reference (optional; attrs: fields)
+        max_step_field_error float64 (n_mu, n_fields)    per-field largest per-step error
+                                                             (with field_error; attrs: fields)
     file attrs: format, format_version, version, created (not in deterministic files),
                 plus the writer's (problem, ...)
 
@@ -29,7 +33,9 @@ A trajectory that failed to converge keeps its first ``steps[i]`` time points; t
 them are NaN, and so is its relative error (also NaN when there is no reference). A file
 written with ``deterministic=True`` (``mrom sweep``) holds nothing that depends on when or how
 fast it was made: no ``created`` attribute, no ``wall_s`` datasets (read back as NaN, "not
-recorded"); object timestamps are never stored.
+recorded"); object timestamps are never stored. The per-field errors
+(:func:`rom.metrics.field_errors`) are finite exactly where ``relative_error`` is; files
+written before they existed have neither dataset (read back as None).
 :func:`read_results` checks all of this and raises :class:`fom.errors.InputError` naming the
 file and the dataset at fault.
 """
@@ -53,6 +59,8 @@ from fom.hdf5 import open_for_reading
 
 FORMAT = "manifold-rom results"
 FORMAT_VERSION = 1
+#: The optional per-field error datasets of a run (both or neither; attribute ``fields``).
+FIELD_KEYS = ("field_error", "max_step_field_error")
 
 
 def method_parts(method: str) -> tuple[bool, str, str]:
@@ -93,6 +101,9 @@ class RunRecord:
     options: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    field_error: np.ndarray | None = None
+    max_step_field_error: np.ndarray | None = None
+    fields: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -119,10 +130,14 @@ class RunRecord:
                          relative_error: Sequence[float] | None = None,
                          projection_error: Sequence[float] | None = None,
                          failures: Sequence[str] | None = None, store_states: bool = True,
-                         info: dict[str, Any] | None = None) -> RunRecord:
+                         info: dict[str, Any] | None = None,
+                         field_errors: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+                         fields: Sequence[str] = ()) -> RunRecord:
         """Stack :class:`rom.projection.ROMResult` objects (complete or partial) of one run.
 
         A partial result (fewer than ``n_t`` time points) is padded with NaN.
+        ``field_errors``: per result the pair of :func:`rom.metrics.field_errors` (NaN for a
+        failed one), for the problem's ``fields``.
         """
         if not results:
             raise InputError("no ROM results to record")
@@ -149,7 +164,12 @@ class RunRecord:
             projection_error=np.asarray(projection_error if projection_error is not None
                                         else [np.nan] * n_mu, dtype=np.float64),
             scheme=results[0].scheme, dt=float(results[0].dt), options=dict(results[0].options),
-            info=dict(info or {}), failures=list(failures or [""] * n_mu))
+            info=dict(info or {}), failures=list(failures or [""] * n_mu),
+            field_error=None if field_errors is None else
+            np.array([fe[0] for fe in field_errors], dtype=np.float64).reshape(n_mu, -1),
+            max_step_field_error=None if field_errors is None else
+            np.array([fe[1] for fe in field_errors], dtype=np.float64).reshape(n_mu, -1),
+            fields=tuple(fields))
 
 
 @dataclass
@@ -170,6 +190,11 @@ class ResultSet:
         out = [r for r in self.runs.values()
                if (method is None or r.method == method) and (p is None or r.p == p)]
         return sorted(out, key=lambda r: (r.method, r.p))
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The field names of the runs' per-field errors (empty if no run has them)."""
+        return next((r.fields for r in self.runs.values() if r.field_error is not None), ())
 
 
 # ----------------------------------------------------------------------------- writing
@@ -254,6 +279,10 @@ def write_results(path: str | os.PathLike, runs: ResultSet | Iterable[RunRecord]
                         "relative_error", "projection_error"):
                 if key != "wall_s" or not deterministic:
                     g.create_dataset(key, data=getattr(r, key), track_times=False)
+            for key in FIELD_KEYS:
+                if getattr(r, key) is not None:
+                    g.create_dataset(key, data=getattr(r, key), track_times=False)
+                    g[key].attrs["fields"] = list(r.fields)
         f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION,
                         "version": __version__})
         if not deterministic:
@@ -305,6 +334,35 @@ def _check_record(r: RunRecord, name: str, n_mu: int, n_t: int, where: str,
     if len(r.failures) != n_mu:
         raise InputError(f"{loc}: attribute 'failures' has {len(r.failures)} entries, "
                          f"expected {n_mu}")
+    _check_field_errors(r, loc, n_mu)
+
+
+def _check_field_errors(r: RunRecord, loc: str, n_mu: int) -> None:
+    """The per-field errors: both or neither, ``(n_mu, len(fields))``, no Inf or negative
+    value, and finite for exactly the trajectories whose ``relative_error`` is finite."""
+    present = [key for key in FIELD_KEYS if getattr(r, key) is not None]
+    if not present:
+        return
+    if len(present) == 1:
+        other = FIELD_KEYS[1 - FIELD_KEYS.index(present[0])]
+        raise InputError(f"{loc} has {present[0]} but not {other}")
+    if not r.fields:
+        raise InputError(f"{loc}/field_error: no field names (attribute 'fields')")
+    finite = np.isfinite(np.asarray(r.relative_error, dtype=np.float64))
+    for key in FIELD_KEYS:
+        arr = np.asarray(getattr(r, key), dtype=np.float64)
+        if arr.shape != (n_mu, len(r.fields)):
+            raise InputError(f"{loc}/{key} has shape {arr.shape}, expected "
+                             f"({n_mu}, {len(r.fields)}) for the fields {list(r.fields)}")
+        if np.any(np.isinf(arr)) or np.any(arr[~np.isnan(arr)] < 0):
+            raise InputError(f"{loc}/{key} contains negative or Inf values")
+        bad = np.flatnonzero(np.where(finite, ~np.isfinite(arr).all(axis=1),
+                                      ~np.isnan(arr).all(axis=1)))
+        if bad.size:
+            i = int(bad[0])
+            raise InputError(f"{loc}/{key} of trajectory {i} is {arr[i].tolist()} but its "
+                             f"relative_error is {float(r.relative_error[i])} (both finite "
+                             f"or both NaN)")
 
 
 def _read(g: h5py.Group, key: str, loc: str, kind: str = "f") -> np.ndarray:
@@ -331,6 +389,20 @@ def _attr(g: h5py.Group | h5py.File, key: str, loc: str, parse: bool = False) ->
             raise InputError(f"{loc}: attribute '{key}' of {g.name} is not valid JSON") \
                 from None
     return v
+
+
+def _field_names(g: h5py.Group, per_field: dict[str, np.ndarray], loc: str) -> tuple[str, ...]:
+    """The ``fields`` attribute of a run's per-field error datasets (the same on both)."""
+    names = []
+    for key in per_field:
+        if "fields" not in g[key].attrs:
+            raise InputError(f"{loc}: {g[key].name} lacks attribute 'fields'")
+        names.append(tuple(str(v.decode() if isinstance(v, bytes) else v)
+                           for v in np.atleast_1d(g[key].attrs["fields"])))
+    if len(set(names)) > 1:
+        raise InputError(f"{loc}: {g.name}/field_error and max_step_field_error name "
+                         f"different fields {list(names[0])} and {list(names[1])}")
+    return names[0] if names else ()
 
 
 def read_results(path: str | os.PathLike) -> ResultSet:
@@ -381,11 +453,14 @@ def read_results(path: str | os.PathLike) -> ResultSet:
                                 else np.full(n_mu, np.nan))
             ints = {k: _read(g, k, loc, "i") for k in ("iterations", "backtracks", "steps")}
             states = _read(g, "states", loc) if "states" in g else None
+            per_field = {k: _read(g, k, loc) for k in FIELD_KEYS if k in g}
+            fields = _field_names(g, per_field, loc)
             rec = RunRecord(
                 method=str(_attr(g, "method", loc)), p=int(_attr(g, "p", loc)), states=states,
                 scheme=str(_attr(g, "scheme", loc)), dt=float(_attr(g, "dt", loc)),
                 options=_attr(g, "options", loc, True), info=_attr(g, "info", loc, True),
-                failures=list(_attr(g, "failures", loc, True)), **floats, **ints)
+                failures=list(_attr(g, "failures", loc, True)), **floats, **ints,
+                **per_field, fields=fields)
             if rec.name != name:
                 raise InputError(f"{loc}: /runs/{name} holds method {rec.method} with p = "
                                  f"{rec.p}; expected the group to be named {rec.name}")

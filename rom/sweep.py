@@ -88,6 +88,7 @@ from .online import (
     require_models,
     rom_options,
     rom_settings,
+    run_field_errors,
     run_rom,
     training_box_warning,
     trial_manifold,
@@ -475,7 +476,10 @@ class RomSuite:
                 records.append(RunRecord.from_rom_results(
                     method, [res], n_t, relative_error=[err],
                     projection_error=[proj[(kind, p)]], failures=[failure],
-                    store_states=sec["store_states"], info=info))
+                    store_states=sec["store_states"], info=info,
+                    field_errors=[run_field_errors(ref.states, res, failure,
+                                                   plan.problem.n_fields)],
+                    fields=plan.problem.fields))
         return records
 
 
@@ -672,6 +676,9 @@ def _assemble_rom(plan: SweepPlan, ckpt: Checkpoint, run_log: dict[str, Any]) ->
         def cat(key: str, recs: list[RunRecord] = recs) -> np.ndarray:
             return np.concatenate([getattr(r, key) for r in recs])
 
+        # parts of an older version may lack the per-field errors: then none are kept
+        per_field = all(r.field_error is not None for r in recs)
+
         records.append(RunRecord(
             method=first.method, p=first.p, latent=cat("latent"),
             iterations=cat("iterations"), residuals=cat("residuals"),
@@ -679,7 +686,10 @@ def _assemble_rom(plan: SweepPlan, ckpt: Checkpoint, run_log: dict[str, Any]) ->
             relative_error=cat("relative_error"), projection_error=cat("projection_error"),
             states=cat("states") if first.states is not None else None, scheme=first.scheme,
             dt=first.dt, options=first.options, info=first.info,
-            failures=[f for r in recs for f in r.failures]))
+            failures=[f for r in recs for f in r.failures],
+            field_error=cat("field_error") if per_field else None,
+            max_step_field_error=cat("max_step_field_error") if per_field else None,
+            fields=first.fields if per_field else ()))
     store = bool(plan.rom["settings"]["store_states"])
     reference = np.concatenate([rs.reference for rs in parts]) if store else None
     attrs = {"problem": plan.problem.name,
@@ -698,7 +708,10 @@ def _assemble_rom(plan: SweepPlan, ckpt: Checkpoint, run_log: dict[str, Any]) ->
          "fom_newton_iterations": int(rs.attrs["fom_newton_iterations"]),
          "roms": {name: {"wall_s": float(rec.wall_s[0]),
                          "iterations": int(np.sum(rec.iterations[0])),
-                         "relative_error": float(rec.relative_error[0])}
+                         "relative_error": float(rec.relative_error[0]),
+                         **({"field_error": dict(zip(rec.fields, rec.field_error[0].tolist(),
+                                                     strict=True))}
+                            if rec.field_error is not None else {})}
                   for name, rec in rs.runs.items()}}
         for i, rs in enumerate(parts)]
     write_text_atomic(plan.log_path(), json.dumps(run_log, indent=1) + "\n")

@@ -12,6 +12,8 @@ The encoder is the least-squares inverse ``h(u) = argmin_z ||g(z) - u||`` (Gauss
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from fom.errors import InputError
@@ -75,3 +77,22 @@ class QuadraticDecoder:
         x0 = np.asarray(x0, dtype=np.float64)
         z0 = self.encode(np.zeros(self.n_dofs) if self.target == "deviation" else x0)
         return x0 - self.decode(z0), z0
+
+
+def quadratic_decoder_loader(train_states: np.ndarray) -> Any:
+    """A ``load_decoder(model_dir, projection)`` for :func:`rom.online.roms_from_config` and
+    :func:`rom.sweep.sweep` that stands in for trained models: a :class:`QuadraticDecoder` on
+    the POD basis of ``train_states`` with ``p`` from the folder name (``p<p>``), a small
+    random quadratic term and bias (seeded by ``p``).
+    """
+    from .manifolds import AffineManifold, DecoderManifold
+
+    def load(folder: Any, projection: str) -> DecoderManifold:
+        p = int(folder.name[1:])
+        basis = AffineManifold.from_snapshots(train_states, p).basis
+        rng = np.random.default_rng(p)
+        psi = 0.02 * np.linalg.qr(rng.standard_normal(basis.shape))[0]
+        dec = QuadraticDecoder(basis, psi, bias=1e-3 * rng.standard_normal(basis.shape[0]))
+        return DecoderManifold(dec, source=str(folder), projection=projection)
+
+    return load

@@ -227,10 +227,10 @@ def test_hyperreduction_defaults_do_not_bind_configs_without_hr_methods(tmp_path
     from fom.config import load_config
     from rom.pipeline import check_run_config
 
-    text = tiny_config("out", 'methods = ["pod-lspg"]').replace("n_cells = 64", "n_cells = 32")
+    text = tiny_config("out", 'methods = ["pod-lspg"]').replace("n_cells = 64", "n_cells = 16")
     (tmp_path / "small.toml").write_text(text)
     check_run_config(load_config(tmp_path / "small.toml"))
     (tmp_path / "hr.toml").write_text(text.replace('"pod-lspg"', '"hr-pod-lspg"'))
     with pytest.raises(InputError, match=r"hr.toml \[hyperreduction\] n_samples: must be at "
-                                         r"most 32, the rows of burgers1d \(N = 32\), got 40"):
+                                         r"most 16, the rows of burgers1d \(N = 16\), got 40"):
         check_run_config(load_config(tmp_path / "hr.toml"))

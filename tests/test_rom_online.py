@@ -10,13 +10,13 @@ import fom
 from fom.config import load_config
 from fom.errors import ConvergenceError, InputError
 from fom.snapshots import read_snapshots, snapshots_from_config
-from rom import AffineManifold, DecoderManifold, solve_rom
+from rom import AffineManifold, solve_rom
 from rom.cli import main
 from rom.metrics import projection_error, relative_error
 from rom.online import rom_settings, roms_from_config
 from rom.report import error_table, report
 from rom.results import read_results
-from rom.testing import QuadraticDecoder
+from rom.testing import quadratic_decoder_loader
 
 CONFIG = """\
 output_dir = "{out}"
@@ -52,27 +52,13 @@ def config(tmp_path):
     return path
 
 
-def decoder_loader(train_states):
-    """Analytic stand-in for trained models: a quadratic decoder on the POD basis."""
-
-    def load(model_dir, projection):
-        p = int(model_dir.name[1:])
-        basis = AffineManifold.from_snapshots(train_states, p).basis
-        rng = np.random.default_rng(p)
-        psi = 0.02 * np.linalg.qr(rng.standard_normal(basis.shape))[0]
-        return DecoderManifold(QuadraticDecoder(basis, psi, bias=1e-3 * rng.standard_normal(
-            basis.shape[0])), source=str(model_dir), projection=projection)
-
-    return load
-
-
 def test_roms_from_config_runs_every_method(config, tmp_path):
     cfg = load_config(config)
     for p in (2, 4):
         (cfg.output_dir / "models" / f"p{p}").mkdir(parents=True)
     train = read_snapshots(cfg.output_dir / "train.h5")
     test = read_snapshots(cfg.output_dir / "test.h5")
-    load = decoder_loader(train.states)
+    load = quadratic_decoder_loader(train.states)
     path = roms_from_config(config, progress=False, load_decoder=load)
     assert path == cfg.output_dir / "rom_results.h5"
     rs = read_results(path)
@@ -348,4 +334,5 @@ def test_pod_and_models_must_share_the_training_trajectories(config):
         (d / "manifest.json").write_text(json.dumps({"snapshots": {"trained_on": [0, 1, 2]}}))
     with pytest.raises(InputError, match=r"run.toml \[training\]: the POD basis would be built "
                                          r"from 2 trajectories .* trained on 3 other ones"):
-        roms_from_config(config, progress=False, load_decoder=decoder_loader(train.states))
+        roms_from_config(config, progress=False,
+                         load_decoder=quadratic_decoder_loader(train.states))

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -25,14 +24,13 @@ from tiny_configs import tiny_config
 import fom
 from fom.errors import ConvergenceError, InputError
 from fom.snapshots import read_snapshots, snapshots_from_config
-from rom import AffineManifold, DecoderManifold
 from rom.cli import main
 from rom.metrics import relative_error
 from rom.online import roms_from_config
 from rom.report import report
 from rom.results import read_results
 from rom.sweep import RomSuite, sweep, sweep_plan
-from rom.testing import QuadraticDecoder
+from rom.testing import quadratic_decoder_loader
 
 SWEEP = """
 [sweep]
@@ -56,20 +54,6 @@ def write_config(folder: Path, rom: str = CLI_ROM, sweep_extra: str = "",
     path.write_text(tiny_config("out", rom, SWEEP.format(output=output, params=params,
                                                         sweep=sweep_extra)))
     return path
-
-
-def analytic_loader(train_states: np.ndarray) -> Callable[[Path, str], DecoderManifold]:
-    """A quadratic decoder on the POD basis in place of a trained model (in-process runs)."""
-
-    def load(folder: Path, projection: str) -> DecoderManifold:
-        p = int(folder.name[1:])
-        basis = AffineManifold.from_snapshots(train_states, p).basis
-        rng = np.random.default_rng(p)
-        psi = 0.02 * np.linalg.qr(rng.standard_normal(basis.shape))[0]
-        dec = QuadraticDecoder(basis, psi, bias=1e-3 * rng.standard_normal(basis.shape[0]))
-        return DecoderManifold(dec, source=str(folder), projection=projection)
-
-    return load
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -120,7 +104,7 @@ def test_serial_rom_sweep_file_and_errors(inputs, tmp_path, monkeypatch, capsys)
     monkeypatch.chdir(d)
     (d / "out/models/p3").mkdir()  # the analytic loader stands in for the trained models
     train = read_snapshots("out/train.h5")
-    load = analytic_loader(train.states)
+    load = quadratic_decoder_loader(train.states)
     path = sweep("run.toml", comm=None, load_decoder=load)
     assert path == Path("out/rom_sweep.h5")
     assert capsys.readouterr().err.count("done on rank 0") == N_PARAMS
@@ -179,7 +163,7 @@ def test_hyper_reduced_sweep_equals_mrom_rom(inputs, tmp_path, monkeypatch):
            '[hyperreduction]\nn_samples = 20\nn_basis = 10\nmethod = "gnat"')
     d = workdir(inputs, tmp_path, rom)
     monkeypatch.chdir(d)
-    load = analytic_loader(read_snapshots("out/train.h5").states)
+    load = quadratic_decoder_loader(read_snapshots("out/train.h5").states)
     rs = read_results(sweep("run.toml", progress=False, comm=None, load_decoder=load))
     mesh = Path("out/sample_mesh.h5")
     plan = sweep_plan("run.toml")
