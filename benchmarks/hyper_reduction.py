@@ -47,6 +47,7 @@ import platform
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,8 +74,9 @@ from rom.sample_mesh import SampleMesh, build_sample_mesh  # noqa: E402
 
 DEFAULT_MODEL = ROOT / "output" / "burgers1d" / "models" / "p3"
 METHODS = ("deep-lspg", "hr-deep-lspg", "hr-pod-lspg")
-#: The 2D decoder family of the timing-only studies when no trained model is given: the
-#: paper's architecture (Lee & Carlberg 2020, section 6.1) on the grid padded to a multiple of 16.
+#: The 2D decoder family of the timing-only studies when neither a trained model nor
+#: ``examples/burgers2d.toml`` names one: the paper's architecture (Lee & Carlberg 2020,
+#: section 6.1) on the grid padded to a multiple of 16.
 ARCH_2D = dict(filters=[8, 16, 32, 64], kernel_size=[5, 5, 5, 5], strides=[2, 2, 2, 2],
                padding="same", activation="elu", latent_activation="linear",
                output_activation="linear", variational=False, target="deviation", dims=2)
@@ -208,15 +210,26 @@ def burgers2d_studies(args: argparse.Namespace) -> list[Study]:
 
 
 def family_2d(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
-    """The decoder family of the timing-only studies: the trained n = 60 model's
-    architecture and p when given, else :data:`ARCH_2D` and ``--p2d``."""
-    for model in (args.model2d, args.model2d_128):
-        man = Path(model or "") / "manifest.json"
-        if model is not None and man.is_file():
-            data = json.loads(man.read_text())
-            arch = dict(data.get("settings", {}).get("autoencoder") or ARCH_2D)
-            return arch, int(data["p"])
-    return dict(ARCH_2D), int(args.p2d)
+    """The decoder family of the timing-only studies and its p: the trained model's
+    architecture and p when one is given, else ``[autoencoder]`` of
+    ``examples/burgers2d.toml`` (its first latent dimension) when it has one, else
+    :data:`ARCH_2D` with p = 3; ``--arch2d`` overrides keys, ``--p2d`` p."""
+    arch, p = dict(ARCH_2D), 3
+    models = [m for m in (args.model2d, args.model2d_128)
+              if m is not None and (Path(m) / "manifest.json").is_file()]
+    config = ROOT / "examples" / "burgers2d.toml"
+    if models:
+        data = json.loads((Path(models[0]) / "manifest.json").read_text())
+        arch = dict(data.get("settings", {}).get("autoencoder") or arch)
+        p = int(data["p"])
+    elif "autoencoder" in tomllib.loads(config.read_text()):
+        from autoencoder.train import settings_from_config
+        from fom.config import load_config
+
+        arch, _ = settings_from_config(load_config(config))
+        p = int(arch["latent_dims"][0])
+    arch.update(args.arch2d or {})
+    return arch, int(args.p2d or p)
 
 
 def burgers2d_checks(rows: list[dict[str, Any]]) -> list[Check]:
@@ -788,8 +801,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps2d", type=int, default=None,
                     help="time steps of the 2D timing studies (default 50; all 1500 with "
                          "--full)")
-    ap.add_argument("--p2d", type=int, default=3,
-                    help="latent dimension of the untrained 2D decoders without --model2d")
+    ap.add_argument("--p2d", type=int, default=None,
+                    help="latent dimension of the untrained 2D decoders (default: the "
+                         "trained model's, else the 2D example config's first, else 3)")
+    ap.add_argument("--arch2d", type=json.loads, default=None,
+                    help="JSON object of [autoencoder] keys that change the untrained 2D "
+                         "decoders' family, e.g. '{\"filters\": [8, 16, 16, 32], "
+                         "\"kernel_size\": [4, 4, 4, 4]}'")
     ap.add_argument("--hr2d-samples", type=int, default=60,
                     help="sampled grid nodes of the 2D timing studies (default 60)")
     ap.add_argument("--hr2d-basis", type=int, default=30,
