@@ -28,13 +28,46 @@ check fails, 2 when the model is missing.
 
 ``--model`` defaults to ``output/burgers1d/models/p3`` (``mrom train
 examples/burgers1d.toml``). ``--json PATH`` writes ``{"rows": [{"problem", "n", "method", "p",
-"mu", "n_samples", "n_stencil", "error", "wall_s", "time_per_step_s", "fom_wall_s",
-"speedup", "trained"}], "settings": ..., "checks": ..., "machine": ...}``. ``--figures DIR``
+"mu", "n_samples", "n_stencil", "n_basis", "error", "field_errors", "wall_s",
+"time_per_step_s", "fom_wall_s", "speedup", "cpu_s", "fom_cpu_s", "speedup_cpu", "trained",
+"grid", "steps", "iterations_per_step"}], "settings": ..., "decoder_cost": ..., "checks":
+..., "machine": ...}`` (``n`` is the state size N, ``grid`` the 2D grid's n). ``--figures DIR``
 draws the time per step against N (log-log) and the sampled rows on the grid. ``--full``
 adds GNAT and more sizes to the tuning grid and runs 5 repeats.
 
-The 2D Burgers studies (n = 60 and 128 trained, 256 and 512 with untrained decoders of the
-same family for timing only) plug in at :func:`burgers2d_studies`.
+**2D Burgers** (``--problem burgers2d``; docs/problems.md), test mu = 1.0:
+
+- with a trained model (``--model2d DIR`` at n = 60, ``--model2d-128 DIR`` at n = 128): as
+  above, the settings tuned on held-out training trajectories (else a FOM trajectory at
+  ``--validation-mu2d``, default 1.075), the samples counted in grid nodes (u and v rows at
+  each), errors per field (u, v) over the whole trajectory;
+- always, at every n of ``--sizes2d`` (default 60, 128, 256; with ``--full`` also 512):
+  **timing only**, a decoder of the same family (the trained model's architecture and p;
+  without one, ``[autoencoder]`` of ``examples/burgers2d.toml`` if it has one, else the
+  paper's 8-16-32-64 5 x 5 network; ``--arch2d``, ``--p2d`` change it) with seeded random
+  weights, rows ``trained = false`` with NaN errors. Fixed settings: ``--hr2d-samples`` grid
+  nodes (default 60, i.e. 120 rows) and ``--hr2d-basis`` residual modes (default 30),
+  collocation, built, like the POD basis of HR POD-LSPG, from the first ``--hr2d-window``
+  (20) FOM steps at the training parameters 0.9 and 1.1. The FOM and each ROM run the same
+  first ``--steps2d`` steps (default 50; 1500, the whole trajectory, with ``--full``) from
+  the initial state at mu = 1.0; the FOM's time per step is that of these first steps (its
+  first factorization included). Unreduced Deep LSPG runs up to ``--unreduced-max2d``
+  (128).
+
+Every row also has the CPU time of the run (``cpu_s``, ``fom_cpu_s``, ``speedup_cpu``: on a
+shared machine the process's own work) and Gauss-Newton iterations per step; for each study
+the script prints the decoder's multiply-adds through the dependency cone of the stencil
+against the full decoder's, the CPU time of one restricted ``g`` + ``J`` evaluation, the HR
+run's CPU time per Gauss-Newton iterate and the decoder's share of it, and the FOM's CPU time
+per Newton iteration (``"decoder_cost"`` in the JSON).
+
+2D acceptance (issue 12), PASS/FAIL/SKIP: at n = 60 HR Deep LSPG error <= 1 % in u and v
+(SKIP without a trained model) and >= 10x faster than the numba FOM (the trained row, else
+the untrained decoder's window, marked); time per step at n = 256 within 2x of n = 60 and
+speedup >= 50x at n = 256 (the timing rows of the same family). Exit status 1 on a FAIL.
+
+    python benchmarks/hyper_reduction.py --problem burgers2d [--model2d DIR] [--full]
+        [--sizes2d 60,128,256] [--steps2d 50] [--json PATH] [--figures DIR]
 """
 
 from __future__ import annotations
