@@ -390,6 +390,9 @@ def tune(study: Study, problem: Any, train: SnapshotSet, keep: list[int],
         meshes.append(mesh)
         print(f"  n_samples = {ns:4d}, n_basis = {nb:3d}, {method:11s}: stencil "
               f"{mesh.stencil.size:5d}, validation error {100 * err:.3g} %")
+    if not table:
+        raise InputError(f"{train.path}: none of the candidate hyper-reduction settings "
+                         f"{study.grid} fits these training data")
     ok = [i for i, t in enumerate(table) if t["validation_error"] <= tolerance * full]
     if ok:
         best = min(ok, key=lambda i: (table[i]["n_rows"], table[i]["validation_error"]))
@@ -495,7 +498,7 @@ def run_study(study: Study, args: argparse.Namespace) -> dict[str, Any]:
                 "time_per_step_s": wall / n_steps, "fom_wall_s": fom_wall,
                 "speedup": fom_wall / wall, "cpu_s": cpu, "fom_cpu_s": fom_cpu,
                 "speedup_cpu": fom_cpu / cpu, "trained": study.trained,
-                "grid": study.extra.get("grid"), "steps": n_steps,
+                "grid": problem.n if study.extra.get("grid") else None, "steps": n_steps,
                 "iterations_per_step": float(np.mean(
                     (res if name == "fom" else outs[name]).iterations[1:]))})
     return {"rows": rows, "settings": table, "checks": study.checks(rows), "mesh": mesh,
