@@ -734,6 +734,7 @@ def figures(results: list[dict[str, Any]], folder: Path) -> list[Path]:
     for name in methods:
         for prob in sorted({r["problem"] for r in rows}):
             for trained in (True, False):
+                tag = ", timing window" if name == "fom" else ", untrained decoder"
                 sel = [r for r in rows if r["method"] == name and r["problem"] == prob
                        and r["trained"] == trained and not (name == "fom" and not trained
                                                             and any(q["trained"] for q in rows
@@ -743,7 +744,7 @@ def figures(results: list[dict[str, Any]], folder: Path) -> list[Path]:
                 if pts:
                     ax.loglog(*zip(*pts, strict=True), marker="o" if trained else "s",
                               ls="-" if trained else "--",
-                              label=f"{LABEL[name]} ({prob}{'' if trained else ', untrained'})")
+                              label=f"{LABEL[name]} ({prob}{'' if trained else tag})")
     ax.set_xlabel("N (state size)")
     ax.set_ylabel("wall time per time step (s)")
     ax.grid(True, which="both", alpha=0.3)
