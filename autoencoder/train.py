@@ -93,18 +93,22 @@ def _jsonable(obj: Any) -> Any:
 
 def same_settings(stored: Any, settings: dict[str, Any]) -> bool:
     """Whether a model or checkpoint recorded with ``stored`` settings was trained with
-    ``settings``. A ``[training]`` key that ``stored`` lacks counts as equal at its default
-    (a model trained before the key existed is not stale)."""
+    ``settings``. An ``[autoencoder]`` or ``[training]`` key that ``stored`` lacks counts as
+    equal at its default (a model trained before the key existed is not stale)."""
     new = _jsonable(settings)
     if stored == new:
         return True
-    if not isinstance(stored, dict) or not isinstance(stored.get("training"), dict):
+    if not isinstance(stored, dict):
         return False
-    old_tr, new_tr = stored["training"], new.get("training", {})
-    trimmed = {k: v for k, v in new_tr.items()
-               if k in old_tr or k not in TRAINING_SCHEMA
-               or v != _jsonable(TRAINING_SCHEMA[k].default)}
-    return stored == {**new, "training": trimmed}
+    trimmed = dict(new)
+    for name, schema in (("autoencoder", AUTOENCODER_SCHEMA), ("training", TRAINING_SCHEMA)):
+        old_sec, new_sec = stored.get(name), new.get(name)
+        if not isinstance(old_sec, dict) or not isinstance(new_sec, dict):
+            continue
+        trimmed[name] = {k: v for k, v in new_sec.items()
+                         if k in old_sec or k not in schema
+                         or v != _jsonable(schema[k].default)}
+    return stored == trimmed
 
 
 def settings_from_config(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
