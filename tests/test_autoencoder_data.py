@@ -165,3 +165,21 @@ def test_generalization_sweep_is_the_cell_centres_with_the_studys_training_data(
         [study.section("training", TRAINING_SCHEMA)[k] for k in keys]
     sec = rom_settings(gen)
     assert (sec["methods"], sec["latent_dims"]) == (["deep-lspg", "pod-lspg"], [3, 5])
+
+
+def test_burgers2d_example_config_validates_and_fits_its_image() -> None:
+    """examples/burgers2d.toml: the two fields' 58 x 58 interior centred in a 64 x 64 image
+    that four stride-2 convolutions divide, one p shared by [autoencoder], [rom] and the
+    sweep of examples/burgers2d_sweep.toml, and a refit on all four training trajectories
+    (no validation set, a fixed number of epochs)."""
+    from autoencoder.train import restriction_from_config, settings_from_config
+    from rom.online import rom_settings
+
+    cfg = load_config(ROOT / "examples" / "burgers2d.toml")
+    ae, tr = settings_from_config(cfg)
+    restriction = restriction_from_config(cfg, ae)          # raises if the strides do not fit
+    assert restriction.image_shape == (64, 64, 2) and restriction.n_dofs == 2 * 58 * 58
+    assert (tr["validation_every"], tr["validation_params"], tr["keep_best"]) == (0, [], False)
+    assert tr["max_wall_s"] == 0 and tr["patience"] > tr["epochs"]
+    sweep = rom_settings(load_config(ROOT / "examples" / "burgers2d_sweep.toml"))
+    assert rom_settings(cfg)["latent_dims"] == ae["latent_dims"] == sweep["latent_dims"]
