@@ -28,6 +28,7 @@ With ``variational = true`` the loss is the negative ELBO of TensorFlow's CVAE t
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import json
 import math
@@ -86,6 +87,10 @@ CHECKPOINT_DIR = "checkpoint"
 #: Divergence rollbacks allowed per stage before training gives up.
 MAX_ROLLBACKS = 5
 
+#: The bookkeeping a repeated divergence restores with the weights of the lowest-loss epoch
+#: (the epoch counter is set to that epoch; the training loss' minimum and the rollbacks stay).
+_LOWEST_KEYS = ("best_val", "best_epoch", "wait", "lr", "plateau_best", "plateau_wait")
+
 
 def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
@@ -93,18 +98,22 @@ def _jsonable(obj: Any) -> Any:
 
 def same_settings(stored: Any, settings: dict[str, Any]) -> bool:
     """Whether a model or checkpoint recorded with ``stored`` settings was trained with
-    ``settings``. A ``[training]`` key that ``stored`` lacks counts as equal at its default
-    (a model trained before the key existed is not stale)."""
+    ``settings``. An ``[autoencoder]`` or ``[training]`` key that ``stored`` lacks counts as
+    equal at its default (a model trained before the key existed is not stale)."""
     new = _jsonable(settings)
     if stored == new:
         return True
-    if not isinstance(stored, dict) or not isinstance(stored.get("training"), dict):
+    if not isinstance(stored, dict):
         return False
-    old_tr, new_tr = stored["training"], new.get("training", {})
-    trimmed = {k: v for k, v in new_tr.items()
-               if k in old_tr or k not in TRAINING_SCHEMA
-               or v != _jsonable(TRAINING_SCHEMA[k].default)}
-    return stored == {**new, "training": trimmed}
+    trimmed = dict(new)
+    for name, schema in (("autoencoder", AUTOENCODER_SCHEMA), ("training", TRAINING_SCHEMA)):
+        old_sec, new_sec = stored.get(name), new.get(name)
+        if not isinstance(old_sec, dict) or not isinstance(new_sec, dict):
+            continue
+        trimmed[name] = {k: v for k, v in new_sec.items()
+                         if k in old_sec or k not in schema
+                         or v != _jsonable(schema[k].default)}
+    return stored == trimmed
 
 
 def settings_from_config(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -196,6 +205,7 @@ class _Trainer:
             "plateau_best": math.inf, "elapsed_s": 0.0, "cpu_s": 0.0, "stopped_by": None,
             "budget_stops": [], "best_loss": math.inf, "rollbacks": []}
         self.best_weights = [v.numpy() for v in self.ae.weights]
+        self._lowest: dict[str, Any] | None = None  # the lowest-loss epoch's state (fit)
         self.anchors = anchors
         self._build_steps()
 
@@ -410,7 +420,12 @@ class _Trainer:
         self._write_weights(self.ckpt / "current.h5", [v.numpy() for v in self.ae.weights],
                             [v.numpy() for v in self.opt.variables])
         self._write_weights(self.ckpt / "best.h5", self.best_weights, None)
-        write_text_atomic(self.ckpt / "state.json", json.dumps(self.state))
+        low = self._lowest
+        if low is not None:  # the state a repeated divergence returns to (fit)
+            self._write_weights(self.ckpt / "lowest.h5", low["weights"], low["opt"])
+            self._write_weights(self.ckpt / "lowest_best.h5", low["best_weights"], None)
+        write_text_atomic(self.ckpt / "state.json", json.dumps(
+            {**self.state, "lowest_state": None if low is None else low["state"]}))
 
     def load_checkpoint(self) -> bool:
         """Resume from the checkpoint if it exists and belongs to the same settings."""
@@ -427,6 +442,14 @@ class _Trainer:
                 opt_w = [f["optimizer"][k][()] for k in sorted(f["optimizer"])]
             with h5py.File(self.ckpt / "best.h5", "r") as f:
                 best_w = [f["model"][k][()] for k in sorted(f["model"])]
+            lowest = None
+            if (low_state := state.pop("lowest_state", None)) is not None:
+                with h5py.File(self.ckpt / "lowest.h5", "r") as f:
+                    lowest = {"weights": [f["model"][k][()] for k in sorted(f["model"])],
+                              "opt": [f["optimizer"][k][()] for k in sorted(f["optimizer"])]}
+                with h5py.File(self.ckpt / "lowest_best.h5", "r") as f:
+                    lowest["best_weights"] = [f["model"][k][()] for k in sorted(f["model"])]
+                lowest["state"] = low_state
         except (OSError, ValueError, KeyError) as exc:
             print(f"{self.ckpt}: unreadable checkpoint ({exc}), starting afresh")
             return False
@@ -438,6 +461,7 @@ class _Trainer:
         for v, w in zip(self.opt.variables, opt_w, strict=True):
             v.assign(w)
         self.best_weights = best_w
+        self._lowest = lowest
         self.state = {"budget_stops": [], "cpu_s": 0.0, "best_loss": math.inf, "rollbacks": [],
                       **state}
         return True
@@ -493,21 +517,40 @@ class _Trainer:
             start = ([v.numpy() for v in self.ae.weights], [v.numpy() for v in self.opt.variables])
             loss = float(self.train_epoch(order, weights, self.tf.constant(epoch, "int32"))) / n
             if self._diverged(loss):
-                # back to the start of the epoch, which runs again at half the learning rate
+                # back to the start of the epoch, which runs again at half the learning rate;
+                # if that rerun diverges too, the epochs before it had already gone wrong
+                # (a loss that grew below the factor): back to the end of the epoch with the
+                # lowest loss, and on from there at half the rate again
+                again = bool(st["rollbacks"]) and st["rollbacks"][-1] == epoch + 1
                 st["rollbacks"].append(epoch + 1)
                 if len(st["rollbacks"]) > MAX_ROLLBACKS:
                     raise RuntimeError(f"training diverged {len(st['rollbacks'])} times "
                                        f"(epochs {st['rollbacks']}); lower learning_rate")
-                for v, w in zip([*self.ae.weights, *self.opt.variables], [*start[0], *start[1]],
-                                strict=True):
+                to = self._lowest if again and self._lowest is not None else None
+                weights = start if to is None else (to["weights"], to["opt"])
+                for v, w in zip([*self.ae.weights, *self.opt.variables],
+                                [*weights[0], *weights[1]], strict=True):
                     v.assign(w)
+                if to is not None:
+                    st.update(copy.deepcopy(to["state"]))
+                    del st["history"][to["state"]["epoch"]:]
+                    self.best_weights = to["best_weights"]
                 st["elapsed_s"] += time.perf_counter() - t0
                 st["cpu_s"] += time.process_time() - c0
                 if self.progress:
+                    where = (f"back to epoch {st['epoch']}, the lowest loss" if to is not None
+                             else "rolled back")
                     print(f"p={self.p} epoch {epoch + 1}: training loss {loss:.3e} diverged "
-                          f"(lowest {st['best_loss']:.3e}); rolled back, learning rate "
-                          "halved", flush=True)
+                          f"(lowest {st['best_loss']:.3e}); {where}, learning rate halved",
+                          flush=True)
                 continue
+            if loss < st["best_loss"]:  # the state a repeated divergence returns to
+                self._lowest = {
+                    "weights": [v.numpy() for v in self.ae.weights],
+                    "opt": [v.numpy() for v in self.opt.variables],
+                    "best_weights": self.best_weights,
+                    "state": copy.deepcopy({k: st[k] for k in _LOWEST_KEYS if k in st}
+                                           | {"epoch": epoch + 1})}
             st["best_loss"] = min(st["best_loss"], loss)
             val = self._evaluate(self.i_val) if has_val else None
             dt = time.perf_counter() - t0

@@ -106,9 +106,10 @@ def generalization(gen_config: Path) -> dict:
             "method": rec.method, "p": rec.p, "errors": e.tolist(),
             "failures": [{"mu": rs.mu[i].tolist(), "message": f}
                          for i, f in enumerate(rec.failures) if f or not ok[i]],
-            "median": float(np.median(e)) if ok.all() else math.inf,
-            "p90": float(np.percentile(e, 90)) if ok.all() else math.inf,
-            "max": float(np.max(e)) if ok.all() else math.inf}
+            # over the converged runs (the failures are counted and listed on their own)
+            "median": float(np.median(e[ok])) if ok.any() else math.inf,
+            "p90": float(np.percentile(e[ok], 90)) if ok.any() else math.inf,
+            "max": float(np.max(e[ok])) if ok.any() else math.inf}
     return out
 
 
@@ -259,13 +260,15 @@ def main(argv: list[str] | None = None) -> dict:
         n_gen = len(gen["mu"])
         lines += [f"\nGeneralization: {n_gen} parameters at the centres of the training "
                   f"grid's cells ({gen['path']})\n",
+                  "Median, 90th percentile and maximum over the runs that converged; the "
+                  "failures are listed below the table.\n",
                   "| method | p | median | 90th percentile | max | failures | "
                   "min POD / Deep ratio |", "|---|---:|---:|---:|---:|---:|---:|"]
         for r in sorted(gen["runs"].values(), key=lambda r: (r["p"], r["method"])):
             ratio = "—"
             if r["method"] == "deep-lspg":
                 pod = np.asarray(gen["runs"][f"pod-lspg-p{r['p']}"]["errors"])
-                ratio = f"{np.min(pod / np.asarray(r['errors'])):.1f}x"
+                ratio = f"{np.nanmin(pod / np.asarray(r['errors'])):.1f}x"
             lines.append(f"| {LABEL[r['method']]} | {r['p']} | {fmt(r['median'])} | "
                          f"{fmt(r['p90'])} | {fmt(r['max'])} | {len(r['failures'])} | "
                          f"{ratio} |")
@@ -279,12 +282,13 @@ def main(argv: list[str] | None = None) -> dict:
         checks += [
             (f"generalization, Deep LSPG at p=3: median <= 1 % ({fmt(d3['median'])})",
              d3["median"] <= 0.01),
-            (f"generalization, Deep LSPG at p=3: max <= 1.5 % ({fmt(d3['max'])})",
-             d3["max"] <= 0.015),
+            (f"generalization, Deep LSPG at p=3: max <= 1.5 % ({fmt(d3['max'])} over the "
+             f"converged runs)", d3["max"] <= 0.015 and not d3["failures"]),
             (f"generalization, Deep LSPG at p=3: all {n_gen} runs converged "
              f"({len(d3['failures'])} failures)", not d3["failures"]),
             (f"generalization, Deep LSPG at p=3 >= 10x below POD-LSPG at every parameter "
-             f"(min {np.min(ratio3):.1f}x)", bool(np.all(ratio3 >= 10))),
+             f"(min {np.nanmin(ratio3):.1f}x over the converged runs)",
+             bool(np.all(ratio3 >= 10))),
         ]
     lines.append("\nChecks of the study:\n")
     lines += [f"- {'PASS' if ok else 'FAIL'}: {text}" for text, ok in checks]

@@ -168,7 +168,8 @@ def demo(output_dir: str | os.PathLike = "output/demo", *,
 
     Writes ``<output_dir>/demo.toml`` (a config a user can copy and edit) and runs it with
     :func:`run`: FOM snapshots on a 5 x 4 training grid, a p = 3 autoencoder of the paper's
-    architecture trained for at most 100 epochs (7 minutes), Deep LSPG and POD-LSPG at the
+    architecture trained for at most 100 epochs (early stopping on the validation
+    trajectories, every fifth training parameter held out), Deep LSPG and POD-LSPG at the
     paper's two test parameters, the error table and figures in ``<output_dir>/report/``.
     """
     out = check_output_folder(output_dir, "demo output folder")
@@ -181,7 +182,7 @@ def demo(output_dir: str | os.PathLike = "output/demo", *,
     outputs.next_steps = [
         f"edit {cfg_path} (e.g. [autoencoder] latent_dims = [3, 5]) and run: mrom run "
         f"{cfg_path}",
-        "mrom run examples/burgers1d.toml  (the paper's study at p = 3, about 30 min on 2 "
+        "mrom run examples/burgers1d.toml  (the paper's study at p = 3, about 15 min on 2 "
         "cores; docs/problems.md)",
     ]
     return outputs

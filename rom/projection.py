@@ -159,6 +159,8 @@ class ROMResult:
         Rejected line-search trial points per step.
     wall_s : float
         Wall time of the time loop (excluding the initial condition).
+    cpu_s : float
+        CPU time of this process in the time loop (on a shared machine: its own work).
     method : {"lspg", "galerkin"}
     p : int
     manifold : dict
@@ -187,6 +189,7 @@ class ROMResult:
     x_ref: np.ndarray | None = None
     decoder_calls: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+    cpu_s: float = 0.0
 
     @property
     def n_steps(self) -> int:
@@ -206,7 +209,7 @@ class ROMResult:
                          None if self.states is None else self.states[k],
                          self.iterations[k], self.residuals[k], self.backtracks[k], self.wall_s,
                          self.method, self.p, self.manifold, self.scheme, self.dt, self.x_ref,
-                         self.decoder_calls, self.options)
+                         self.decoder_calls, self.options, self.cpu_s)
 
 
 # ----------------------------------------------------------------------------- FOM terms
@@ -390,7 +393,7 @@ def solve_rom(problem: Problem, manifold: Any, mu: Any, method: str = "lspg", *,
     step_solver = _LSPGStep if method == "lspg" else _GalerkinStep
     solver = step_solver(problem, decoder, mu, x_loop, opts, jacobian, sample, weights)
     solver.set_point(z0, g, jac)
-    start = _time.perf_counter()
+    start, cpu = _time.perf_counter(), _time.process_time()
     for k in range(1, n_steps + 1):
         s = scheme_at_step(sch, k)
         hist_src = track if method == "lspg" else latent
@@ -400,6 +403,7 @@ def solve_rom(problem: Problem, manifold: Any, mu: Any, method: str = "lspg", *,
         result.decoder_calls += solver.calls
         if not ok:
             result.wall_s = _time.perf_counter() - start
+            result.cpu_s = _time.process_time() - cpu
             partial = _finish(result.truncated(k), manifold, hyper)
             label = f"{info.get('kind', '?')}-{method}, p = {p}"
             raise ConvergenceError(
@@ -410,6 +414,7 @@ def solve_rom(problem: Problem, manifold: Any, mu: Any, method: str = "lspg", *,
         latent[k] = solver.z
         track[k] = solver.x_rows if hyper else solver.x
     result.wall_s = _time.perf_counter() - start
+    result.cpu_s = _time.process_time() - cpu
     return _finish(result, manifold, hyper)
 
 

@@ -534,6 +534,26 @@ def test_a_diverged_epoch_is_rolled_back_and_rerun_at_half_the_learning_rate(
     np.testing.assert_allclose([h["lr"] for h in st["history"]], [1e-2, 1e-2, 5e-3, 5e-3])
     for a, b in zip(before[3], seen[1][1], strict=True):  # the rerun started where epoch 2 ended
         np.testing.assert_array_equal(a, b)
+    # a rerun that diverges again goes back to the lowest-loss epoch: the epochs after it
+    # had drifted (a loss that grew below the factor) and run again, at a quarter of the rate
+    trainer, seen, record = _scripted_trainer(
+        snaps, tmp_path / "drift", {"epochs": 4, "learning_rate": 1e-2,
+                                    "divergence_factor": 100.0}, None)
+    real, calls = trainer.train_epoch, []
+
+    def drift_then_blow_up(order, w, epoch):
+        out = real(order, w, epoch)
+        calls.append(int(epoch))
+        return out * {2: 50.0, 3: 1e6, 4: 1e6}.get(len(calls), 1.0)
+
+    trainer.train_epoch = drift_then_blow_up
+    assert trainer.fit(record) is True
+    assert calls == [0, 1, 2, 2, 1, 2, 3]       # epoch 3 twice, then back after epoch 1
+    st = trainer.state
+    assert st["rollbacks"] == [3, 3] and st["epoch"] == 4
+    assert [h["epoch"] for h in st["history"]] == [1, 2, 3, 4]
+    np.testing.assert_allclose([h["lr"] for h in st["history"]],
+                               [1e-2, 2.5e-3, 2.5e-3, 2.5e-3])
     # a loss that keeps diverging stops the training with an error
     trainer, _, _ = _scripted_trainer(snaps, tmp_path / "again", {"epochs": 3}, None)
     real2 = trainer.train_epoch

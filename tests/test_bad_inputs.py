@@ -295,7 +295,7 @@ CASES: dict[str, Case] = {c.what: c for c in [
          ("run.toml [hyperreduction] n_basis: GNAT needs at least n_basis sampled rows",)),
     Case("[hyperreduction] n_basis above the rank of the residual snapshots",
          lambda t: mesh_cfg(t, "n_samples = 30\nn_basis = 30\n", train=True),
-         ("run.toml [hyperreduction]: n_basis = 30 must lie in [1, 20] (the rank of the "
+         ("run.toml [hyperreduction]: n_basis = 30 must lie in [1, 10] (the rank of the "
           "residual snapshots)",)),
     Case("sample-mesh file that is not HDF5",
          lambda t: mesh_cfg(t, "n_samples = 20\n", mesh=_not_hdf5),

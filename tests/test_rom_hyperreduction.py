@@ -143,7 +143,8 @@ def test_nothing_of_size_n_in_the_online_loop(monkeypatch):
 
     mesh = types.SimpleNamespace(rows=rows, describe=lambda: {})
     solve_rom(prob, man, MU, sample_mesh=mesh, reconstruct=False)  # compile and load kernels
-    monkeypatch.setattr(projection, "_time", types.SimpleNamespace(perf_counter=perf_counter))
+    monkeypatch.setattr(projection, "_time", types.SimpleNamespace(
+        perf_counter=perf_counter, process_time=lambda: 0.0))
     res = solve_rom(p_spy, m_spy, MU, sample_mesh=mesh, reconstruct=False)
     assert res.states is None and np.all(np.isfinite(res.latent))
     assert np.linalg.norm(res.latent[-1] - res.latent[0]) > 0
