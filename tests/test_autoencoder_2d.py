@@ -201,16 +201,17 @@ def test_config_strides_and_image_size_errors_name_file_and_key(tmp_path: Path) 
 # ---------------------------------------------------------------- kernels against TensorFlow
 
 
-def _float64_manifold(p: int, image: tuple[int, int], seed: int, target: str = "deviation"
+def _float64_manifold(p: int, image: tuple[int, int], seed: int, target: str = "deviation",
+                      problem: object = None, scaling: Scaling | None = None
                       ) -> tuple[TrainedManifold, object, object]:
-    """A float64 Keras autoencoder for 2D Burgers' 10 x 10 x 2 grid in an ``image`` image,
-    exported to a :class:`TrainedManifold` with per-channel scaling."""
+    """A float64 Keras autoencoder for 2D Burgers' 10 x 10 x 2 grid (or ``problem``'s) in an
+    ``image`` image, exported to a :class:`TrainedManifold` with per-channel scaling."""
     import keras
 
     from autoencoder.export import export_network
     from autoencoder.model import build_decoder, build_encoder
 
-    r = Restriction.for_problem(_burgers(), 2, list(image), target)
+    r = Restriction.for_problem(problem or _burgers(), 2, list(image), target)
     keras.utils.set_random_seed(seed)
     shape = r.image_shape
     dec = build_decoder(shape, p, ARCH, dtype="float64")
@@ -218,7 +219,7 @@ def _float64_manifold(p: int, image: tuple[int, int], seed: int, target: str = "
     for layer in dec.layers:  # non-zero biases, so that a wrong bias index shows
         if getattr(layer, "bias", None) is not None:
             layer.bias.assign(np.random.default_rng(seed).normal(size=layer.bias.shape) * 0.3)
-    sc = Scaling([-0.4, 0.1], [1.3, 0.35])
+    sc = scaling or Scaling([-0.4, 0.1], [1.3, 0.35])
     md, dd = export_network(dec)
     me, de = export_network(enc)
     man = TrainedManifold(Path("m"), p, r.n_dofs, target, r, sc, md, dd, me, de, {})
