@@ -348,6 +348,26 @@ def sweep_table(rows: list[dict[str, Any]], fields: tuple[str, ...]) -> list[str
 # ----------------------------------------------------------------------------- the study
 
 
+def run_rom_files(runs: list[tuple[str, RunConfig]], folder: Path, *, reuse: bool,
+                  progress: bool, load_decoder: Any = None
+                  ) -> list[tuple[Path, list[dict[str, Any]]]]:
+    """``mrom rom`` for each ``(file name, config)`` of ``runs`` into ``folder`` (an existing
+    results file is recomputed unless ``reuse``; the inputs' fingerprint decides then): each
+    results file with its rows (:func:`result_rows`, ``kind = "test"``)."""
+    from rom.online import roms_from_config
+    from rom.results import read_results
+
+    out = []
+    for name, run_cfg in runs:
+        path = folder / name
+        if not reuse:
+            path.unlink(missing_ok=True)
+        path = roms_from_config(run_cfg, progress=progress, results_path=path,
+                                load_decoder=load_decoder)
+        out.append((path, result_rows(read_results(path), "test")))
+    return out
+
+
 def run_study(cfg: RunConfig, dims: list[int], sweep_p: int, figures: Path, *,
               reuse: bool = False, train: bool = True, progress: bool = True,
               load_decoder: Callable[[Path, str], Any] | None = None) -> dict[str, Any]:
@@ -356,7 +376,6 @@ def run_study(cfg: RunConfig, dims: list[int], sweep_p: int, figures: Path, *,
     ``load_decoder`` and ``train = False`` let tests run the study's pieces on an analytic
     decoder (``rom.testing``) in place of trained models. Returns the JSON payload.
     """
-    from rom.online import roms_from_config
     from rom.results import read_results
     from rom.sweep import sweep, sweep_plan
 
@@ -377,13 +396,10 @@ def run_study(cfg: RunConfig, dims: list[int], sweep_p: int, figures: Path, *,
         runs.append(("lspg.h5", with_roms(cfg, others, SWEEP_METHODS, False)))
     rows: list[dict[str, Any]] = []
     files = []
-    for name, run_cfg in runs:
-        path = figures / name
-        if not reuse:
-            path.unlink(missing_ok=True)
-        files.append(roms_from_config(run_cfg, progress=progress, results_path=path,
-                                      load_decoder=load_decoder))
-        rows += [r for r in result_rows(read_results(path), "test")
+    for path, run_rows in run_rom_files(runs, figures, reuse=reuse, progress=progress,
+                                        load_decoder=load_decoder):
+        files.append(path)
+        rows += [r for r in run_rows
                  if not any(r["method"] == q["method"] and r["p"] == q["p"]
                             and r["mu"] == q["mu"] for q in rows)]  # a projection once
     test_rs = read_results(files[0])

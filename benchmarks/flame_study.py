@@ -52,7 +52,7 @@ from fom.errors import InputError
 from fom.snapshots import read_snapshots, snapshot_paths, snapshots_from_config
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from burgers2d_study import _mu, finite_or_none, result_rows, with_roms  # noqa: E402
+from burgers2d_study import _mu, finite_or_none, run_rom_files, with_roms  # noqa: E402
 from fom_speed import cpu_model  # noqa: E402
 from paper_burgers import LABEL, METHODS, fmt, fom_wall_times, with_dims  # noqa: E402
 
@@ -171,7 +171,7 @@ def fields_figure(rows: list[tuple[str, np.ndarray]], fields: tuple[str, ...],
     at one time, one colour scale and colour bar per field, axes in cm."""
     import matplotlib.pyplot as plt
 
-    from rom.plots import grid_axes
+    from rom.plots import colour_limits, field_panel, grid_axes
 
     x, y = grid_axes(grid, grid_shape)
     ny, nx = y.size, x.size
@@ -179,22 +179,12 @@ def fields_figure(rows: list[tuple[str, np.ndarray]], fields: tuple[str, ...],
                              figsize=(3.6 * len(rows) + 1.2, 2.1 * len(fields) + 0.6))
     images = [np.asarray(s, dtype=np.float64).reshape(len(fields), ny, nx) for _, s in rows]
     for c, name in enumerate(fields):
-        block = np.stack([img[c] for img in images])
-        finite = block[np.isfinite(block)]
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        lo, hi = colour_limits(np.stack([img[c] for img in images]))
         mesh = None
         for k, (label, _) in enumerate(rows):
-            ax = axes[c, k]
-            z = images[k][c]
-            if np.all(np.isfinite(z)):
-                mesh = ax.pcolormesh(x, y, z, shading="nearest", vmin=lo, vmax=hi)
-            else:
-                ax.text(0.5, 0.5, "not computed", ha="center", va="center",
-                        transform=ax.transAxes)
-            ax.set_aspect("equal")
-            ax.set_title(f"{label}: {name}", fontsize="small")
-            ax.set_xlabel("x (cm)")
-            ax.set_ylabel("y (cm)")
+            drawn = field_panel(axes[c, k], x, y, images[k][c], (lo, hi), f"{label}: {name}",
+                                ("x (cm)", "y (cm)"))
+            mesh = drawn if drawn is not None else mesh
         if mesh is not None:
             fig.colorbar(mesh, ax=axes[c, :].tolist(), label=name + (" (K)" if name == "T"
                                                                      else ""), shrink=0.9)
@@ -270,8 +260,6 @@ def run_study(cfg: RunConfig, dims: list[int], figure_p: int, out: Path, *,
     ``load_decoder`` and ``train = False`` let tests run the study on analytic decoders
     (``rom.testing``). Returns the payload of ``results.json``.
     """
-    from rom.online import roms_from_config
-    from rom.results import read_results
 
     make_output_folder(out, "study folder")
     snapshots_from_config(cfg, progress=progress)
@@ -291,14 +279,10 @@ def run_study(cfg: RunConfig, dims: list[int], figure_p: int, out: Path, *,
         runs.append(("lspg.h5", with_roms(cfg, others, LSPG, False)))
     rows: list[dict[str, Any]] = []
     files = []
-    for name, run_cfg in runs:
-        path = out / name
-        if not reuse:
-            path.unlink(missing_ok=True)
-        files.append(roms_from_config(run_cfg, progress=progress, results_path=path,
-                                      load_decoder=load_decoder))
-        rows += [r for r in result_rows(read_results(path), "test")
-                 if not r["method"].startswith("projection")]
+    for path, run_rows in run_rom_files(runs, out, reuse=reuse, progress=progress,
+                                        load_decoder=load_decoder):
+        files.append(path)
+        rows += [r for r in run_rows if not r["method"].startswith("projection")]
     rows += projection_rows(cfg, dims, load_decoder)
     test = read_snapshots(snapshot_paths(cfg)["test"])
     fields = test.problem().fields

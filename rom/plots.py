@@ -106,32 +106,50 @@ def field_figure(rows: Sequence[tuple[str, np.ndarray]], times: Sequence[float],
                              figsize=(3.2 * n_cols + 1.0, (3.2 * aspect + 0.5) * n_rows))
     for b, name in enumerate(show):
         c = list(fields).index(name)
-        block = np.stack([img[:, c] for img in images])
-        finite = block[np.isfinite(block)]
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        if hi <= lo:
-            lo, hi = lo - 0.5, hi + 0.5
+        lo, hi = colour_limits(np.stack([img[:, c] for img in images]))
         mesh = None
         for r, (label, _) in enumerate(rows):
             for k, t in enumerate(times):
-                ax = axes[b * len(rows) + r, k]
-                z = images[r][k, c]
-                if np.all(np.isfinite(z)):
-                    mesh = ax.pcolormesh(x, y, z, shading="nearest", cmap=cmap, vmin=lo,
-                                         vmax=hi)
-                else:
-                    ax.text(0.5, 0.5, "not computed", ha="center", va="center",
-                            transform=ax.transAxes)
-                ax.set_aspect("equal")
-                ax.set_title(f"{label}: {name}, t = {t:.3g}", fontsize="small")
-                ax.set_xlabel("x")
-                ax.set_ylabel("y")
+                drawn = field_panel(axes[b * len(rows) + r, k], x, y, images[r][k, c],
+                                    (lo, hi), f"{label}: {name}, t = {t:.3g}", ("x", "y"),
+                                    cmap)
+                mesh = drawn if drawn is not None else mesh
         if mesh is not None:
             fig.colorbar(mesh, ax=axes[b * len(rows):(b + 1) * len(rows), :].ravel().tolist(),
                          label=name, shrink=0.9)
     if title:
         fig.suptitle(title)
     return fig
+
+
+def colour_limits(block: np.ndarray) -> tuple[float, float]:
+    """One colour scale for the panels of a field: the finite values' range ((0, 1) when
+    there are none), widened by 1/2 each way when it is a single value."""
+    finite = block[np.isfinite(block)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    return lo, hi
+
+
+def field_panel(ax: Any, x: np.ndarray, y: np.ndarray, z: np.ndarray,
+                limits: tuple[float, float], title: str, labels: tuple[str, str],
+                cmap: str | None = None) -> Any:
+    """One field image on its grid (``z`` of shape (ny, nx)) with the colour ``limits``,
+    equal axes, ``title`` and the axis ``labels``; a panel whose values are not all finite
+    (a ROM that stopped before) is left blank with the note "not computed". Returns the
+    mesh for a colour bar, or None for a blank panel."""
+    mesh = None
+    if np.all(np.isfinite(z)):
+        mesh = ax.pcolormesh(x, y, z, shading="nearest", cmap=cmap, vmin=limits[0],
+                             vmax=limits[1])
+    else:
+        ax.text(0.5, 0.5, "not computed", ha="center", va="center", transform=ax.transAxes)
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize="small")
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    return mesh
 
 
 def save_figure(fig: Any, path: Any, dpi: int = 110) -> Any:
