@@ -349,7 +349,8 @@ def main(argv: list[str] | None = None) -> dict:
             out["epoch_s_batch20"] = epoch_time(20)
             print(f"one training epoch, batch 20 (the paper's): {out['epoch_s_batch20']:.1f} s")
     if args.json:
-        args.json.write_text(json.dumps(out, indent=1))
+        from fom.atomic import write_text_atomic
+        write_text_atomic(args.json, json.dumps(out, indent=1))
     if failures:
         print("FAIL: " + "; ".join(failures), file=sys.stderr)
     return out

@@ -100,7 +100,8 @@ def figure(path: Path) -> None:
         fig.colorbar(im, ax=ax, shrink=0.9).ax.tick_params(labelsize=7)
     fig.suptitle(f"flame2d at t = {problem.t_final:g} s, A = {mu[0]:.2e}, E = {mu[1]:.0f}",
                  fontsize=10)
-    fig.savefig(path, dpi=80, bbox_inches="tight")
+    from rom.plots import save_figure
+    save_figure(fig, path, dpi=80, bbox_inches="tight")
     print(f"wrote {path}")
 
 
@@ -155,7 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
            "speedup_vs_generic": float(np.mean(ratios)),
            "trajectories": [{k: v for k, v in r.items() if k != "final"} for r in rows]}
     if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
+        from fom.atomic import write_text_atomic
+        write_text_atomic(args.json, json.dumps(out, indent=2))
     min_y = min(r["min_y"] for r in rows)
     if min_y < -1e-10:
         print(f"FAIL: a mass fraction went negative ({min_y:.2e})", file=sys.stderr)

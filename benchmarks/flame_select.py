@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> dict:
     res["score"] = float(np.mean([r["deep"]["lspg"] for r in res["val"]]))
     print(f"{args.name}: validation Deep LSPG mean {100 * res['score']:.3g} % "
           f"(train {train_s:.0f} s wall, {cpu_s:.0f} s CPU)")
-    (args.out / args.name / f"result_p{args.p}.json").write_text(json.dumps(res, indent=1))
+    from fom.atomic import write_text_atomic
+    write_text_atomic(args.out / args.name / f"result_p{args.p}.json", json.dumps(res, indent=1))
     return res
 
 

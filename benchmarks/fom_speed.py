@@ -221,7 +221,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     if args.problem in ("all", "burgers2d"):
         out["burgers2d"], failures = bench_2d(args.full, args.steps, args.steps_128)
     if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
+        from fom.atomic import write_text_atomic
+        write_text_atomic(args.json, json.dumps(out, indent=2))
     for msg in failures:
         print(f"FAIL: {msg}", file=sys.stderr)
     if failures:

@@ -102,6 +102,7 @@ from fom.snapshots import (  # noqa: E402
 from fom.solve import time_grid  # noqa: E402
 from rom.manifolds import AffineManifold, DecoderManifold  # noqa: E402
 from rom.online import run_field_errors, run_rom  # noqa: E402
+from rom.plots import save_figure  # noqa: E402
 from rom.projection import ROMOptions, solve_rom  # noqa: E402
 from rom.sample_mesh import SampleMesh, build_sample_mesh  # noqa: E402
 
@@ -755,18 +756,15 @@ def figures(results: list[dict[str, Any]], folder: Path) -> list[Path]:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="x-small")
     fig.tight_layout()
-    out.append(folder / "time_per_step.png")
-    fig.savefig(out[-1], dpi=120)
-    plt.close(fig)
+    out.append(save_figure(fig, folder / "time_per_step.png", dpi=120))
     for res in results:
         problem, mesh, ref = res["problem"], res["mesh"], res["reference"]
         tag = "" if res["rows"][0]["trained"] else "_untrained"
         fig = (mesh_figure_1d if len(problem.grid_shape) == 1 else mesh_figure_2d)(
             plt, problem, mesh, ref)
         fig.tight_layout()
-        out.append(folder / f"sample_mesh_{problem.name}_{problem.n_dofs}{tag}.png")
-        fig.savefig(out[-1], dpi=120)
-        plt.close(fig)
+        out.append(save_figure(
+            fig, folder / f"sample_mesh_{problem.name}_{problem.n_dofs}{tag}.png", dpi=120))
     return out
 
 

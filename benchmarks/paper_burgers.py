@@ -144,8 +144,8 @@ def generalization_figure(gen: dict, train_mu: np.ndarray, test_mu: np.ndarray,
             ax.set_ylabel("mu2")
     axes[0, 0].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    from rom.plots import save_figure
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> dict:
         if f:
             print(f"note: the {name} run stopped early: {f}")
     if args.json:
-        args.json.write_text(json.dumps(out, indent=1))
+        from fom.atomic import write_text_atomic
+        write_text_atomic(args.json, json.dumps(out, indent=1))
     return out
 
 

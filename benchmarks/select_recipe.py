@@ -246,6 +246,8 @@ def recipe(section: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fom.atomic import write_text_atomic
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "examples" / "burgers1d.toml",
                         help="problem, snapshots, architecture and ROM settings")
@@ -285,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"({row['train_cpu_s']:.0f} s CPU)", flush=True)
         best = min(rows, key=lambda r: r["score"])
         results["rounds"].append({"title": title, "candidates": rows, "winner": best["name"]})
-        (args.out / "candidates.json").write_text(json.dumps(results, indent=1))
+        write_text_atomic(args.out / "candidates.json", json.dumps(results, indent=1))
         print(f"\n{title}\n\n{table(rows)}\n\nwinner: {best['name']}\n", flush=True)
         return best
 
@@ -310,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         best = run_round(cands, "round 3: fine-tuning stages")
     chosen = {**best["training"], "validation_every": 0}
     results["chosen"] = {"name": best["name"], "training": chosen}
-    (args.out / "candidates.json").write_text(json.dumps(results, indent=1))
+    write_text_atomic(args.out / "candidates.json", json.dumps(results, indent=1))
     print(f"chosen recipe ({best['name']}), refit on every training trajectory:\n"
           f"{json.dumps(chosen, indent=1)}")
     print(f"wrote {args.out / 'candidates.json'}")

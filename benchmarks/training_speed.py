@@ -242,7 +242,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{k}, batch 128: {sub[k]['cpu_s'] / d['cpu_s']:.2f}x the CPU time, "
               f"{sub[k]['wall_s'] / d['wall_s']:.2f}x the wall time of the default")
     if args.json:
-        args.json.write_text(json.dumps(out, indent=1))
+        from fom.atomic import write_text_atomic
+        write_text_atomic(args.json, json.dumps(out, indent=1))
     return out
 
 

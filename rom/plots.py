@@ -14,6 +14,7 @@ Used by ``mrom report`` (``states.png`` of a 2D problem) and the 2D studies in
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -152,10 +153,15 @@ def field_panel(ax: Any, x: np.ndarray, y: np.ndarray, z: np.ndarray,
     return mesh
 
 
-def save_figure(fig: Any, path: Any, dpi: int = 110) -> Any:
-    """Save a figure (PNG) and close it; returns ``path``."""
+def save_figure(fig: Any, path: Any, dpi: int = 110, **kw: Any) -> Any:
+    """Save a figure atomically (a temporary file beside ``path``, then renamed; the format
+    from ``path``'s suffix, PNG without one) and close it; returns ``path``. ``kw`` go to
+    ``savefig`` (e.g. ``bbox_inches``)."""
     import matplotlib.pyplot as plt
 
-    fig.savefig(path, dpi=dpi)
+    from fom.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png", **kw)
     plt.close(fig)
     return path

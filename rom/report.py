@@ -142,9 +142,8 @@ def _plot_states(rs: ResultSet, path: Path, n_times: int = 4,
         ax.set_ylabel("state")
         ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    from .plots import save_figure
+    return save_figure(fig, path, dpi=120)
 
 
 def _plot_state_fields(rs: ResultSet, runs: list[tuple[str, Any]], path: Path) -> Path:
@@ -206,12 +205,9 @@ def errors_figure(rs: ResultSet) -> Any:
 
 
 def _plot_errors(rs: ResultSet, path: Path) -> Path:
-    import matplotlib.pyplot as plt
 
-    fig = errors_figure(rs)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    from .plots import save_figure
+    return save_figure(errors_figure(rs), path, dpi=120)
 
 
 #: The files :func:`report` writes into its folder (``states.png`` only with FOM states).
