@@ -10,8 +10,11 @@ opened. Writes ``<out>/<name>/p<p>`` (the model) and ``<out>/<name>/result_p<p>.
 
     python benchmarks/flame_select.py NAME '{"snapshot_stride": 6, "epochs": 120}' [--p P]
 
-The candidates compared for ``examples/flame2d.toml``: ``A`` = ``'{}'`` (the config's recipe)
-and ``B`` = ``'{"snapshot_stride": 6, "epochs": 120}'``.
+The candidates compared for ``examples/flame2d.toml`` (batch 64, lr 2e-3 cosine, initial
+state weighted 10x, on top): ``A`` = ``'{"epochs": 60}'``, ``B`` = ``'{"snapshot_stride": 6,
+"epochs": 120}'`` (first round), then ``C`` = ``'{"epochs": 300}'`` (every 3rd step) and ``D`` =
+``'{"epochs": 150, "snapshot_stride": 1}'``. Run two at once with ``TF_NUM_INTRAOP_THREADS=1``
+each.
 """
 
 from __future__ import annotations
