@@ -376,3 +376,20 @@ def test_factorization_without_pivoting_falls_back_to_partial_pivoting(monkeypat
     monkeypatch.undo()
     ref = solve(prob, MU)
     assert np.max(np.abs(res.states - ref.states)) < 1e-7
+
+
+def test_pod_deim_cpp_variant_config():
+    """examples/flame2d_pod_deim_cpp.toml: the default setting with only the public C++ code's
+    molecular weights, gas constant and 80 x 40 grid changed (docs/problems.md)."""
+    from pathlib import Path
+
+    from fom.config import load_config
+    from fom.snapshots import problem_from_config
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    default = problem_from_config(load_config(root / "flame2d.toml")).config()
+    variant = problem_from_config(load_config(root / "flame2d_pod_deim_cpp.toml")).config()
+    changed = {k for k in default if default[k] != variant[k]}
+    assert changed == {"nx", "ny", "image_shape", "molecular_weights", "gas_constant"}
+    assert (variant["nx"], variant["ny"], variant["gas_constant"]) == (80, 40, 8.314)
+    assert list(variant["molecular_weights"]) == [2.0, 32.0, 18.0]
