@@ -77,25 +77,24 @@ class Candidate:
 
 STAGE0 = {"initial_state_weight": 10.0}
 
+
+def stage0(batch: int, lr: str, stride: int, epochs: int) -> Candidate:
+    """A round-1 candidate; its name and description are derived from its settings (the name
+    is also its folder, so a rerun finds what an earlier run trained)."""
+    step = {1: "", 2: "2nd ", 3: "3rd "}.get(stride, f"{stride}th ")
+    return Candidate(f"b{batch}-s{stride}-e{epochs}",
+                     f"batch {batch}, lr {lr}, every {step}step, {epochs} epochs",
+                     {**STAGE0, "batch_size": batch, "learning_rate": float(lr),
+                      "snapshot_stride": stride, "epochs": epochs})
+
+
 #: Round 1: how to spend the stage-0 budget (batch size, learning rate, snapshot stride,
 #: epochs). Each costs about 440 s when refit on the 80 trajectories on 2 cores (AMD EPYC
 #: Zen 4: an epoch of batch 64 at every 4th step takes 2.2 s, batch 128 1.56 s, batch 32
 #: 2.8 s, batch 64 at every 2nd step 4.1 s; benchmarks/training_speed.py), which leaves the
 #: fine-tuning stage room inside the 10-minute target.
-ROUND1 = [
-    Candidate("b64-s4-e200", "batch 64, lr 3e-3, every 4th step, 200 epochs",
-              {**STAGE0, "batch_size": 64, "learning_rate": 3e-3, "snapshot_stride": 4,
-               "epochs": 200}),
-    Candidate("b128-s4-e280", "batch 128, lr 3e-3, every 4th step, 280 epochs",
-              {**STAGE0, "batch_size": 128, "learning_rate": 3e-3, "snapshot_stride": 4,
-               "epochs": 280}),
-    Candidate("b64-s2-e100", "batch 64, lr 3e-3, every 2nd step, 100 epochs",
-              {**STAGE0, "batch_size": 64, "learning_rate": 3e-3, "snapshot_stride": 2,
-               "epochs": 100}),
-    Candidate("b32-s4-e150", "batch 32, lr 2e-3, every 4th step, 150 epochs",
-              {**STAGE0, "batch_size": 32, "learning_rate": 2e-3, "snapshot_stride": 4,
-               "epochs": 150}),
-]
+ROUND1 = [stage0(64, "3e-3", 4, 200), stage0(128, "3e-3", 4, 280),
+          stage0(64, "3e-3", 2, 100), stage0(32, "2e-3", 4, 150)]
 
 #: Round 2: the weight of the initial states in the loss, on the round-1 winner.
 ROUND2 = [("isw0", "initial_state_weight 0", {"initial_state_weight": 0.0}),
