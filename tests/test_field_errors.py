@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
+from autoencoder.settings import TRAINING_SCHEMA
 from fom.config import load_config
 from fom.errors import InputError
 from fom.snapshots import problem_from_config, read_snapshots, snapshot_paths, snapshots_from_config
@@ -284,6 +285,10 @@ def test_example_sweep_config_is_the_study_sweep(study):
     assert problem_from_config(derived).config() == problem_from_config(ex).config()
     assert snapshot_paths(derived) == snapshot_paths(ex)
     assert rom_settings(derived) == rom_settings(ex)
+    # the POD basis of the sweep comes from the trajectories the model trained on
+    for key in ("validation_every", "validation_params"):
+        assert derived.section("training", TRAINING_SCHEMA)[key] == \
+            ex.section("training", TRAINING_SCHEMA)[key]
     a, b = derived.section("sweep", SWEEP_SCHEMA), ex.section("sweep", SWEEP_SCHEMA)
     assert {k: v for k, v in a.items() if k != "params"} == \
         {k: v for k, v in b.items() if k != "params"}
