@@ -87,7 +87,7 @@ def projection_rows(cfg: RunConfig, dims: list[int],
     paths = snapshot_paths(cfg)
     train, test = read_snapshots(paths["train"]), read_snapshots(paths["test"])
     load = load_decoder or load_model
-    pod = pod_full(train, sec["pod_center"], pod_trajectories(cfg, train))
+    pod = pod_full(train, sec["pod_center"], pod_trajectories(cfg, train), max(dims))
     n_f = len(test.problem().fields)
     fields = test.problem().fields
     rows = []

@@ -205,27 +205,32 @@ def check_same_training_data(cfg: RunConfig, pod_traj: list[int], dims: list[int
 
 
 #: The last POD manifold :func:`pod_full` computed, by (training file checksum, centering,
-#: trajectories).
-_POD_MEMO: dict[tuple[str, str, tuple[int, ...] | None], AffineManifold] = {}
+#: trajectories, number of modes).
+_POD_MEMO: dict[tuple[str, str, tuple[int, ...] | None, int | None], AffineManifold] = {}
 
 
-def pod_full(train: SnapshotSet, center: str,
-             trajectories: list[int] | None = None) -> AffineManifold:
-    """The POD manifold of the training snapshots with every basis vector (callers truncate).
+def pod_full(train: SnapshotSet, center: str, trajectories: list[int] | None = None,
+             n_modes: int | None = None) -> AffineManifold:
+    """The POD manifold of the training snapshots with its leading ``n_modes`` basis vectors
+    (default: every one; callers truncate).
 
     Only the trajectories listed in ``trajectories`` (:func:`pod_trajectories`; default all).
-    The thin SVD of a large training set is slow (at 2D Burgers' 60^2: 6004 snapshots of
-    6728 values, minutes on two cores), so the last result is kept, keyed by the file's
-    SHA-256, the centering and the trajectories: a second call in the same process on the
-    same data (several ``roms_from_config`` runs and a ``sweep`` in one study) returns it,
-    read-only.
+    ``n_modes`` larger than the rank of the data gives every vector. The thin SVD of a large
+    training set is slow (at 2D Burgers' 60^2: 6004 snapshots of 6728 values, 80 s on two
+    idle cores); with ``n_modes`` a few leading vectors come from the Gram matrix instead
+    (:func:`rom.manifolds.pod`: 24 s there). The last result is kept, keyed by the
+    file's SHA-256, the centering, the trajectories and ``n_modes``: a second call in the
+    same process on the same data (several ``roms_from_config`` runs and a ``sweep`` in one
+    study) returns it, read-only.
     """
-    key = (train.checksum(), center, None if trajectories is None else tuple(trajectories))
+    key = (train.checksum(), center, None if trajectories is None else tuple(trajectories),
+           n_modes)
     if key not in _POD_MEMO:
         data = train if trajectories is None else train.states[list(trajectories)]
         n_traj, n_t_train, n_dofs = (train.states if trajectories is None else data).shape
-        full = AffineManifold.from_snapshots(data, min(n_traj * n_t_train, n_dofs),
-                                             center=center)
+        rank = min(n_traj * n_t_train, n_dofs)
+        full = AffineManifold.from_snapshots(data, rank if n_modes is None
+                                             else min(int(n_modes), rank), center=center)
         full.basis.flags.writeable = False
         _POD_MEMO.clear()  # one basis at a time: they are as large as the training data
         _POD_MEMO[key] = full
@@ -447,7 +452,7 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
     pod_all = None
     if pod:
         assert train is not None
-        pod_all = pod_full(train, sec["pod_center"], pod_traj)
+        pod_all = pod_full(train, sec["pod_center"], pod_traj, max(dims))
     n_mu = test.n_mu
     records: list[RunRecord] = []
     bar = tqdm(total=len(methods) * len(dims) * n_mu, desc="ROMs", unit="traj",

@@ -336,11 +336,11 @@ def build_sample_mesh(snap: SnapshotSet, *, n_samples: int, n_basis: int,
     res = residual_snapshots(snap, source, max_snapshots, trajectories)
     if not np.all(np.isfinite(res)):
         raise InputError(f"{snap.path}: residual snapshots contain NaN or Inf values")
-    basis, s = pod(res)
-    if not 1 <= n_basis <= basis.shape[1]:
-        raise InputError(f"n_basis = {n_basis} must lie in [1, {basis.shape[1]}] (the rank "
-                         f"of the residual snapshots)")
-    basis = basis[:, :n_basis]
+    rank = min(res.shape)
+    if not 1 <= n_basis <= rank:
+        raise InputError(f"n_basis = {n_basis} must lie in [1, {rank}] (the rank of the "
+                         f"residual snapshots)")
+    basis, s = pod(res, n_basis)
     rows = select_rows(problem, basis, n_samples, by)
     if method == "gnat" and rows.size < n_basis:
         raise InputError(f"GNAT needs at least n_basis = {n_basis} sampled rows, got "

@@ -424,7 +424,7 @@ class RomSuite:
             rom = self.plan.rom
             assert rom is not None
             pod = (pod_full(read_snapshots(rom["train"]), self.sec["pod_center"],
-                            rom.get("train_trajectories"))
+                            rom.get("train_trajectories"), max(self.sec["latent_dims"]))
                    if rom["train"] is not None else None)
             out: dict[tuple[str, int], tuple[Any, dict[str, Any]]] = {}
             for method in self.sec["methods"]:

@@ -149,6 +149,37 @@ def test_pod_matches_svd(n_snap):
     assert np.all(basis[np.argmax(np.abs(basis), axis=0), np.arange(basis.shape[1])] > 0)
 
 
+@pytest.mark.parametrize("shape", [(40, 70), (300, 50)])  # X^T X smaller, X X^T smaller
+def test_pod_gram_route_matches_svd(shape, monkeypatch):
+    """The Gram route for a few leading modes (large problems; forced here on a small one)
+    gives the SVD's leading vectors and singular values, an orthonormal basis and the same
+    signs; all singular values to the route's stated accuracy."""
+    import rom.manifolds as M
+
+    rng = np.random.default_rng(shape[0])
+    n_snap, n = shape
+    r = min(shape)
+    x = (rng.standard_normal((n_snap, r)) @ np.diag(np.logspace(0, -3, r))
+         @ np.linalg.qr(rng.standard_normal((n, r)))[0].T)
+    u, s_ref, _ = np.linalg.svd(x.T, full_matrices=False)
+    monkeypatch.setattr(M, "GRAM_MIN_SIZE", 10)
+    k = 6
+    basis, s = pod(x, k)
+    assert basis.shape == (n, k) and s.shape == (r,)
+    np.testing.assert_allclose(s[:k], s_ref[:k], rtol=1e-12)
+    eps = np.finfo(float).eps
+    np.testing.assert_allclose(s, s_ref, rtol=1e-6, atol=10 * np.sqrt(eps * r) * s_ref[0])
+    np.testing.assert_allclose(np.abs(basis.T @ u[:, :k]), np.eye(k), atol=1e-10)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(k), atol=1e-13)
+    exact, _ = pod(x)
+    np.testing.assert_allclose(basis, exact[:, :k], atol=1e-10)  # same signs
+    # a last wanted singular value below GRAM_MIN_RATIO * s_1: the exact route, unchanged
+    monkeypatch.setattr(M, "GRAM_MIN_RATIO", 0.99)
+    np.testing.assert_array_equal(pod(x, k)[0], exact[:, :k])
+    with pytest.raises(InputError, match="n_modes must lie"):
+        pod(x, r + 1)
+
+
 def test_affine_manifold_from_trajectories(trajectories):
     problem, traj = trajectories
     man = AffineManifold.from_snapshots(traj, 4)
