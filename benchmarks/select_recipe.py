@@ -30,8 +30,12 @@ it does not. The script prints the candidates, their validation errors and train
 writes them to ``<out>/candidates.json``. Trained candidates are cached in ``<out>/<name>/``
 (a rerun only trains what is missing).
 
+``--seeds S`` then trains the winner's recipe with seeds 1 .. S-1 as well and prints their
+validation errors: the spread between seeds of one recipe, against which the differences
+between candidates can be judged (it changes no choice).
+
     python benchmarks/select_recipe.py [--out DIR] [--config CFG] [--check] [--rounds N]
-                                       [--jobs K]
+                                       [--jobs K] [--seeds S]
 """
 
 from __future__ import annotations
@@ -282,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidate", help=argparse.SUPPRESS)  # one candidate (JSON)
     parser.add_argument("--check", action="store_true",
                         help="exit 1 unless the config's [training] is the winner's recipe")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="also train the winner with seeds 1 .. SEEDS-1 and print their "
+                             "validation errors (the seed spread; it changes no choice)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from fom.config import load_config
@@ -324,15 +331,31 @@ def main(argv: list[str] | None = None) -> int:
         return next(c for c in cands if c.name == row["name"])
 
     best = run_round(ROUND1, "round 1: stage-0 budget")
+    seen = list(ROUND1)
     if args.rounds >= 2:
         cands = [winner(ROUND1, best)]
         cands += [variant(cands[0], *v) for v in ROUND2]
+        seen += cands
         best = run_round(cands, "round 2: weights of the loss")
     if args.rounds >= 3:
         parent = winner(cands, best)
         cands = [parent] + [variant(parent, name, f"then {what}", {}, [stage])
                             for name, what, stage in ROUND3]
+        seen += cands
         best = run_round(cands, "round 3: fine-tuning stages")
+    if args.seeds > 1:
+        parent = next(c for c in seen if c.name == best["name"])
+        # every stage from scratch with another seed (not continued from the winner's model)
+        spread = [parent] + [Candidate(f"{parent.name}+seed{k}", f"{parent.what}; seed {k}",
+                                       {**parent.training, "seed": k},
+                                       copy.deepcopy(parent.finetune))
+                             for k in range(1, args.seeds)]
+        if args.jobs > 1:
+            train_in_parallel([c for c in spread if not is_done(c, args.out)], args)
+        rows = [evaluate(base, c, args.out) for c in spread]
+        results["seed_spread"] = rows
+        print(f"\nseed spread of the winner (no choice is made here)\n\n{table(rows)}\n",
+              flush=True)
     chosen = {**best["training"], "validation_every": 0}
     results["chosen"] = {"name": best["name"], "training": chosen}
     write_text_atomic(args.out / "candidates.json", json.dumps(results, indent=1))
