@@ -376,11 +376,15 @@ class _Trainer:
             m = np.concatenate([self.step_residuals(*self._batch(idx[i:i + 4096])).numpy()
                                 for i in range(0, idx.size, 4096)])
             return hard_example_weights(m, q, w_max)
+        res = self.residual
+        if res is None:  # the errors of the training samples only (with a snapshot stride,
+            idx = self.i_train  # a fraction of the images)
+            m = np.concatenate([self.errors(self.images[idx[i:i + 4096]]).numpy()
+                                for i in range(0, idx.size, 4096)])
+            return hard_example_weights(m, q, w_max)
         m = np.concatenate([self.errors(self.images[i:i + 4096]).numpy()
                             for i in range(0, self.images.shape[0], 4096)])
-        res = self.residual
-        if res is not None:
-            m = np.maximum(m[res.current], np.max(m[res.history], axis=1))
+        m = np.maximum(m[res.current], np.max(m[res.history], axis=1))
         return hard_example_weights(m[self.i_train], q, w_max)
 
     def _batch(self, idx: np.ndarray) -> tuple[np.ndarray, ...]:

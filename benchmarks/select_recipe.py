@@ -10,8 +10,8 @@ their snapshot file are never read: the candidate folders hold only the training
 Every candidate but the hard-example ones fits the training-time target (10 minutes per p on
 a 2-core machine, both stages, refit on the 80 trajectories): about 440 s of stage 0 and a
 20-epoch fine-tuning stage of about 100 s, measured on an AMD EPYC (Zen 4); the hard-example
-weights recompute every snapshot's error each epoch, which took 2.8x as long. Three greedy
-rounds:
+candidates were trained when the weights recomputed every snapshot's error each epoch, which
+took 2.8x as long (now only the training snapshots': 1.4x). Three greedy rounds:
 
 1. how to spend the stage-0 budget: batch size, learning rate, snapshot stride, epochs (the
    candidates cost about the same);

@@ -132,6 +132,28 @@ def test_residual_loss_is_the_mean_square_of_the_linearized_residual(snap) -> No
     assert got == pytest.approx(expect, rel=1e-4)
 
 
+def test_hard_example_weights_are_those_of_the_training_images_errors(snap) -> None:
+    """With a snapshot stride and a held-out trajectory, the weights of the training images are
+    those of their own mean square reconstruction errors (computed here with numpy on all
+    images, then picked), in the order of ``i_train``."""
+    from autoencoder.train import _Trainer, stage_split
+
+    a, tr = _settings({"hard_example_exponent": 1.0, "hard_example_max_weight": 5.0,
+                       "snapshot_stride": 2})
+    r = Restriction.from_image_shape(snap.problem().image_shape, 2)
+    images, _ = prepare(snap.states, r, "deviation")
+    split = stage_split(images, None, snap.t.size, np.array([0]), 2)
+    assert 0 < split[0].size < images.shape[0] // 2       # strided, one trajectory held out
+    trainer = _Trainer(images, r.image_shape, 2, a, tr, Path("/nonexistent"), {}, False,
+                       None, None, split)
+    err = np.asarray(trainer.ae(images, training=False), dtype=np.float64) - images
+    m = np.mean(err.reshape(err.shape[0], -1) ** 2, axis=1)
+    got = trainer._sample_weights()
+    np.testing.assert_allclose(got, hard_example_weights(m[trainer.i_train], 1.0, 5.0),
+                               rtol=1e-4)
+    assert got.max() > 1.5 * got.min()          # the images do differ
+
+
 def test_residual_hard_example_weights_follow_the_steps_linearized_residual(snap) -> None:
     """With ``hard_example_measure = "residual"`` the weights are those of the mean square of
     each training step's linearized residual (2), computed here with numpy."""
