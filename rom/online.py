@@ -205,8 +205,8 @@ def check_same_training_data(cfg: RunConfig, pod_traj: list[int], dims: list[int
 
 
 #: The last POD manifold :func:`pod_full` computed, by (training file checksum, centering,
-#: trajectories, number of modes).
-_POD_MEMO: dict[tuple[str, str, tuple[int, ...] | None, int | None], AffineManifold] = {}
+#: trajectories).
+_POD_MEMO: dict[tuple[str, str, tuple[int, ...] | None], AffineManifold] = {}
 
 
 def pod_full(train: SnapshotSet, center: str, trajectories: list[int] | None = None,
@@ -219,18 +219,17 @@ def pod_full(train: SnapshotSet, center: str, trajectories: list[int] | None = N
     training set is slow (at 2D Burgers' 60^2: 6004 snapshots of 6728 values, 80 s on two
     idle cores); with ``n_modes`` a few leading vectors come from the Gram matrix instead
     (:func:`rom.manifolds.pod`: 24 s there). The last result is kept, keyed by the
-    file's SHA-256, the centering, the trajectories and ``n_modes``: a second call in the
-    same process on the same data (several ``roms_from_config`` runs and a ``sweep`` in one
-    study) returns it, read-only.
+    file's SHA-256, the centering and the trajectories: a second call in the same process on
+    the same data (several ``roms_from_config`` runs and a ``sweep`` in one study) that
+    wants no more modes than it has returns it, read-only (possibly with more modes).
     """
-    key = (train.checksum(), center, None if trajectories is None else tuple(trajectories),
-           n_modes)
-    if key not in _POD_MEMO:
-        data = train if trajectories is None else train.states[list(trajectories)]
-        n_traj, n_t_train, n_dofs = (train.states if trajectories is None else data).shape
-        rank = min(n_traj * n_t_train, n_dofs)
-        full = AffineManifold.from_snapshots(data, rank if n_modes is None
-                                             else min(int(n_modes), rank), center=center)
+    key = (train.checksum(), center, None if trajectories is None else tuple(trajectories))
+    data = train if trajectories is None else train.states[list(trajectories)]
+    n_traj, n_t_train, n_dofs = (train.states if trajectories is None else data).shape
+    rank = min(n_traj * n_t_train, n_dofs)
+    wanted = rank if n_modes is None else min(int(n_modes), rank)
+    if key not in _POD_MEMO or _POD_MEMO[key].p < wanted:
+        full = AffineManifold.from_snapshots(data, wanted, center=center)
         full.basis.flags.writeable = False
         _POD_MEMO.clear()  # one basis at a time: they are as large as the training data
         _POD_MEMO[key] = full

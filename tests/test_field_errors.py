@@ -354,8 +354,14 @@ def test_pod_full_reuses_the_last_basis_of_the_same_file(tiny, tmp_path):
 
     path, _ = tiny
     train_path = snapshot_paths(load_config(path))["train"]
-    a = pod_full(read_snapshots(train_path), "initial")
+    few = pod_full(read_snapshots(train_path), "initial", n_modes=2)
+    assert few.p == 2
+    assert pod_full(read_snapshots(train_path), "initial", n_modes=1) is few  # has enough
+    a = pod_full(read_snapshots(train_path), "initial")    # wants every mode: recomputed
+    assert a is not few and a.p > 2
+    np.testing.assert_allclose(few.basis, a.basis[:, :2], atol=1e-10)
     assert pod_full(read_snapshots(train_path), "initial") is a
+    assert pod_full(read_snapshots(train_path), "initial", n_modes=2) is a
     assert not a.basis.flags.writeable
     assert pod_full(read_snapshots(train_path), "none") is not a
     copy = tmp_path / "train.h5"
