@@ -304,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}", flush=True)
     results: dict[str, Any] = {"machine": machine(), "p": P, "common": COMMON, "rounds": []}
 
-    def run_round(cands: list[Candidate], title: str) -> dict[str, Any]:
+    def evaluate_all(cands: list[Candidate], title: str) -> list[dict[str, Any]]:
+        """Train (``--jobs`` at once) and validate ``cands``; their rows, in order."""
         if args.jobs > 1:
             train_in_parallel([c for c in cands if not is_done(c, args.out)], args)
         rows = []
@@ -315,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  validation Deep LSPG max {fmt(row['max'])}, mean {fmt(row['mean'])}, "
                   f"{len(row['failures'])} failures; training {row['train_s']:.0f} s "
                   f"({row['train_cpu_s']:.0f} s CPU)", flush=True)
+        return rows
+
+    def run_round(cands: list[Candidate], title: str) -> dict[str, Any]:
+        rows = evaluate_all(cands, title)
         best = min(rows, key=lambda r: (r["score"], r["mean"]))
         results["rounds"].append({"title": title, "candidates": rows, "winner": best["name"]})
         write_text_atomic(args.out / "candidates.json", json.dumps(results, indent=1))
@@ -330,29 +335,25 @@ def main(argv: list[str] | None = None) -> int:
     def winner(cands: list[Candidate], row: dict[str, Any]) -> Candidate:
         return next(c for c in cands if c.name == row["name"])
 
-    best = run_round(ROUND1, "round 1: stage-0 budget")
-    seen = list(ROUND1)
+    cands = ROUND1
+    best = run_round(cands, "round 1: stage-0 budget")
     if args.rounds >= 2:
-        cands = [winner(ROUND1, best)]
+        cands = [winner(cands, best)]
         cands += [variant(cands[0], *v) for v in ROUND2]
-        seen += cands
         best = run_round(cands, "round 2: weights of the loss")
     if args.rounds >= 3:
         parent = winner(cands, best)
         cands = [parent] + [variant(parent, name, f"then {what}", {}, [stage])
                             for name, what, stage in ROUND3]
-        seen += cands
         best = run_round(cands, "round 3: fine-tuning stages")
     if args.seeds > 1:
-        parent = next(c for c in seen if c.name == best["name"])
+        parent = winner(cands, best)
         # every stage from scratch with another seed (not continued from the winner's model)
         spread = [parent] + [Candidate(f"{parent.name}+seed{k}", f"{parent.what}; seed {k}",
                                        {**parent.training, "seed": k},
                                        copy.deepcopy(parent.finetune))
                              for k in range(1, args.seeds)]
-        if args.jobs > 1:
-            train_in_parallel([c for c in spread if not is_done(c, args.out)], args)
-        rows = [evaluate(base, c, args.out) for c in spread]
+        rows = evaluate_all(spread, "seed spread")
         results["seed_spread"] = rows
         print(f"\nseed spread of the winner (no choice is made here)\n\n{table(rows)}\n",
               flush=True)
