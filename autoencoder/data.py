@@ -378,6 +378,32 @@ def sample_split(traj: np.ndarray, step: np.ndarray, validation: np.ndarray,
             np.flatnonzero(held & kept).astype(np.int64))
 
 
+def trajectory_neighbours(n_images: int, n_t: int,
+                          step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The images ``step`` time steps before and after each image of its trajectory.
+
+    The images hold trajectories of ``n_t`` states one after the other (image ``i * n_t + n``
+    is step ``n`` of trajectory ``i``). Used by the latent-smoothness term of the training
+    loss (``latent_smoothness_weight``), which compares the codes of ``x^{n-k}``, ``x^n`` and
+    ``x^{n+k}``.
+
+    Returns
+    -------
+    prev, next : ndarray of int64, shape (n_images,)
+        Image indices of ``x^{n-step}`` and ``x^{n+step}`` (the image itself where that step
+        is outside its trajectory).
+    inside : ndarray of float32, shape (n_images,)
+        1 where both neighbours lie inside the trajectory, else 0.
+    """
+    if n_t < 1 or n_images % n_t:
+        raise ValueError(f"{n_images} images are not whole trajectories of {n_t} states")
+    i = np.arange(n_images, dtype=np.int64)
+    n = i % n_t
+    has_prev, has_next = n - step >= 0, n + step < n_t
+    return (np.where(has_prev, i - step, i), np.where(has_next, i + step, i),
+            (has_prev & has_next).astype(np.float32))
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     """Shuffled sample order of one epoch: a function of (seed, epoch) only, so a resumed
     training sees exactly the batches an uninterrupted one would."""

@@ -100,6 +100,12 @@ TRAINING_SCHEMA: dict[str, Field] = {
     "initial_state_weight": Field(float, 0.0, non_negative,
                                   doc="weight of the initial states' reconstruction error "
                                       "(the anchor of x_ref, section 5.3) in the loss"),
+    "latent_smoothness_weight": Field(
+        float, 0.0, non_negative,
+        doc="weight of the latent-smoothness term: the mean over training steps n of "
+            "|z(n+k) - 2 z(n) + z(n-k)|^2 / (|z(n+k) - z(n)|^2 + |z(n) - z(n-k)|^2), z = "
+            "the encoder's code, k = snapshot_stride (a scale-free measure of uneven speed "
+            "along the trajectories; not with residual_weight or variational)"),
     "residual_weight": Field(float, 0.0, non_negative,
                              doc="weight of the linearized time-discrete residual of the "
                                  "reconstructed training trajectories in the loss "
@@ -173,6 +179,10 @@ def training_stages(tr: dict[str, Any], where: str) -> list[tuple[dict[str, Any]
                 here = where if i == 0 else f"{where} finetune[{i - 1}]"
                 raise InputError(f"{here} {key}: 'residual' needs residual_weight > 0 "
                                  "(the residual term)")
+        if st["latent_smoothness_weight"] > 0 and st["residual_weight"] > 0:
+            here = where if i == 0 else f"{where} finetune[{i - 1}]"
+            raise InputError(f"{here} latent_smoothness_weight: not with residual_weight > 0 "
+                             "in the same stage (use it in another stage)")
     return stages
 
 

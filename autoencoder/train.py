@@ -62,6 +62,7 @@ from .data import (
     prepare,
     sample_split,
     targets,
+    trajectory_neighbours,
     validation_trajectories,
 )
 from .manifold import (
@@ -177,7 +178,8 @@ class _Trainer:
                  settings: dict[str, Any], progress: bool,
                  anchors: np.ndarray | None = None,
                  residual: TrajectoryResidual | None = None,
-                 split: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+                 split: tuple[np.ndarray, np.ndarray] | None = None,
+                 n_t: int | None = None) -> None:
         import keras
         import tensorflow as tf
 
@@ -207,6 +209,14 @@ class _Trainer:
         self.best_weights = [v.numpy() for v in self.ae.weights]
         self._lowest: dict[str, Any] | None = None  # the lowest-loss epoch's state (fit)
         self.anchors = anchors
+        # the latent-smoothness term compares each sample's code with its neighbours'
+        self.neighbours = None
+        if tr["latent_smoothness_weight"] > 0:
+            if residual is not None or arch["variational"] or n_t is None:
+                raise InputError("latent_smoothness_weight needs a deterministic autoencoder, "
+                                 "no residual term in the stage and the trajectory length")
+            self.neighbours = trajectory_neighbours(images.shape[0], n_t,
+                                                    tr["snapshot_stride"])
         self._build_steps()
 
     # -------------------------------------------------------------- steps
@@ -262,6 +272,32 @@ class _Trainer:
             rec, kl, anchor = reconstruct_all(x, seed, sample)
             return weighted_mse(rec - x, w) + beta * kl + anchor
 
+        sw = float(self.tr["latent_smoothness_weight"])
+
+        def smooth_losses(seed: Any, sample: bool, w: Any, x: Any, x_prev: Any, x_next: Any,
+                          inside: Any) -> Any:
+            """:func:`losses` plus ``latent_smoothness_weight`` times the mean over the
+            samples (with both neighbours in their trajectory) of the relative latent
+            acceleration ``|z+ - 2z + z-|^2 / (|z+ - z|^2 + |z - z-|^2)``, ``z = h(x^n)``,
+            ``z+- = h(x^{n+-k})``: 0 on a path of even speed in a straight line, up to 2; a
+            scale-free measure (the decoder's first layer cannot undo it by shrinking the
+            codes) of the sprints along a trajectory that go with a kink of the manifold
+            (README, "The seed matters more than the recipe")."""
+            b = tf.shape(x)[0]
+            parts = [x, x_prev, x_next] + ([] if anchors is None else [anchors])
+            code = enc(tf.concat(parts, 0), training=True)
+            z, z_prev, z_next = code[:b], code[b:2 * b], code[2 * b:3 * b]
+            # one decoder pass: the samples and the anchors (as reconstruct_all)
+            rec = dec(tf.concat([z, code[3 * b:]], 0), training=True)
+            anchor = (0.0 if anchors is None
+                      else weight * tf.reduce_mean(tf.square(rec[b:] - anchors)))
+            acc = tf.reduce_sum(tf.square(z_next - 2.0 * z + z_prev), axis=1)
+            speed = (tf.reduce_sum(tf.square(z_next - z), axis=1)
+                     + tf.reduce_sum(tf.square(z - z_prev), axis=1))
+            ratio = acc / (speed + 1e-12)
+            smooth = tf.reduce_sum(inside * ratio) / tf.maximum(tf.reduce_sum(inside), 1.0)
+            return weighted_mse(rec[:b] - x, w) + anchor + sw * smooth
+
         res = self.residual
         if res is not None:
             rows, cols = tf.constant(res.rows), tf.constant(res.cols)
@@ -303,7 +339,8 @@ class _Trainer:
             r = linearized_residual(tf.shape(x)[0], err, values, alpha)
             return tf.reduce_mean(tf.square(r), axis=1)
 
-        loss_fn = losses if res is None else residual_losses
+        loss_fn = (residual_losses if res is not None
+                   else smooth_losses if self.neighbours is not None else losses)
 
         @tf.function(reduce_retracing=True)
         def train_step(seed: Any, w: Any, *batch: Any) -> Any:
@@ -320,9 +357,14 @@ class _Trainer:
             cur, hist = tf.constant(res.current), tf.constant(res.history)
             values, alpha = tf.constant(res.values), tf.constant(res.alpha)
         bs, seed0 = int(self.tr["batch_size"]), int(self.tr["seed"])
+        if self.neighbours is not None:
+            prev, nxt, inside = (tf.constant(a) for a in self.neighbours)
 
         def gather(idx: Any) -> tuple[Any, ...]:
             """The loss's arguments for the samples ``idx`` (as :meth:`_batch`)."""
+            if self.neighbours is not None:
+                return (tf.gather(images, idx), tf.gather(images, tf.gather(prev, idx)),
+                        tf.gather(images, tf.gather(nxt, idx)), tf.gather(inside, idx))
             if res is None:
                 return (tf.gather(images, idx),)
             return (tf.gather(images, tf.gather(cur, idx)),
@@ -390,6 +432,10 @@ class _Trainer:
     def _batch(self, idx: np.ndarray) -> tuple[np.ndarray, ...]:
         """The loss's arguments for the samples ``idx``."""
         res = self.residual
+        if self.neighbours is not None:
+            prev, nxt, inside = self.neighbours
+            return (self.images[idx], self.images[prev[idx]], self.images[nxt[idx]],
+                    inside[idx])
         if res is None:
             return (self.images[idx],)
         return (self.images[res.current[idx]], self.images[res.history[idx]],
@@ -802,7 +848,7 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
         trainer = _Trainer(images, restriction.image_shape, p, arch, tr_j, out_dir,
                            settings_upto(j), progress, anchors, res_j,
                            stage_split(images, res_j, n_t, validation,
-                                       tr_j["snapshot_stride"]))
+                                       tr_j["snapshot_stride"]), n_t)
         if j == start and trainer.load_checkpoint():
             history = trainer.state.get("earlier_history", history)
             results = trainer.state.get("earlier_results", results)

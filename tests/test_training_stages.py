@@ -285,3 +285,80 @@ def test_models_trained_before_a_training_key_existed_stay_up_to_date(snap,
     assert epochs == []                                    # skipped: nothing to retrain
     _train(snap, out, {"residual_weight": 1.0}, on_epoch_end=lambda e, h: epochs.append(e))
     assert epochs == [1, 2, 3]                             # a non-default value retrains
+
+
+def test_trajectory_neighbours_stay_inside_their_trajectory() -> None:
+    from autoencoder.data import trajectory_neighbours
+
+    prev, nxt, inside = trajectory_neighbours(2 * 7, 7, 2)   # two trajectories of 7 steps
+    np.testing.assert_array_equal(prev, [0, 1, 0, 1, 2, 3, 4, 7, 8, 7, 8, 9, 10, 11])
+    np.testing.assert_array_equal(nxt, [2, 3, 4, 5, 6, 5, 6, 9, 10, 11, 12, 13, 12, 13])
+    np.testing.assert_array_equal(inside, [0, 0, 1, 1, 1, 0, 0] * 2)
+    with pytest.raises(ValueError, match="whole trajectories"):
+        trajectory_neighbours(13, 7, 1)
+
+
+def test_latent_smoothness_loss_is_the_relative_latent_acceleration(snap) -> None:
+    """The trainer's loss with ``latent_smoothness_weight`` equals, computed with numpy from
+    the encoder's codes of each sample and its neighbours ``snapshot_stride`` steps away,
+    MSE + anchor term + w * the mean over the samples inside their trajectory of
+    ``|z+ - 2z + z-|^2 / (|z+ - z|^2 + |z - z-|^2)``; a training step lowers that term."""
+    import tensorflow as tf
+
+    from autoencoder.train import _Trainer, initial_images, stage_split
+
+    a, tr = _settings({"latent_smoothness_weight": 0.5, "initial_state_weight": 2.0,
+                       "snapshot_stride": 2, "epochs": 1})
+    r = Restriction.from_image_shape(snap.problem().image_shape, 2)
+    images, _ = prepare(snap.states, r, "deviation")
+    n_t = snap.t.size
+    anchors = initial_images(images, snap.n_mu)
+    split = stage_split(images, None, n_t, np.zeros(0, dtype=np.int64), 2)
+    trainer = _Trainer(images, r.image_shape, 2, a, tr, Path("/nonexistent"), {}, False,
+                       anchors, None, split, n_t)
+    idx = trainer.i_train
+    got = float(trainer.eval_step(*trainer._batch(idx)))
+    z = np.asarray(trainer.enc(images, training=False), dtype=np.float64).reshape(
+        snap.n_mu, n_t, -1)
+    err = np.asarray(trainer.ae(images, training=False), dtype=np.float64) - images
+    anchor = np.asarray(trainer.ae(anchors, training=False)) - anchors
+    ratios = []
+    for i in idx:
+        m, n = divmod(int(i), n_t)
+        if 2 <= n < n_t - 2:
+            zp, z0, zn = z[m, n - 2], z[m, n], z[m, n + 2]
+            ratios.append(np.sum((zn - 2 * z0 + zp) ** 2)
+                          / (np.sum((zn - z0) ** 2) + np.sum((z0 - zp) ** 2)))
+    assert 5 < len(ratios) < idx.size                       # ends of trajectories left out
+    smooth = np.mean(ratios)
+    assert smooth > 1e-3                                    # an untrained net is not smooth
+    expect = np.mean(err[idx] ** 2) + 2.0 * np.mean(anchor**2) + 0.5 * smooth
+    assert got == pytest.approx(expect, rel=1e-4)
+
+    def term() -> float:
+        zt = np.asarray(trainer.enc(images, training=False), dtype=np.float64)
+        zt = zt.reshape(snap.n_mu, n_t, -1)
+        acc = np.sum((zt[:, 4:] - 2 * zt[:, 2:-2] + zt[:, :-4]) ** 2, axis=2)
+        sp = np.sum((zt[:, 4:] - zt[:, 2:-2]) ** 2 + (zt[:, 2:-2] - zt[:, :-4]) ** 2, axis=2)
+        return float(np.mean(acc / sp))
+
+    before = term()
+    a2, tr2 = _settings({"latent_smoothness_weight": 1e3, "snapshot_stride": 2,
+                         "learning_rate": 1e-3})
+    strong = _Trainer(images, r.image_shape, 2, a2, tr2, Path("/nonexistent"), {}, False,
+                      None, None, split, n_t)
+    assert term() == pytest.approx(before)                  # same seed, same initial net
+    batch = strong._batch(idx)
+    for _ in range(20):
+        strong.train_step(tf.constant([0, 0], dtype=tf.int32), np.ones(idx.size, np.float32),
+                          *batch)
+    trainer = strong
+    assert term() < 0.5 * before
+
+
+def test_latent_smoothness_is_refused_with_the_residual_term() -> None:
+    tr = parse_section({"latent_smoothness_weight": 1.0, "residual_weight": 1.0},
+                       TRAINING_SCHEMA, "c.toml [training]")
+    with pytest.raises(InputError, match=r"c.toml \[training\] latent_smoothness_weight: "
+                                         "not with residual_weight"):
+        training_stages(tr, "c.toml [training]")
