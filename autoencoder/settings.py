@@ -93,6 +93,13 @@ TRAINING_SCHEMA: dict[str, Field] = {
     "snapshot_stride": Field(int, 1, at_least(1),
                              doc="train on every k-th time step of each training trajectory"),
     "seed": Field(int, 0, at_least(0), doc="seed of initialization, split and shuffling"),
+    "n_seeds": Field(int, 1, at_least(1),
+                     doc="train each model with the seeds seed, seed + 1, ..., and keep the one "
+                         "whose largest Deep LSPG error at the check trajectories (training "
+                         "data) is lowest (mrom train; 1 = one model, no check)"),
+    "seed_check_every": Field(int, 4, at_least(1),
+                              doc="the check trajectories of n_seeds > 1: every k-th of the "
+                                  "trajectories trained on (k = this)"),
     "checkpoint_every": Field(int, 5, at_least(1), doc="epochs between checkpoints"),
     "max_wall_s": Field(float, 0.0, non_negative,
                         doc="wall-time budget per model and run in seconds (0 = none): the "
@@ -139,7 +146,7 @@ TRAINING_SCHEMA: dict[str, Field] = {
 RUN_CONTROL_KEYS = ("max_wall_s", "checkpoint_every")
 
 #: ``[training]`` keys that a ``[[training.finetune]]`` stage may not change.
-ALL_STAGES_KEYS = ("validation_every", "validation_params")
+ALL_STAGES_KEYS = ("validation_every", "validation_params", "n_seeds", "seed_check_every")
 
 #: Keys a ``[[training.finetune]]`` stage may set besides the ``[training]`` keys.
 STAGE_ONLY_SCHEMA: dict[str, Field] = {
@@ -170,8 +177,8 @@ def training_stages(tr: dict[str, Any], where: str) -> list[tuple[dict[str, Any]
                              f"{', '.join([*schema, *STAGE_ONLY_SCHEMA])})")
         for key in ALL_STAGES_KEYS:
             if key in rest:
-                raise InputError(f"{here} {key}: set it in [training] only (every stage "
-                                 "validates on the same held-out trajectories)")
+                raise InputError(f"{here} {key}: set it in [training] only (it holds for "
+                                 "the whole model, every stage)")
         stages.append((parse_section({**base, **rest}, schema, here), own["latent_dims"]))
     for i, (st, _) in enumerate(stages):
         for key in ("hard_example_measure", "hard_example_terms"):

@@ -950,14 +950,29 @@ def _check_export(trainer: _Trainer, manifold: TrainedManifold, sample: np.ndarr
         raise RuntimeError(f"exported decoder disagrees with Keras (relative {err:.2e})")
 
 
+#: Signature of a seed selection (``train_from_config(select=...)``): given the config, the
+#: training snapshots, ``p`` and the model folders trained with the seeds, the index of the
+#: one to keep and a JSON-able record of the choice (stored in its manifest).
+Selector = Callable[[RunConfig, SnapshotSet, int, list[Path]], tuple[int, dict[str, Any]]]
+
+
 def train_from_config(config: str | os.PathLike | RunConfig,
-                      latent_dims: list[int] | None = None, progress: bool = True) -> list[Path]:
+                      latent_dims: list[int] | None = None, progress: bool = True, *,
+                      select: Selector | None = None,
+                      only_seed: int | None = None) -> list[Path]:
     """Train one model per latent dimension of a run config (``mrom train CONFIG``).
 
     Reads the training snapshots (generated first if missing), trains into
     ``<output_dir>/models/p<p>/`` and skips a model whose directory holds a complete model
     trained with the same snapshot file and settings. Reports the mean relative reconstruction
     error on the test trajectories when the test snapshot file exists.
+
+    With ``[training] n_seeds = K > 1`` each ``p`` is trained K times, with the seeds
+    ``seed .. seed + K - 1``, into ``<output_dir>/models/p<p>.seeds/seed<s>/``; ``select``
+    (:func:`rom.seed_selection.select_by_rom`, which ``mrom train`` passes) picks one, and a
+    copy of it, with the record of the choice in its manifest (``"seed_selection"``), becomes
+    ``models/p<p>``. ``only_seed = s`` trains only the models of seed ``s`` (no selection;
+    used to train the seeds in parallel processes, :func:`rom.seed_selection.train_models`).
     """
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     arch, tr = settings_from_config(cfg)
@@ -965,6 +980,14 @@ def train_from_config(config: str | os.PathLike | RunConfig,
     for p in dims:
         if not isinstance(p, int) or p < 1:
             raise InputError(f"latent dimension must be a positive integer, got {p!r}")
+    seeds = [tr["seed"] + k for k in range(tr["n_seeds"])]
+    if only_seed is not None and (tr["n_seeds"] == 1 or only_seed not in seeds):
+        raise InputError(f"{cfg.where('training')} n_seeds: seed {only_seed} is not one of "
+                         f"the seeds {seeds}")
+    if tr["n_seeds"] > 1 and select is None and only_seed is None:
+        raise InputError(f"{cfg.where('training')} n_seeds: {tr['n_seeds']} models per p need "
+                         "a selection between them; train with 'mrom train' "
+                         "(rom.seed_selection.train_models)")
     restriction = restriction_from_config(cfg, arch)
     paths = snapshot_paths(cfg)
     cfg.check_output_dir()  # before any work
@@ -975,8 +998,63 @@ def train_from_config(config: str | os.PathLike | RunConfig,
     test = read_snapshots(paths["test"]) if paths["test"].exists() else None
     out = []
     for p in dims:
-        out.append(train_model(snap, restriction, p, arch, tr,
-                               cfg.output_dir / "models" / f"p{p}", test=test,
-                               progress=progress, where=cfg.where("training")))
+        folder = cfg.output_dir / "models" / f"p{p}"
+        if tr["n_seeds"] == 1:
+            out.append(train_model(snap, restriction, p, arch, tr, folder, test=test,
+                                   progress=progress, where=cfg.where("training")))
+            continue
+        if only_seed is not None:
+            out.append(train_model(snap, restriction, p, arch, {**tr, "seed": only_seed,
+                                                                "n_seeds": 1},
+                                   folder.with_name(f"p{p}.seeds") / f"seed{only_seed}",
+                                   progress=progress, where=cfg.where("training")))
+            continue
+        assert select is not None
+        key = _jsonable({"training": tr, "autoencoder": arch, "p": p,
+                         "snapshot_sha256": snap.checksum()})
+        try:
+            old = json.loads((folder / MANIFEST).read_text()).get("seed_selection", {})
+        except (OSError, ValueError):
+            old = {}
+        if old.get("key") == key and model_is_complete(
+                folder, json.loads((folder / MANIFEST).read_text())["settings"]):
+            if progress:
+                print(f"{folder}: up to date (seed {old['chosen_seed']} of {seeds}), skipped")
+            out.append(folder)
+            continue
+        cands = [train_model(snap, restriction, p, arch, {**tr, "seed": s, "n_seeds": 1},
+                             folder.with_name(f"p{p}.seeds") / f"seed{s}",
+                             progress=progress, where=cfg.where("training"))
+                 for s in seeds]
+        if not all(json.loads((c / MANIFEST).read_text()).get("complete") for c in cands):
+            print(f"{folder}: not chosen yet: a seed's model is incomplete (max_wall_s); "
+                  "train again (same command) to continue")
+            continue
+        best, record = select(cfg, snap, p, cands)
+        _install_copy(cands[best], folder, {"key": key, "seeds": seeds,
+                                            "chosen_seed": seeds[best], **record})
+        if progress:
+            print(f"{folder}: seed {seeds[best]} of {seeds} chosen "
+                  f"({record.get('summary', '')})")
+        out.append(folder)
     return out
 
+
+def _install_copy(src: Path, dst: Path, selection: dict[str, Any]) -> None:
+    """Replace the model folder ``dst`` by a copy of ``src`` whose manifest records
+    ``selection``; the copy is made beside ``dst`` and renamed into place."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dst.name}-", dir=dst.parent))
+    try:
+        shutil.copytree(src, tmp, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(CHECKPOINT_DIR))
+        man = json.loads((tmp / MANIFEST).read_text())
+        man["seed_selection"] = selection
+        write_text_atomic(tmp / MANIFEST, json.dumps(man, indent=1))
+        old = dst.with_name(f".old-{dst.name}")
+        shutil.rmtree(old, ignore_errors=True)
+        if dst.exists():
+            os.replace(dst, old)
+        os.replace(tmp, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -164,10 +164,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     from select_recipe import machine
 
-    from autoencoder.train import train_from_config
     from rom.online import roms_from_config
     from rom.report import report
     from rom.results import read_results
+    from rom.seed_selection import train_models
 
     base = load_config(args.config)
     dims = sorted(set(args.dims) | (set() if args.no_generalization else {3, 5}))
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     snapshots_from_config(cfg, progress=False)
     t0 = time.perf_counter()
-    train_from_config(cfg, progress=True)
+    train_models(cfg, progress=True)
     train_s = time.perf_counter() - t0
     times = training_times(cfg, dims)
     fom_s = fom_wall_times(cfg)

@@ -19,7 +19,8 @@ took 2.8x as long (now only the training snapshots': 1.4x). Three greedy rounds:
    (``initial_state_weight``), and hard-example weights that favour the snapshots the model
    fits worst (``hard_example_exponent``; on the validation trajectories most of Deep LSPG's
    error is made in the few steps in which the shock leaves the domain, which few snapshots
-   sample);
+   sample), and a penalty on the encoder's relative latent acceleration along the training
+   trajectories (``latent_smoothness_weight``);
 3. on the round-2 winner: no fine-tuning stage, or one of a few residual fine-tuning stages
    (``autoencoder/residual.py``) that continue from it.
 
@@ -105,13 +106,16 @@ def stage0(batch: int, lr: str, stride: int, epochs: int) -> Candidate:
 ROUND1 = [stage0(64, "3e-3", 4, 200), stage0(128, "3e-3", 4, 280),
           stage0(64, "3e-3", 2, 100), stage0(32, "2e-3", 4, 150)]
 
-#: Round 2: the weights of the loss, on the round-1 winner: of the initial states, and
+#: Round 2: the weights of the loss, on the round-1 winner: of the initial states,
 #: hard-example weights ``(error / mean error)^q`` recomputed every epoch
-#: (:func:`autoencoder.data.hard_example_weights`).
+#: (:func:`autoencoder.data.hard_example_weights`), and the latent-smoothness term against the
+#: uneven latent speed that goes with a kink of the manifold (``latent_smoothness_weight``).
 ROUND2 = [("isw0", "initial_state_weight 0", {"initial_state_weight": 0.0}),
           ("isw30", "initial_state_weight 30", {"initial_state_weight": 30.0}),
           ("hard05", "hard-example weights q = 0.5", {"hard_example_exponent": 0.5}),
-          ("hard1", "hard-example weights q = 1", {"hard_example_exponent": 1.0})]
+          ("hard1", "hard-example weights q = 1", {"hard_example_exponent": 1.0}),
+          ("smooth1e-4", "latent smoothness 1e-4", {"latent_smoothness_weight": 1e-4}),
+          ("smooth1e-3", "latent smoothness 1e-3", {"latent_smoothness_weight": 1e-3})]
 
 #: Round 3: fine-tuning stages on top of the round-2 winner (its name is the parent).
 RESIDUAL = {"residual_weight": 10.0, "learning_rate": 5e-4, "batch_size": 128,

@@ -86,9 +86,9 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from autoencoder.train import train_from_config
+    from rom.seed_selection import train_models
 
-    train_from_config(args.config, latent_dims=args.p, progress=not args.quiet)
+    train_models(args.config, latent_dims=args.p, progress=not args.quiet, jobs=args.jobs)
     return 0
 
 
@@ -236,14 +236,19 @@ def build_parser() -> argparse.ArgumentParser:
             "Train one convolutional autoencoder per latent dimension p into\n"
             "<output_dir>/models/p<p>/ (layout: docs/formats.md), generating the training\n"
             "snapshots first if missing. A model trained with the same snapshots and\n"
-            "settings is kept; a killed training resumes from its checkpoint.\n"
-            "Python: autoencoder.train.train_from_config.",
+            "settings is kept; a killed training resumes from its checkpoint. With\n"
+            "[training] n_seeds = K > 1, K models per p (seeds seed .. seed + K - 1) and\n"
+            "the one with the lowest Deep LSPG error at training trajectories is kept.\n"
+            "Python: rom.seed_selection.train_models.",
             "  mrom train examples/burgers1d.toml\n"
             "  mrom train examples/burgers1d_paper.toml --p 3 --p 5")
     p.add_argument("config", type=Path, help=cfg_help)
     p.add_argument("--p", type=int, action="append", default=None,
                    help="latent dimension to train (repeatable; default: [autoencoder] "
                         "latent_dims)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="with [training] n_seeds > 1: train up to this many seeds' models at "
+                        "once, in separate processes (default 1)")
     p.set_defaults(func=cmd_train)
 
     p = add("sample-mesh", "build the sample mesh of the hyper-reduced ROMs",

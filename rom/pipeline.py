@@ -120,15 +120,15 @@ def run(config: str | os.PathLike | RunConfig, *, progress: bool = True) -> Pipe
 
     Every input is checked first (:func:`check_run_config`); nothing is written before.
     """
-    from autoencoder.train import train_from_config
     from rom.online import rom_settings, roms_from_config, uses_hyperreduction
     from rom.report import report, report_files
     from rom.sample_mesh import sample_mesh_from_config
+    from rom.seed_selection import train_models
 
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     check_run_config(cfg)
     snapshots = snapshots_from_config(cfg, progress=progress)
-    models = train_from_config(cfg, progress=progress)
+    models = train_models(cfg, progress=progress)
     mesh = (sample_mesh_from_config(cfg, progress, log=print if progress else None)
             if uses_hyperreduction(rom_settings(cfg)) else None)
     results = roms_from_config(cfg, progress=progress)
