@@ -87,6 +87,13 @@ def training_times(cfg: RunConfig, dims: list[int]) -> dict[int, dict[str, float
         out[p] = {"train_s": sum(st.get("train_time_s", math.nan) for st in stages),
                   "train_cpu_s": sum(st.get("train_cpu_s", math.nan) for st in stages),
                   "epochs": [st["epochs_run"] for st in stages]}
+        if (sel := man.get("seed_selection")) is not None:  # n_seeds > 1: every seed's
+            seeds = [json.loads((Path(m) / "manifest.json").read_text())  # training
+                     for m in sel["models"]]
+            out[p].update(
+                chosen_seed=sel["chosen_seed"], check_max=sel["max"],
+                seeds_train_s=sum(st.get("train_time_s", math.nan) for m in seeds
+                                  for st in m["training_result"]["stages"]))
     return out
 
 
@@ -159,6 +166,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--full", action="store_true", help="add POD at p = 15, 20, 30, 50")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     parser.add_argument("--dims", type=int, nargs="+", default=DIMS, help="latent dimensions")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="with [training] n_seeds > 1: seeds trained at once (mrom train "
+                             "--jobs)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -175,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     snapshots_from_config(cfg, progress=False)
     t0 = time.perf_counter()
-    train_models(cfg, progress=True)
+    train_models(cfg, progress=True, jobs=args.jobs)
     train_s = time.perf_counter() - t0
     times = training_times(cfg, dims)
     fom_s = fom_wall_times(cfg)
@@ -229,12 +239,17 @@ def main(argv: list[str] | None = None) -> dict:
         lines.append(f"| {p} | " + " | ".join(
             f"{np.mean(walls[(m, p)]):.3f}" if (m, p) in walls else "—" for m in METHODS) + " |")
     lines += ["\nTraining time per model, all stages (wall and CPU seconds; the CPU time "
-              "counts every thread)\n", "| p | epochs per stage | wall (s) | CPU (s) |",
-              "|---:|---|---:|---:|"]
+              "counts every thread); with n_seeds > 1 the chosen seed, the largest Deep LSPG "
+              "error of each seed at the check trajectories and the training time of all "
+              "seeds (their wall times add up even when they ran at once)\n",
+              "| p | epochs per stage | wall (s) | CPU (s) | chosen seed | check max per seed "
+              "| all seeds (s) |", "|---:|---|---:|---:|---:|---|---:|"]
     for p in dims:
         t = times[p]
+        check = ", ".join(f"{100 * v:.3g} %" for v in t.get("check_max", []))
         lines.append(f"| {p} | {' + '.join(map(str, t['epochs']))} | {t['train_s']:.0f} | "
-                     f"{t['train_cpu_s']:.0f} |")
+                     f"{t['train_cpu_s']:.0f} | {t.get('chosen_seed', '—')} | {check or '—'} "
+                     f"| {t.get('seeds_train_s', t['train_s']):.0f} |")
 
     # ---------------------------------------------------------------- checks
     checks = []

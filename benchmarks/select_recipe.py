@@ -269,9 +269,10 @@ def recipe(section: dict[str, Any]) -> dict[str, Any]:
     from fom.config import parse_section
 
     tr = parse_section(section, TRAINING_SCHEMA, "recipe")
-    # patience and keep_best act on the validation loss only: no effect in the refit
-    drop = {"validation_every", "validation_params", "patience", "keep_best",
-            *RUN_CONTROL_KEYS}
+    # patience and keep_best act on the validation loss only: no effect in the refit; the
+    # refit's seeds (n_seeds, checked on training data) are how it is trained, not a recipe
+    drop = {"validation_every", "validation_params", "patience", "keep_best", "n_seeds",
+            "seed_check_every", *RUN_CONTROL_KEYS}
     return {"stages": [({k: v for k, v in st.items() if k not in drop}, dims)
                        for st, dims in training_stages(tr, "recipe")]}
 
