@@ -223,29 +223,14 @@ def is_done(cand: Candidate, out: Path) -> bool:
 
 def train_in_parallel(cands: list[Candidate], args: argparse.Namespace) -> None:
     """Train and validate ``cands`` in up to ``args.jobs`` subprocesses at once (each one
-    ``--candidate JSON``; logs in ``<out>/<name>.log``). Each worker gets its share of the
-    cores as TensorFlow intra-op threads (``TF_NUM_INTRAOP_THREADS``, unless set): one thread
-    trains this network about as fast as two (benchmarks/training_speed.py), so two workers
-    on two cores train twice as many candidates in the same time."""
-    env = dict(os.environ)
-    env.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
-    todo, running = list(cands), []
-    while todo or running:
-        while todo and len(running) < args.jobs:
-            cand = todo.pop(0)
-            log = (args.out / f"{cand.name}.log").open("w")
-            cmd = [sys.executable, __file__, "--config", str(args.config), "--out",
-                   str(args.out), "--candidate", json.dumps(asdict(cand))]
-            running.append((cand, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                                    env=env),
-                            log))
-        time.sleep(5)
-        for item in [r for r in running if r[1].poll() is not None]:
-            running.remove(item)
-            item[2].close()
-            if item[1].returncode != 0:
-                raise RuntimeError(f"candidate {item[0].name} failed (exit "
-                                   f"{item[1].returncode}); see {args.out / item[0].name}.log")
+    ``--candidate JSON``; logs in ``<out>/<name>.log``), each with its share of the cores as
+    TensorFlow threads (:func:`rom.processes.threads_per_job`)."""
+    from rom.processes import run_commands, threads_per_job
+
+    run_commands([([sys.executable, __file__, "--config", str(args.config), "--out",
+                    str(args.out), "--candidate", json.dumps(asdict(c))],
+                   args.out / f"{c.name}.log") for c in cands],
+                 args.jobs, threads_per_job(args.jobs))
 
 
 def fmt(v: float) -> str:

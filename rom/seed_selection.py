@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,7 @@ from fom.errors import InputError
 from fom.snapshots import SnapshotSet, snapshot_paths, snapshots_from_config
 
 from .online import load_model, rom_options, rom_settings, run_rom, stored_steps
+from .processes import run_commands, threads_per_job
 
 #: The method of the check.
 CHECK_METHOD = "deep-lspg"
@@ -134,36 +133,14 @@ def train_seeds_in_parallel(cfg: RunConfig, latent_dims: list[int] | None, jobs:
     cfg.check_output_dir()
     if not snapshot_paths(cfg)["train"].exists():  # once, before the processes need them
         snapshots_from_config(cfg, progress=progress)
-    tasks = [(p, tr["seed"] + k) for p in dims for k in range(tr["n_seeds"])]
-    env = dict(os.environ)
-    env.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     spec = {"path": str(cfg.path), "output_dir": str(cfg.output_dir),
             "sections": cfg.sections}
-    running: list[tuple[Path, subprocess.Popen, Any]] = []
-    while tasks or running:
-        while tasks and len(running) < jobs:
-            p, seed = tasks.pop(0)
-            log_path = cfg.output_dir / "models" / f"p{p}.seeds" / f"seed{seed}.log"
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            log = log_path.open("w")
-            cmd = [sys.executable, "-m", "rom.seed_selection",
-                   json.dumps({**spec, "p": p, "seed": seed})]
-            if progress:
-                print(f"training p = {p}, seed {seed} (log: {log_path})", flush=True)
-            running.append((log_path, subprocess.Popen(cmd, stdout=log,
-                                                       stderr=subprocess.STDOUT, env=env),
-                            log))
-        time.sleep(0.5)
-        for item in [r for r in running if r[1].poll() is not None]:
-            running.remove(item)
-            item[2].close()
-            if item[1].returncode != 0:
-                for _, proc, log in running:
-                    proc.terminate()
-                    log.close()
-                raise RuntimeError(f"training a seed's model failed (exit "
-                                   f"{item[1].returncode}); see {item[0]}")
+    commands = [([sys.executable, "-m", "rom.seed_selection",
+                  json.dumps({**spec, "p": p, "seed": tr["seed"] + k})],
+                 cfg.output_dir / "models" / f"p{p}.seeds" / f"seed{tr['seed'] + k}.log")
+                for p in dims for k in range(tr["n_seeds"])]
+    run_commands(commands, jobs, threads_per_job(jobs),
+                 started="training a seed's model (log: {log})" if progress else None)
 
 
 def _train_one_seed(spec: dict[str, Any]) -> None:
