@@ -113,3 +113,23 @@ def test_seeds_train_in_parallel_processes(tmp_path, capsys) -> None:
     assert main(["train", str(cfg_path)]) == 0
     assert "up to date (seed" in capsys.readouterr().out
     assert main(["train", str(cfg_path), "--jobs", "0"]) == 2
+
+
+def test_run_commands_logs_each_and_stops_at_a_failure(tmp_path) -> None:
+    import sys
+
+    from rom.processes import run_commands, threads_per_job
+
+    env = threads_per_job(2)
+    assert env["TF_NUM_INTRAOP_THREADS"]
+    ok = [([sys.executable, "-c", f"print('job {k}')"], tmp_path / f"{k}.log") for k in range(3)]
+    run_commands(ok, 2, env)
+    assert [(tmp_path / f"{k}.log").read_text() for k in range(3)] == [
+        f"job {k}\n" for k in range(3)]
+    slow = tmp_path / "slow.txt"
+    bad = [([sys.executable, "-c", "import sys; sys.exit(3)"], tmp_path / "bad.log"),
+           ([sys.executable, "-c", f"import time; time.sleep(30); open({str(slow)!r}, 'w')"],
+            tmp_path / "slow.log")]
+    with pytest.raises(RuntimeError, match=r"failed \(exit 3\); see .*bad\.log"):
+        run_commands(bad, 2, env)
+    assert not slow.exists()            # the other one was terminated, not waited for
