@@ -119,7 +119,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from rom.pipeline import run
 
-    print(run(args.config, progress=not args.quiet).summary())
+    print(run(args.config, progress=not args.quiet, jobs=args.jobs).summary())
     return 0
 
 
@@ -293,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
             "  mrom run examples/burgers1d.toml\n"
             "  mrom run output/demo/demo.toml")
     p.add_argument("config", type=Path, help=cfg_help)
+    p.add_argument("--jobs", type=int, default=1,
+                   help="with [training] n_seeds > 1: train up to this many seeds' models at "
+                        "once, in separate processes (as mrom train --jobs)")
     p.set_defaults(func=cmd_run)
 
     p = add("demo", "the whole pipeline on the default problem in minutes",

@@ -115,10 +115,13 @@ def check_run_config(cfg: RunConfig) -> None:
         check_mesh_output(cfg, hyperreduction_settings(cfg, problem))
 
 
-def run(config: str | os.PathLike | RunConfig, *, progress: bool = True) -> PipelineOutputs:
+def run(config: str | os.PathLike | RunConfig, *, progress: bool = True,
+        jobs: int = 1) -> PipelineOutputs:
     """Run every stage of a config (``mrom run CONFIG``) and name what it made.
 
     Every input is checked first (:func:`check_run_config`); nothing is written before.
+    ``jobs``: seeds trained at once with ``[training] n_seeds > 1``
+    (:func:`rom.seed_selection.train_models`).
     """
     from rom.online import rom_settings, roms_from_config, uses_hyperreduction
     from rom.report import report, report_files
@@ -128,7 +131,7 @@ def run(config: str | os.PathLike | RunConfig, *, progress: bool = True) -> Pipe
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     check_run_config(cfg)
     snapshots = snapshots_from_config(cfg, progress=progress)
-    models = train_models(cfg, progress=progress)
+    models = train_models(cfg, progress=progress, jobs=jobs)
     mesh = (sample_mesh_from_config(cfg, progress, log=print if progress else None)
             if uses_hyperreduction(rom_settings(cfg)) else None)
     results = roms_from_config(cfg, progress=progress)
