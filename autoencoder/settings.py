@@ -97,9 +97,11 @@ TRAINING_SCHEMA: dict[str, Field] = {
                      doc="train each model with the seeds seed, seed + 1, ..., and keep the one "
                          "whose largest Deep LSPG error at the check trajectories (training "
                          "data) is lowest (mrom train; 1 = one model, no check)"),
-    "seed_check_every": Field(int, 4, at_least(1),
+    "seed_check_every": Field(int, 1, at_least(1),
                               doc="the check trajectories of n_seeds > 1: every k-th of the "
-                                  "trajectories trained on (k = this)"),
+                                  "trajectories trained on (k = this; choose k coprime with "
+                                  "the sizes of a parameter grid, or the check sees only some "
+                                  "of its columns)"),
     "checkpoint_every": Field(int, 5, at_least(1), doc="epochs between checkpoints"),
     "max_wall_s": Field(float, 0.0, non_negative,
                         doc="wall-time budget per model and run in seconds (0 = none): the "

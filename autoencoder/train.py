@@ -1004,8 +1004,7 @@ def train_from_config(config: str | os.PathLike | RunConfig,
                                    progress=progress, where=cfg.where("training")))
             continue
         if only_seed is not None:
-            out.append(train_model(snap, restriction, p, arch, {**tr, "seed": only_seed,
-                                                                "n_seeds": 1},
+            out.append(train_model(snap, restriction, p, arch, _one_seed(tr, only_seed),
                                    folder.with_name(f"p{p}.seeds") / f"seed{only_seed}",
                                    progress=progress, where=cfg.where("training")))
             continue
@@ -1022,7 +1021,7 @@ def train_from_config(config: str | os.PathLike | RunConfig,
                 print(f"{folder}: up to date (seed {old['chosen_seed']} of {seeds}), skipped")
             out.append(folder)
             continue
-        cands = [train_model(snap, restriction, p, arch, {**tr, "seed": s, "n_seeds": 1},
+        cands = [train_model(snap, restriction, p, arch, _one_seed(tr, s),
                              folder.with_name(f"p{p}.seeds") / f"seed{s}",
                              progress=progress, where=cfg.where("training"))
                  for s in seeds]
@@ -1038,6 +1037,13 @@ def train_from_config(config: str | os.PathLike | RunConfig,
                   f"({record.get('summary', '')})")
         out.append(folder)
     return out
+
+
+def _one_seed(tr: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The ``[training]`` settings of one seed's model: ``seed``, and the selection's keys at
+    their defaults (they do not change how a model trains)."""
+    return {**tr, "seed": seed, "n_seeds": 1,
+            "seed_check_every": TRAINING_SCHEMA["seed_check_every"].default}
 
 
 def _install_copy(src: Path, dst: Path, selection: dict[str, Any]) -> None:
