@@ -1009,34 +1009,43 @@ def train_from_config(config: str | os.PathLike | RunConfig,
                                    progress=progress, where=cfg.where("training")))
             continue
         assert select is not None
-        key = _jsonable({"training": tr, "autoencoder": arch, "p": p,
-                         "snapshot_sha256": snap.checksum()})
-        try:
-            old = json.loads((folder / MANIFEST).read_text()).get("seed_selection", {})
-        except (OSError, ValueError):
-            old = {}
-        if old.get("key") == key and model_is_complete(
-                folder, json.loads((folder / MANIFEST).read_text())["settings"]):
-            if progress:
-                print(f"{folder}: up to date (seed {old['chosen_seed']} of {seeds}), skipped")
+        if _train_and_select(cfg, snap, restriction, p, arch, tr, folder, select, progress):
             out.append(folder)
-            continue
-        cands = [train_model(snap, restriction, p, arch, _one_seed(tr, s),
-                             folder.with_name(f"p{p}.seeds") / f"seed{s}",
-                             progress=progress, where=cfg.where("training"))
-                 for s in seeds]
-        if not all(json.loads((c / MANIFEST).read_text()).get("complete") for c in cands):
-            print(f"{folder}: not chosen yet: a seed's model is incomplete (max_wall_s); "
-                  "train again (same command) to continue")
-            continue
-        best, record = select(cfg, snap, p, cands)
-        _install_copy(cands[best], folder, {"key": key, "seeds": seeds,
-                                            "chosen_seed": seeds[best], **record})
-        if progress:
-            print(f"{folder}: seed {seeds[best]} of {seeds} chosen "
-                  f"({record.get('summary', '')})")
-        out.append(folder)
     return out
+
+
+def _train_and_select(cfg: RunConfig, snap: SnapshotSet, restriction: Restriction, p: int,
+                      arch: dict[str, Any], tr: dict[str, Any], folder: Path,
+                      select: Selector, progress: bool) -> bool:
+    """Train the ``n_seeds`` models of ``p`` (each skipped if complete), let ``select`` pick
+    one and install its copy as ``folder`` (kept as is if it was chosen with the same
+    settings). False if a seed's model is left incomplete by the wall-time budget."""
+    seeds = [tr["seed"] + k for k in range(tr["n_seeds"])]
+    key = _jsonable({"training": tr, "autoencoder": arch, "p": p,
+                     "snapshot_sha256": snap.checksum()})
+    try:
+        man = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        man = {}
+    old = man.get("seed_selection", {})
+    if old.get("key") == key and model_is_complete(folder, man.get("settings", {})):
+        if progress:
+            print(f"{folder}: up to date (seed {old['chosen_seed']} of {seeds}), skipped")
+        return True
+    cands = [train_model(snap, restriction, p, arch, _one_seed(tr, s),
+                         folder.with_name(f"p{p}.seeds") / f"seed{s}",
+                         progress=progress, where=cfg.where("training"))
+             for s in seeds]
+    if not all(json.loads((c / MANIFEST).read_text()).get("complete") for c in cands):
+        print(f"{folder}: not chosen yet: a seed's model is incomplete (max_wall_s); "
+              "train again (same command) to continue")
+        return False
+    best, record = select(cfg, snap, p, cands)
+    _install_copy(cands[best], folder, {"key": key, "seeds": seeds,
+                                        "chosen_seed": seeds[best], **record})
+    if progress:
+        print(f"{folder}: seed {seeds[best]} of {seeds} chosen ({record.get('summary', '')})")
+    return True
 
 
 def _one_seed(tr: dict[str, Any], seed: int) -> dict[str, Any]:
