@@ -980,7 +980,7 @@ def train_from_config(config: str | os.PathLike | RunConfig,
     for p in dims:
         if not isinstance(p, int) or p < 1:
             raise InputError(f"latent dimension must be a positive integer, got {p!r}")
-    seeds = [tr["seed"] + k for k in range(tr["n_seeds"])]
+    seeds = seed_list(tr)
     if only_seed is not None and (tr["n_seeds"] == 1 or only_seed not in seeds):
         raise InputError(f"{cfg.where('training')} n_seeds: seed {only_seed} is not one of "
                          f"the seeds {seeds}")
@@ -1005,7 +1005,7 @@ def train_from_config(config: str | os.PathLike | RunConfig,
             continue
         if only_seed is not None:
             out.append(train_model(snap, restriction, p, arch, _one_seed(tr, only_seed),
-                                   folder.with_name(f"p{p}.seeds") / f"seed{only_seed}",
+                                   seed_model_dir(folder, only_seed),
                                    progress=progress, where=cfg.where("training")))
             continue
         assert select is not None
@@ -1020,7 +1020,7 @@ def _train_and_select(cfg: RunConfig, snap: SnapshotSet, restriction: Restrictio
     """Train the ``n_seeds`` models of ``p`` (each skipped if complete), let ``select`` pick
     one and install its copy as ``folder`` (kept as is if it was chosen with the same
     settings). False if a seed's model is left incomplete by the wall-time budget."""
-    seeds = [tr["seed"] + k for k in range(tr["n_seeds"])]
+    seeds = seed_list(tr)
     key = _jsonable({"training": tr, "autoencoder": arch, "p": p,
                      "snapshot_sha256": snap.checksum()})
     try:
@@ -1033,7 +1033,7 @@ def _train_and_select(cfg: RunConfig, snap: SnapshotSet, restriction: Restrictio
             print(f"{folder}: up to date (seed {old['chosen_seed']} of {seeds}), skipped")
         return True
     cands = [train_model(snap, restriction, p, arch, _one_seed(tr, s),
-                         folder.with_name(f"p{p}.seeds") / f"seed{s}",
+                         seed_model_dir(folder, s),
                          progress=progress, where=cfg.where("training"))
              for s in seeds]
     if not all(json.loads((c / MANIFEST).read_text()).get("complete") for c in cands):
@@ -1046,6 +1046,17 @@ def _train_and_select(cfg: RunConfig, snap: SnapshotSet, restriction: Restrictio
     if progress:
         print(f"{folder}: seed {seeds[best]} of {seeds} chosen ({record.get('summary', '')})")
     return True
+
+
+def seed_list(tr: dict[str, Any]) -> list[int]:
+    """The seeds of a validated ``[training]`` section: ``seed .. seed + n_seeds - 1``."""
+    return [tr["seed"] + k for k in range(tr["n_seeds"])]
+
+
+def seed_model_dir(folder: Path, seed: int) -> Path:
+    """The folder of one seed's model beside the model folder ``folder`` (``models/p<p>``):
+    ``models/p<p>.seeds/seed<seed>``."""
+    return folder.with_name(f"{folder.name}.seeds") / f"seed{seed}"
 
 
 def _one_seed(tr: dict[str, Any], seed: int) -> dict[str, Any]:

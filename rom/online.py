@@ -359,6 +359,13 @@ def stored_steps(snap: SnapshotSet, dt: float) -> np.ndarray | None:
     return None if np.array_equal(steps, np.arange(snap.t.size)) else steps
 
 
+def time_grid(snap: SnapshotSet) -> tuple[float, str, np.ndarray | None]:
+    """The time step, scheme and stored steps (:func:`stored_steps`) of a snapshot file's
+    trajectories: what a ROM must take to be compared with them."""
+    dt = float(snap.solver.get("dt", snap.t[1] - snap.t[0] if snap.t.size > 1 else 0.0))
+    return dt, str(snap.solver.get("scheme", "backward_euler")), stored_steps(snap, dt)
+
+
 def _load_test(path: Path, cfg: RunConfig, kind: str) -> SnapshotSet:
     if not path.exists():
         raise InputError(f"{kind} snapshot file {path} does not exist (run 'mrom snapshots "
@@ -411,9 +418,7 @@ def roms_from_config(config: str | os.PathLike | RunConfig, progress: bool = Tru
                                f"allow it")
     except InputError as exc:
         raise InputError(f"{paths['test']}: {exc}") from None
-    dt = float(test.solver.get("dt", test.t[1] - test.t[0] if test.t.size > 1 else 0.0))
-    scheme = str(test.solver.get("scheme", "backward_euler"))
-    steps = stored_steps(test, dt)
+    dt, scheme, steps = time_grid(test)
     methods, dims = sec["methods"], sec["latent_dims"]
     kinds = {method_parts(m)[1] for m in methods}
     deep, pod = "deep" in kinds, "pod" in kinds

@@ -12,7 +12,8 @@ from pathlib import Path
 
 def threads_per_job(jobs: int) -> dict[str, str]:
     """The environment of a process that shares the cores with ``jobs - 1`` others: its share
-    of the cores as TensorFlow intra-op threads (unless ``TF_NUM_INTRAOP_THREADS`` is set)."""
+    of the cores as TensorFlow intra-op threads (unless ``TF_NUM_INTRAOP_THREADS`` is set),
+    and TensorFlow's start-up log lines off (unless ``TF_CPP_MIN_LOG_LEVEL`` is set)."""
     env = dict(os.environ)
     env.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -28,12 +28,17 @@ import numpy as np
 
 from autoencoder.data import validation_trajectories
 from autoencoder.settings import TRAINING_SCHEMA
-from autoencoder.train import settings_from_config, train_from_config
+from autoencoder.train import (
+    seed_list,
+    seed_model_dir,
+    settings_from_config,
+    train_from_config,
+)
 from fom.config import RunConfig, load_config
 from fom.errors import InputError
 from fom.snapshots import SnapshotSet, snapshot_paths, snapshots_from_config
 
-from .online import load_model, rom_options, rom_settings, run_rom, stored_steps
+from .online import load_model, model_dir, rom_options, rom_settings, run_rom, time_grid
 from .processes import run_commands, threads_per_job
 
 #: The method of the check.
@@ -57,9 +62,7 @@ def check_errors(cfg: RunConfig, snap: SnapshotSet, folder: Path,
     sec = rom_settings(cfg)
     opts = rom_options(sec)
     problem = snap.problem()
-    dt = float(snap.solver.get("dt", snap.t[1] - snap.t[0]))
-    scheme = str(snap.solver.get("scheme", "backward_euler"))
-    steps = stored_steps(snap, dt)
+    dt, scheme, steps = time_grid(snap)
     manifold = load_model(folder, sec["projection"])
     return np.array([run_rom(problem, manifold, snap.mu[i], "lspg", snap.states[i],
                              scheme=scheme, dt=dt, t_final=float(snap.t[-1]), options=opts,
@@ -136,9 +139,9 @@ def train_seeds_in_parallel(cfg: RunConfig, latent_dims: list[int] | None, jobs:
     spec = {"path": str(cfg.path), "output_dir": str(cfg.output_dir),
             "sections": cfg.sections}
     commands = [([sys.executable, "-m", "rom.seed_selection",
-                  json.dumps({**spec, "p": p, "seed": tr["seed"] + k})],
-                 cfg.output_dir / "models" / f"p{p}.seeds" / f"seed{tr['seed'] + k}.log")
-                for p in dims for k in range(tr["n_seeds"])]
+                  json.dumps({**spec, "p": p, "seed": s})],
+                 seed_model_dir(model_dir(cfg, p), s).with_suffix(".log"))
+                for p in dims for s in seed_list(tr)]
     run_commands(commands, jobs, threads_per_job(jobs),
                  started="training a seed's model (log: {log})" if progress else None)
 
