@@ -18,6 +18,19 @@ projection error. On 1D Burgers at p = 3 that happens where the shock leaves the
     python benchmarks/manifold_continuity.py output/burgers1d/models/p3 \
         --snapshots output/burgers1d/test.h5 --index 1 --start 340 --stop 400
 
+``--minimizer`` adds, per printed step, whether Deep LSPG's state is the minimizer of that
+step's LSPG residual (1) or a Gauss–Newton failure: ``from-fit`` is the error of the residual's
+local minimizer reached from the best fit (``scipy.optimize.least_squares``, given the ROM's own
+previous states), and ``|r| rom`` / ``|r| fit`` are the residual norms at Deep LSPG's state and
+at the best fit. ``from-fit`` equal to ``deep-lspg`` with ``|r| rom < |r| fit``: the ROM's state
+is the minimizer, and a better solver cannot help. ``--blocks B`` adds where Deep LSPG's error
+sits: its norm in ``B`` equal blocks of the state, relative to ``|x_FOM|``. On 1D Burgers at
+p = 3, where the shock leaves the domain (README, "Where p = 3 loses accuracy"):
+
+    python benchmarks/manifold_continuity.py output/burgers1d/models/p3 \
+        --snapshots output/burgers1d/train.h5 --index 5 --start 404 --stop 434 --every 2 \
+        --minimizer --blocks 16
+
 ``--latent-speed`` instead prints, for every trajectory of the file, how unevenly the
 encoder moves along it: ``max_n |z^{n+1} - z^n| / median_n |z^{n+1} - z^n|`` with
 ``z^n = h(x^n - x0)``. Where the encoder's latent path sprints, the decoder packs a long
@@ -44,7 +57,7 @@ sys.path.insert(0, str(ROOT))
 
 from fom.snapshots import read_snapshots  # noqa: E402
 from rom.manifolds import DecoderManifold, fit_latent  # noqa: E402
-from rom.projection import solve_rom  # noqa: E402
+from rom.projection import lspg_residual_jacobian, solve_rom  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", type=int, default=0, help="first step printed")
     parser.add_argument("--stop", type=int, default=None, help="last step printed")
     parser.add_argument("--every", type=int, default=1, help="print every n-th step")
+    parser.add_argument("--minimizer", action="store_true",
+                        help="also the LSPG residual's minimizer reached from the best fit, "
+                             "and the residual norms at Deep LSPG's state and at the best fit")
+    parser.add_argument("--blocks", type=int, default=0,
+                        help="also Deep LSPG's error in this many equal blocks of the state")
     parser.add_argument("--latent-speed", action="store_true",
                         help="the encoder's latent speed ratio on every trajectory instead")
     args = parser.parse_args(argv)
@@ -76,8 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         return float(np.linalg.norm(x_ref + manifold.decode(z) - states[k])
                      / np.linalg.norm(states[k]))
 
+    if args.blocks < 0 or args.blocks > states.shape[1]:
+        parser.error(f"--blocks must lie in [0, {states.shape[1]}]")
     print(f"{args.model}, mu = {mu.tolist()}: relative error per step")
-    print(f"{'step':>5} {'t':>7} {'encoder':>9} {'continued':>10} {'deep-lspg':>10}")
+    print(f"{'step':>5} {'t':>7} {'encoder':>9} {'continued':>10} {'deep-lspg':>10}" +
+          (f" {'from-fit':>9} {'|r| rom':>10} {'|r| fit':>10}" if args.minimizer else ""))
     z_cont = fit_latent(manifold, states[0] - x_ref, codes[0])
     for k in range(0, stop + 1):
         if k > 0:
@@ -86,9 +107,51 @@ def main(argv: list[str] | None = None) -> int:
             continue
         z_enc = fit_latent(manifold, states[k] - x_ref, codes[k])
         e_rom = np.linalg.norm(rom.states[k] - states[k]) / np.linalg.norm(states[k])
-        print(f"{k:>5} {snap.t[k]:>7.2f} {100 * err(z_enc, k):>8.2f}% "
-              f"{100 * err(z_cont, k):>9.2f}% {100 * e_rom:>9.2f}%")
+        line = (f"{k:>5} {snap.t[k]:>7.2f} {100 * err(z_enc, k):>8.2f}% "
+                f"{100 * err(z_cont, k):>9.2f}% {100 * e_rom:>9.2f}%")
+        if args.minimizer and k > 0:
+            z_min, r_rom, r_fit = step_minimizer(problem, manifold, mu, rom, k, z_enc)
+            line += f" {100 * err(z_min, k):>8.2f}% {r_rom:>10.3e} {r_fit:>10.3e}"
+        print(line)
+        if args.blocks:
+            blocks = np.array_split(rom.states[k] - states[k], args.blocks)
+            print("       error by block: " + " ".join(
+                f"{np.linalg.norm(b) / np.linalg.norm(states[k]):.2g}" for b in blocks))
     return 0
+
+
+def step_minimizer(problem: Any, manifold: Any, mu: np.ndarray, rom: Any, k: int,
+                   z_start: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """The local minimizer of step ``k``'s LSPG residual (1) reached from ``z_start``.
+
+    The residual is the one Deep LSPG minimized at step ``k`` (the ROM's own previous states
+    as the history; the scheme's first step is backward Euler), evaluated by
+    :func:`rom.projection.lspg_residual_jacobian`; the minimizer is found by
+    ``scipy.optimize.least_squares`` (trust region, tolerances 1e-14).
+
+    Returns
+    -------
+    z_min, r_rom, r_start
+        The minimizer, and the residual norms at the ROM's latent state of step ``k`` and at
+        ``z_start``.
+    """
+    from scipy.optimize import least_squares
+
+    from fom.steppers import get_scheme, scheme_at_step
+
+    if not 1 <= k < rom.latent.shape[0]:
+        raise ValueError(f"step {k} is not a step of the ROM (1 .. {rom.latent.shape[0] - 1})")
+    scheme = scheme_at_step(get_scheme(rom.scheme), k)
+    history = [rom.states[k - 1 - j] for j in range(scheme.n_history)]
+
+    def residual(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return lspg_residual_jacobian(problem, manifold, mu, z, rom.x_ref, history,
+                                      float(rom.t[k]), rom.dt, scheme)
+
+    fit = least_squares(lambda z: residual(z)[0], np.asarray(z_start, dtype=np.float64),
+                        jac=lambda z: residual(z)[1], xtol=1e-14, ftol=1e-14, gtol=1e-14)
+    return (fit.x, float(np.linalg.norm(residual(rom.latent[k])[0])),
+            float(np.linalg.norm(residual(z_start)[0])))
 
 
 def latent_speed_ratio(manifold: DecoderManifold, states: np.ndarray) -> float:
