@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.index < snap.n_mu:
         parser.error(f"--index must lie in [0, {snap.n_mu - 1}] for {args.snapshots}")
     problem, mu, states = snap.problem(), snap.mu[args.index], snap.states[args.index]
+    if args.blocks < 0 or args.blocks > states.shape[1]:
+        parser.error(f"--blocks must lie in [0, {states.shape[1]}]")
     manifold = DecoderManifold.load(args.model)
     rom = solve_rom(problem, manifold, mu, "lspg")
     x_ref = rom.x_ref
@@ -94,8 +96,6 @@ def main(argv: list[str] | None = None) -> int:
         return float(np.linalg.norm(x_ref + manifold.decode(z) - states[k])
                      / np.linalg.norm(states[k]))
 
-    if args.blocks < 0 or args.blocks > states.shape[1]:
-        parser.error(f"--blocks must lie in [0, {states.shape[1]}]")
     print(f"{args.model}, mu = {mu.tolist()}: relative error per step")
     print(f"{'step':>5} {'t':>7} {'encoder':>9} {'continued':>10} {'deep-lspg':>10}" +
           (f" {'from-fit':>9} {'|r| rom':>10} {'|r| fit':>10}" if args.minimizer else ""))
