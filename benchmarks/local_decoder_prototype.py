@@ -103,6 +103,8 @@ def train(args: argparse.Namespace) -> int:
     if S.shape[2] != 2 * N * N:
         raise SystemExit(f"{args.snapshots}: states of size {S.shape[2]}, expected a 60 x 60 "
                          f"burgers2d grid ({2 * N * N})")
+    if not 0 <= args.hold_out < snap.n_mu:
+        raise SystemExit(f"--hold-out must lie in [0, {snap.n_mu - 1}] for {args.snapshots}")
     keep = [i for i in range(snap.n_mu) if i != args.hold_out]
     dev = S[keep] - S[keep, :1]
     scale = float(np.abs(dev).max())
@@ -199,6 +201,9 @@ class LocalDecoder:
 def rom(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     snap = read_snapshots(cfg.output_dir / "train.h5")
+    if bad := [i for i in args.index if not 0 <= i < snap.n_mu]:
+        raise SystemExit(f"--index {bad}: {cfg.output_dir / 'train.h5'} has trajectories "
+                         f"0 .. {snap.n_mu - 1}")
     dec = LocalDecoder(args.model)
     man = DecoderManifold(dec, source=str(args.model))
     opts = rom_options(rom_settings(cfg))
