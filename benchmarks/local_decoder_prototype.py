@@ -4,8 +4,9 @@ Not part of the package's architectures yet. It measures, at a held-out training
 what a decoder whose every state entry has its own output weights gives, in the spirit of
 NM-ROM's shallow masked decoder (Kim, Choi, Widemann & Zohdi 2022):
 
-* encoder: the package's 2D conv encoder shape (four stride-2 4 x 4 convolutions, 8-16-16-32
-  filters, ELU, dense to p) on the (58, 58, 2) image of the interior;
+* encoder: the package's conv encoder (:func:`autoencoder.model.build_encoder`) with
+  ``examples/burgers2d.toml``'s layers (four stride-2 4 x 4 convolutions, 8-16-16-32 filters,
+  ELU, dense to p) on the (58, 58, 2) image of the interior;
 * decoder hidden grid ``(29, 29, C)``: ``--hidden dense`` maps z straight onto it (dense, SiLU);
   ``--hidden conv`` maps z to 15 x 15 x 16 (dense, ELU), then one stride-2 4 x 4 transposed
   convolution with C filters (SiLU), cropped from 30 x 30 to 29 x 29;
@@ -45,6 +46,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from autoencoder.model import build_encoder  # noqa: E402
 from fom.atomic import atomic_path  # noqa: E402
 from fom.config import load_config  # noqa: E402
 from fom.snapshots import read_snapshots  # noqa: E402
@@ -52,6 +54,10 @@ from rom.manifolds import DecoderManifold  # noqa: E402
 from rom.online import rom_options, rom_settings, run_rom, time_grid  # noqa: E402
 
 N, NC = 58, 29          # interior nodes per direction, hidden grid (stride 2)
+#: The encoder: examples/burgers2d.toml's (autoencoder.model.build_encoder) on the 58 x 58 image.
+ENCODER = {"filters": [8, 16, 16, 32], "kernel_size": [4] * 4, "strides": [2] * 4,
+           "padding": "same", "activation": "elu", "latent_activation": "linear",
+           "variational": False}
 
 
 def images(dev: np.ndarray, scale: float) -> np.ndarray:
@@ -64,10 +70,7 @@ def build(p: int, hidden: str, C: int, dtype: str = "float32") -> tuple[Any, Any
     import keras
 
     L = keras.layers
-    x = inp = keras.Input((N, N, 2), dtype=dtype)
-    for f in (8, 16, 16, 32):
-        x = L.Conv2D(f, 4, strides=2, padding="same", activation="elu", dtype=dtype)(x)
-    enc = keras.Model(inp, L.Dense(p, dtype=dtype)(L.Flatten(dtype=dtype)(x)))
+    enc = build_encoder((N, N, 2), p, ENCODER, dtype)
     z = keras.Input((p,), dtype=dtype)
     if hidden == "conv":
         h = L.Dense(15 * 15 * 16, activation="elu", dtype=dtype)(z)
