@@ -2,8 +2,9 @@
 
 Supported layers: ``InputLayer``, ``Dense``, ``Reshape``, ``Flatten``, ``Conv1D``, ``Conv2D``,
 ``Conv1DTranspose``, ``Conv2DTranspose`` (channels-last, no dilation, no groups, no
-``output_padding``, ``'same'`` or ``'valid'`` padding, any stride), ``Activation`` and ``ELU``
-layers, with activations linear, ELU, ReLU, tanh, sigmoid, softplus. Anything else raises
+``output_padding``, ``'same'`` or ``'valid'`` padding, any stride), the locally connected
+:class:`autoencoder.local_output.LocalOutput`, ``Activation`` and ``ELU`` layers, with
+activations linear, ELU, ReLU, tanh, sigmoid, softplus, SiLU. Anything else raises
 :class:`UnsupportedLayerError` naming the layer.
 """
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from fom.errors import InputError
 
-from .kernels import ACTIVATION, ACTIVATION_CODES, CONV, CONV_T, DENSE, N_META
+from .kernels import ACTIVATION, ACTIVATION_CODES, CONV, CONV_T, DENSE, LOCAL, N_META
 
 
 class UnsupportedLayerError(InputError):
@@ -147,6 +148,15 @@ def export_network(model: Any, skip: tuple[str, ...] = ()) -> tuple[np.ndarray, 
             else:  # (kh, kw, c_in, c_out) -> (kh*kw*c_in, c_out)
                 w = kernel.reshape(kh * kw * c_in, c_out)
             add(vals, [w, bias])
+        elif type(layer).__name__ == "LocalOutput":  # autoencoder.local_output (imports Keras)
+            h_in, w_in, c_in = _spatial(layer.input.shape)
+            h_out, w_out, c_out = layer.out_shape
+            (kh, kw), (sh, sw) = layer.window, layer.strides
+            kernel = np.asarray(layer.kernel.numpy(), dtype=np.float64)
+            add({"kind": LOCAL, "act": 0, "h_in": h_in, "w_in": w_in, "c_in": c_in,
+                 "h_out": h_out, "w_out": w_out, "c_out": c_out, "kh": kh, "kw": kw,
+                 "sh": sh, "sw": sw, "pad_h": kh // 2, "pad_w": kw // 2},
+                [kernel.reshape(h_out * w_out * c_out, kh * kw * c_in), layer.bias.numpy()])
         elif isinstance(layer, L.Activation | L.ELU):
             if isinstance(layer, L.ELU):
                 if float(layer.alpha) != 1.0:
@@ -162,7 +172,7 @@ def export_network(model: Any, skip: tuple[str, ...] = ()) -> tuple[np.ndarray, 
             raise UnsupportedLayerError(
                 f"layer {layer.name!r} of type {type(layer).__name__} is not supported by the "
                 f"numba exporter (supported: Dense, Reshape, Flatten, Conv1D/2D, "
-                f"Conv1D/2DTranspose, Activation, ELU)")
+                f"Conv1D/2DTranspose, LocalOutput, Activation, ELU)")
     if not rows:
         raise UnsupportedLayerError(f"model {model.name!r} has no layers to export")
     data = np.concatenate(chunks) if chunks else np.zeros(0)

@@ -44,10 +44,13 @@ from .blas import dgemm
 # loaded (at the first parallel call); a value set by the user is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-#: Layer kinds (``meta[:, 0]``).
-DENSE, CONV_T, CONV, ACTIVATION = 0, 1, 2, 3
+#: Layer kinds (``meta[:, 0]``). ``LOCAL`` is the locally connected output layer of
+#: :mod:`autoencoder.local_output` (weights ``(h_out * w_out * c_out, kh * kw * c_in)``, one
+#: bias per output entry).
+DENSE, CONV_T, CONV, ACTIVATION, LOCAL = 0, 1, 2, 3, 4
 #: Activation codes (``meta[:, 1]``).
-ACTIVATION_CODES = {"linear": 0, "elu": 1, "relu": 2, "tanh": 3, "sigmoid": 4, "softplus": 5}
+ACTIVATION_CODES = {"linear": 0, "elu": 1, "relu": 2, "tanh": 3, "sigmoid": 4, "softplus": 5,
+                    "silu": 6}
 #: Columns of ``meta``.
 META_FIELDS = ("kind", "act", "h_in", "w_in", "c_in", "h_out", "w_out", "c_out", "kh", "kw",
                "sh", "sw", "pad_h", "pad_w", "w_off", "b_off")
@@ -83,6 +86,9 @@ def _act1(a, act):
         return y, y * (1.0 - y)
     if act == 5:
         return np.logaddexp(0.0, a), _sigmoid(a)   # softplus' = sigmoid
+    if act == 6:  # SiLU a * sigmoid(a), derivative s + a s (1 - s)
+        sg = _sigmoid(a)
+        return a * sg, sg * (1.0 + a * (1.0 - sg))
     return a, 1.0
 
 
@@ -115,6 +121,50 @@ def _add_bias(X, bias, tangents, c_out):
 
 
 @njit(cache=True)
+def _local_patch(m, X, y, x, P):
+    """Gather output pixel ``(y, x)``'s window of the locally connected layer ``m`` from the
+    batch ``X`` (B, h_in * w_in * c_in) into ``P`` (B, kh * kw * c_in); cells outside the
+    grid are 0 (:class:`autoencoder.local_output.LocalOutput`)."""
+    h_in, w_in, c_in = m[2], m[3], m[4]
+    kh, kw, sh, sw, ph, pw = m[8], m[9], m[10], m[11], m[12], m[13]
+    for a in range(kh):
+        iy = y // sh + a - ph
+        for b in range(kw):
+            ix = x // sw + b - pw
+            t0 = (a * kw + b) * c_in
+            inside = 0 <= iy < h_in and 0 <= ix < w_in
+            s0 = (iy * w_in + ix) * c_in
+            for r in range(X.shape[0]):
+                for c in range(c_in):
+                    P[r, t0 + c] = X[r, s0 + c] if inside else 0.0
+
+
+@njit(cache=True)
+def _local(m, data, X, tangents):
+    """The locally connected layer ``m`` (bias included): every output entry ``e`` is its own
+    weight row ``W[e]`` (``kh * kw * c_in``) times its pixel's window of the input."""
+    B = X.shape[0]
+    h_out, w_out, c_out = m[5], m[6], m[7]
+    K = m[8] * m[9] * m[4]
+    W = data[m[14]:m[14] + h_out * w_out * c_out * K].reshape((h_out * w_out * c_out, K))
+    bias = data[m[15]:m[15] + h_out * w_out * c_out]
+    n_val = 1 if tangents else B
+    P = np.empty((B, K))
+    Y = np.empty((B, h_out * w_out * c_out))
+    for y in range(h_out):
+        for x in range(w_out):
+            _local_patch(m, X, y, x, P)
+            for o in range(c_out):
+                e = (y * w_out + x) * c_out + o
+                for r in range(B):
+                    acc = bias[e] if r < n_val else 0.0
+                    for k in range(K):
+                        acc += P[r, k] * W[e, k]
+                    Y[r, e] = acc
+    return Y
+
+
+@njit(cache=True)
 def _layer(m, data, X, tangents):
     """Evaluate one layer (meta row ``m``) on the batch ``X`` of shape (B, features)."""
     kind = m[0]
@@ -123,6 +173,8 @@ def _layer(m, data, X, tangents):
     kh, kw, sh, sw, ph, pw, w_off, b_off = m[8], m[9], m[10], m[11], m[12], m[13], m[14], m[15]
     if kind == ACTIVATION:
         Y = X.copy()
+    elif kind == LOCAL:
+        Y = _local(m, data, X, tangents)
     elif kind == DENSE:
         W = data[w_off:w_off + c_in * c_out].reshape((c_in, c_out))
         Y = np.dot(X, W)
@@ -275,11 +327,11 @@ def _conv_t_t(m, data, X, B):
 @njit(cache=True)
 def _channel_major_ok(meta):
     """Whether the decoder is dense/activation layers, then transposed convolutions and
-    activations only (the layers :func:`_conv_t_t` handles)."""
+    activations only (the layers :func:`_conv_t_t` handles; not a locally connected one)."""
     seen = False
     for l in range(meta.shape[0]):
         k = meta[l, 0]
-        if k == CONV:
+        if k == CONV or k == LOCAL:
             return False
         if k == CONV_T:
             seen = True

@@ -68,15 +68,20 @@ def _check_network(meta: np.ndarray, data: np.ndarray, n_in: int, n_out: int, wh
         if l > 0 and _in_size(m) != _out_size(meta[l - 1]):
             raise InputError(f"{path}: {what} layer {l} expects {_in_size(m)} inputs but the "
                              f"previous layer gives {_out_size(meta[l - 1])}")
-        if m[0] not in (K.DENSE, K.CONV_T, K.CONV, K.ACTIVATION) or m[1] not in range(6):
+        if (m[0] not in (K.DENSE, K.CONV_T, K.CONV, K.ACTIVATION, K.LOCAL)
+                or m[1] not in range(len(K.ACTIVATION_CODES))):
             raise InputError(f"{path}: {what} layer {l} has an unknown kind or activation")
+        n_bias = int(m[7])
         if m[0] == K.DENSE:
             need = int(m[14] + m[4] * m[7])
         elif m[0] in (K.CONV_T, K.CONV):
             need = int(m[14] + m[4] * m[7] * m[8] * m[9])
+        elif m[0] == K.LOCAL:
+            n_bias = _out_size(m)
+            need = int(m[14] + n_bias * m[4] * m[8] * m[9])
         else:
             continue
-        if min(m[14], m[15]) < 0 or need > data.size or m[15] + m[7] > data.size:
+        if min(m[14], m[15]) < 0 or need > data.size or m[15] + n_bias > data.size:
             raise InputError(f"{path}: {what} layer {l} points outside /{what}/data")
 
 
@@ -135,9 +140,9 @@ class TrainedManifold:
                                    r.n_pixels // r.n_channels)
         last_weight = max(l for l in range(self.dec_meta.shape[0])
                           if self.dec_meta[l, 0] != K.ACTIVATION)
-        if self.dec_meta[last_weight, 0] not in (K.DENSE, K.CONV_T):
-            raise InputError(f"{self.path}: the decoder's last weight layer must be Dense or "
-                             f"a transposed convolution")
+        if self.dec_meta[last_weight, 0] not in (K.DENSE, K.CONV_T, K.LOCAL):
+            raise InputError(f"{self.path}: the decoder's last weight layer must be Dense, "
+                             f"a transposed convolution or locally connected")
         self._plans: dict[bytes, tuple[ConePlan, np.ndarray, np.ndarray]] = {}
         if not isinstance(self.threads, int) or self.threads < 1:
             raise InputError(f"threads must be a positive integer, got {self.threads!r}")

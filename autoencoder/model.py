@@ -7,10 +7,19 @@ mirroring the encoder (filters ``f_{n-1}..f_1, C``, strides ``s_n..s_1``), the l
 No batch normalization; Glorot-uniform initialization. With ``variational = true`` the encoder
 has two dense heads, the mean ``z_mean`` and the log-variance ``z_log_var`` (TensorFlow's CVAE
 tutorial); the decoder is the same.
+
+With ``decoder = "local"`` (two-dimensional images) the decoder is instead a short generator of
+a coarse hidden grid followed by a locally connected output layer
+(:class:`autoencoder.local_output.LocalOutput`): dense ``p -> (H_0, W_0, F)`` (the hidden
+activation), one stride-2 4 x 4 transposed convolution to ``C`` channels (``local_activation``),
+then every image entry its own weights on the ``w x w`` hidden cells around it
+(``local_window``; the hidden grid is ``local_stride`` times coarser than the image, ``H_0`` half
+as fine again).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fom.errors import InputError
@@ -38,6 +47,12 @@ def check_image(image_shape: tuple[int, ...], arch: dict[str, Any],
         Naming ``where``'s ``strides`` (and ``kernel_size``) and the image, e.g. ``[autoencoder]
         strides: [2, 2, 2, 2] (product 16) do not divide the image's height 58 ...``.
     """
+    if arch.get("decoder", "mirror") == "local":  # the decoder does not mirror the encoder
+        if len(image_shape) != 3:
+            raise InputError(f"{where} decoder: 'local' needs dims = 2 (an image of shape "
+                             f"(H, W, C)), got the image {list(image_shape)}")
+        encoder_feature_shape(image_shape, arch)
+        return
     spatial = [int(n) for n in image_shape[:-1]]
     names = ["height", "width"] if len(spatial) == 2 else ["length"]
     ks, ss, pad = arch["kernel_size"], arch["strides"], arch["padding"]
@@ -101,7 +116,8 @@ def build_encoder(image_shape: tuple[int, ...], p: int, arch: dict[str, Any],
 
 def build_decoder(image_shape: tuple[int, ...], p: int, arch: dict[str, Any],
                   dtype: str = "float32") -> Any:
-    """Decoder ``g`` (a functional ``keras.Model`` named ``decoder``), mirroring the encoder.
+    """Decoder ``g`` (a functional ``keras.Model`` named ``decoder``), mirroring the encoder
+    (or :func:`build_local_decoder` for ``decoder = "local"``).
 
     Raises
     ------
@@ -110,6 +126,8 @@ def build_decoder(image_shape: tuple[int, ...], p: int, arch: dict[str, Any],
     """
     import keras
 
+    if arch.get("decoder", "mirror") == "local":
+        return build_local_decoder(image_shape, p, arch, dtype)
     L = keras.layers
     convt = L.Conv2DTranspose if len(image_shape) == 3 else L.Conv1DTranspose
     feat = encoder_feature_shape(image_shape, arch)
@@ -133,6 +151,50 @@ def build_decoder(image_shape: tuple[int, ...], p: int, arch: dict[str, Any],
                          f"image shape {list(image_shape)}; choose strides/padding that "
                          f"divide the image size")
     return keras.Model(z, x, name="decoder")
+
+
+def local_grids(image_shape: tuple[int, ...], arch: dict[str, Any]
+                ) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """The ``decoder = "local"`` decoder's dense feature map ``(H_0, W_0, F)`` and hidden grid
+    ``(2 H_0, 2 W_0, C)`` for ``image_shape`` ``(H, W, channels)``: ``H_0 = ceil(ceil(H / s)
+    / 2)``, ``s = local_stride``."""
+    s = arch["local_stride"]
+    h0, w0 = (math.ceil(math.ceil(n / s) / 2) for n in image_shape[:2])
+    return (h0, w0, arch["local_features"]), (2 * h0, 2 * w0, arch["local_channels"])
+
+
+def build_local_decoder(image_shape: tuple[int, ...], p: int, arch: dict[str, Any],
+                        dtype: str = "float32") -> Any:
+    """The ``decoder = "local"`` decoder ``g`` (module docstring): dense, reshape, one
+    transposed convolution to the hidden grid, :class:`~autoencoder.local_output.LocalOutput`
+    (and an ``Activation`` if ``output_activation`` is not linear)."""
+    import keras
+
+    from .local_output import LocalOutput
+
+    L = keras.layers
+    feat, hidden = local_grids(image_shape, arch)
+    z = keras.Input(shape=(p,), name="latent", dtype=dtype)
+    x = L.Dense(feat[0] * feat[1] * feat[2], activation=arch["activation"], name="dense",
+                dtype=dtype)(z)
+    x = L.Reshape(feat, name="reshape", dtype=dtype)(x)
+    x = L.Conv2DTranspose(hidden[2], 4, strides=2, padding="same",
+                          activation=arch["local_activation"], name="deconv0", dtype=dtype)(x)
+    win, s = arch["local_window"], arch["local_stride"]
+    x = LocalOutput(tuple(image_shape), (win, win), (s, s), name="local", dtype=dtype)(x)
+    if arch["output_activation"] != "linear":
+        x = L.Activation(arch["output_activation"], name="output", dtype=dtype)(x)
+    return keras.Model(z, x, name="decoder")
+
+
+def load_keras_model(path: Any) -> Any:
+    """A saved Keras model of this package (safe mode, not compiled), the custom layers
+    registered first (:class:`~autoencoder.local_output.LocalOutput`)."""
+    import keras
+
+    from . import local_output  # noqa: F401  (registers LocalOutput with Keras)
+
+    return keras.saving.load_model(path, safe_mode=True, compile=False)
 
 
 def build_autoencoder(image_shape: tuple[int, ...], p: int, arch: dict[str, Any],

@@ -16,6 +16,8 @@ kernels of :mod:`autoencoder.kernels`):
   group gathered into a patch matrix (im2col restricted to the group; taps that fall outside the
   input contribute zeros), and the group computed by one BLAS GEMM
   ``(pixels * B, taps * c_in) @ (taps * c_in, c_out)``;
+- a locally connected layer (:class:`autoencoder.local_output.LocalOutput`) computes only the
+  needed output entries, each from its own weight row and its pixel's gathered window;
 - activations act elementwise on the needed entries.
 
 The plan holds the gathered weights, so an evaluation reads nothing of the full output size and
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .kernels import ACTIVATION, CONV, CONV_T, DENSE, _act1
+from .kernels import ACTIVATION, CONV, CONV_T, DENSE, LOCAL, _act1
 
 #: Fields of a plan's per-layer record (``ConePlan.layers``).
 REC = ("kind", "act", "c_in", "c_out", "n_in", "n_out", "n_cls", "cls_off", "w_off", "b_off")
@@ -73,14 +75,27 @@ class ConePlan:
 
 
 def _spatial_in_needed(m: np.ndarray, need_sites: np.ndarray) -> np.ndarray:
-    """Input sites of the (transposed) convolution ``m`` that the output ``need_sites`` read."""
+    """Input sites of the (transposed) convolution or locally connected layer ``m`` that the
+    output ``need_sites`` read."""
+    iy, ix = _input_cells(m, need_sites)
+    sites = (iy[:, None, :] * m[3] + ix[None, :, :])
+    ok = (iy[:, None, :] >= 0) & (ix[None, :, :] >= 0)
+    return np.unique(sites[ok])
+
+
+def _input_cells(m: np.ndarray, sites: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Input rows ``iy`` (kh, n) and columns ``ix`` (kw, n) that kernel taps ``a``, ``b`` of
+    the output ``sites`` of layer ``m`` read (-1: none, outside the input)."""
     kind = m[0]
     h_in, w_in, w_out = m[2], m[3], m[6]
     kh, kw, sh, sw, ph, pw = m[8], m[9], m[10], m[11], m[12], m[13]
-    ys, xs = need_sites // w_out, need_sites % w_out
+    ys, xs = sites // w_out, sites % w_out
     a = np.arange(kh)[:, None]
     b = np.arange(kw)[:, None]
-    if kind == CONV_T:   # y = i * sh + a - ph
+    if kind == LOCAL:    # y // sh + a - ph
+        iy = ys[None, :] // sh + a - ph
+        ix = xs[None, :] // sw + b - pw
+    elif kind == CONV_T:   # y = i * sh + a - ph
         ty = (ys[None, :] + ph - a)          # (kh, n)
         tx = (xs[None, :] + pw - b)
         iy = np.where((ty >= 0) & (ty % sh == 0), ty // sh, -1)
@@ -88,11 +103,19 @@ def _spatial_in_needed(m: np.ndarray, need_sites: np.ndarray) -> np.ndarray:
     else:                # CONV: input (y * sh + a - ph, x * sw + b - pw)
         iy = ys[None, :] * sh + a - ph
         ix = xs[None, :] * sw + b - pw
-    iy = np.where((iy >= 0) & (iy < h_in), iy, -1)
-    ix = np.where((ix >= 0) & (ix < w_in), ix, -1)
-    sites = (iy[:, None, :] * w_in + ix[None, :, :])
-    ok = (iy[:, None, :] >= 0) & (ix[None, :, :] >= 0)
-    return np.unique(sites[ok])
+    return (np.where((iy >= 0) & (iy < h_in), iy, -1),
+            np.where((ix >= 0) & (ix < w_in), ix, -1))
+
+
+def _local_gather(m: np.ndarray, out_sites: np.ndarray, in_sites: np.ndarray) -> np.ndarray:
+    """``gather[s, a * kw + b]``: compact position (in ``in_sites``) of the input cell that
+    tap ``(a, b)`` of the locally connected layer ``m``'s output site ``s`` reads, or -1."""
+    pos_in = np.full(m[2] * m[3], -1, dtype=np.int64)
+    pos_in[in_sites] = np.arange(in_sites.size)
+    iy, ix = _input_cells(m, out_sites)                     # (kh, n), (kw, n)
+    ok = (iy[:, None, :] >= 0) & (ix[None, :, :] >= 0)      # (kh, kw, n)
+    cell = np.where(ok, pos_in[np.where(ok, iy[:, None, :] * m[3] + ix[None, :, :], 0)], -1)
+    return cell.reshape(m[8] * m[9], -1).T.copy()
 
 
 def _conv_groups(m: np.ndarray, out_sites: np.ndarray, in_sites: np.ndarray, data: np.ndarray
@@ -158,6 +181,9 @@ def _layer_macs(m: np.ndarray) -> int:
     kind, c_in, c_out = m[0], int(m[4]), int(m[7])
     if kind == DENSE:
         return c_in * c_out
+    if kind == LOCAL:  # each output entry: its taps inside the input, times c_in
+        iy, ix = _input_cells(m, np.arange(m[5] * m[6]))
+        return int(((iy >= 0).sum(0) * (ix >= 0).sum(0)).sum()) * c_in * c_out
     if kind in (CONV_T, CONV):
         t = kind == CONV_T
         return (_taps_inside(m[2], m[5], m[8], m[10], m[12], t)
@@ -176,7 +202,7 @@ def cone_plan(meta: np.ndarray, data: np.ndarray, pix: np.ndarray) -> ConePlan:
     want = np.unique(pix)
     for l in range(n_l - 1, -1, -1):
         m = meta[l]
-        if m[0] in (CONV_T, CONV):
+        if m[0] in (CONV_T, CONV, LOCAL):
             c = m[7]
             sites = np.unique(want // c)
             need[l] = (sites[:, None] * c + np.arange(c)[None, :]).ravel()
@@ -208,6 +234,22 @@ def cone_plan(meta: np.ndarray, data: np.ndarray, pix: np.ndarray) -> ConePlan:
             weights.append(data[m[15] + need[l]])
             n_w += need[l].size
             macs += m[4] * need[l].size
+        elif m[0] == LOCAL:  # one group: every needed site, its own weights per entry
+            out_sites = need[l][::m[7]] // m[7]
+            gather = _local_gather(m, out_sites, prev[::m[4]] // m[4])
+            n_taps = m[4] * m[8] * m[9]
+            w = data[m[14]:m[14] + m[5] * m[6] * m[7] * n_taps].reshape(-1, n_taps)
+            rec[6], rec[7] = 1, len(groups)
+            groups.append(np.array([out_sites.size, gather.shape[1], n_idx, n_idx, n_w],
+                                   dtype=np.int64))
+            index.append(gather.ravel())
+            n_idx += gather.size
+            weights.append(np.ascontiguousarray(w[need[l]]).ravel())
+            n_w += weights[-1].size
+            rec[9] = n_w
+            weights.append(data[m[15] + need[l]])
+            n_w += need[l].size
+            macs += int((gather >= 0).sum()) * m[4] * m[7]
         elif m[0] in (CONV_T, CONV):
             out_sites = need[l][::m[7]] // m[7]
             in_sites = prev[::m[4]] // m[4]
@@ -260,6 +302,32 @@ def _bias_act(Y, bias, act, n_sites, c_out, B):
 
 
 @njit(cache=True)
+def _cone_local(grp, index, weights, X, c_in, c_out, n_out, b_off):
+    """The needed entries of a locally connected layer (plan group ``grp``: sites, taps, -,
+    gather table, weight rows in the compact output's order; biases at ``b_off``)."""
+    B = X.shape[0]
+    n_s, n_t, g_off, gw = grp[0], grp[1], grp[3], grp[4]
+    K = n_t * c_in
+    P = np.empty((B, K))
+    Y = np.empty((B, n_out))
+    for s in range(n_s):
+        for t in range(n_t):
+            src = index[g_off + s * n_t + t]
+            for b in range(B):
+                for c in range(c_in):
+                    P[b, t * c_in + c] = X[b, src * c_in + c] if src >= 0 else 0.0
+        for o in range(c_out):
+            e = s * c_out + o
+            w0 = gw + e * K
+            for b in range(B):
+                acc = weights[b_off + e] if b == 0 else 0.0
+                for k in range(K):
+                    acc += P[b, k] * weights[w0 + k]
+                Y[b, e] = acc
+    return Y
+
+
+@njit(cache=True)
 def cone_forward(layers, groups, index, weights, X):
     """Evaluate the cone plan on the batch ``X`` (B, p) (row 0 the value, rows 1.. the
     tangents); returns the last layer's compact output (B, n_out)."""
@@ -275,6 +343,9 @@ def cone_forward(layers, groups, index, weights, X):
                 Y[0, k] = v
                 for b in range(1, B):
                     Y[b, k] *= d
+        elif kind == LOCAL:
+            Y = _cone_local(groups[layers[l, 7]], index, weights, X, c_in, c_out, n_out,
+                            b_off)
         elif kind == ACTIVATION:
             Y = X.copy()
             for k in range(n_out):

@@ -26,7 +26,7 @@ from fom.config import (
 )
 from fom.errors import InputError
 
-ACTIVATIONS = ("elu", "relu", "tanh", "sigmoid", "softplus", "linear")
+ACTIVATIONS = ("elu", "relu", "tanh", "sigmoid", "softplus", "silu", "linear")
 
 
 def _int_or_list(v: Any) -> str | None:
@@ -69,6 +69,21 @@ AUTOENCODER_SCHEMA: dict[str, Field] = {
     "target": Field(str, "deviation", one_of("deviation", "raw"),
                     doc="train on x - x0 (paper section 5.3) or on raw states"),
     "variational": Field(bool, False, doc="variational autoencoder (ELBO training)"),
+    "decoder": Field(str, "mirror", one_of("mirror", "local"),
+                     doc="the decoder: 'mirror' (transposed convolutions mirroring the encoder, "
+                         "the paper's) or 'local' (dims = 2: a coarse hidden grid and a "
+                         "locally connected output layer, each image entry its own weights)"),
+    "local_features": Field(int, 16, at_least(1),
+                            doc="decoder = 'local': channels of the dense layer's feature map"),
+    "local_channels": Field(int, 8, at_least(1),
+                            doc="decoder = 'local': channels C of the hidden grid"),
+    "local_window": Field(int, 3, at_least(1),
+                          doc="decoder = 'local': each image entry reads window x window "
+                              "hidden cells around it"),
+    "local_stride": Field(int, 2, at_least(1),
+                          doc="decoder = 'local': image pixels per hidden cell per direction"),
+    "local_activation": Field(str, "silu", one_of(*ACTIVATIONS),
+                              doc="decoder = 'local': activation of the hidden grid"),
     "kl_weight": Field(float, 1e-4, non_negative, doc="beta of the ELBO's KL term"),
 }
 
@@ -209,6 +224,8 @@ def check_architecture(ae: dict[str, Any], where: str) -> dict[str, Any]:
         raise InputError(f"{where} image_size: must have {ae['dims']} entr"
                          f"{'y' if ae['dims'] == 1 else 'ies'} (dims = {ae['dims']}), got "
                          f"{ae['image_size']!r}")
+    if ae["decoder"] == "local" and ae["dims"] != 2:
+        raise InputError(f"{where} decoder: 'local' needs dims = 2, got dims = {ae['dims']}")
     out = dict(ae)
     out["kernel_size"] = ks
     return out

@@ -704,9 +704,9 @@ def _checkpoint_settings(ckpt: Path) -> Any:
 
 def _keras_weights(path: Path) -> list[np.ndarray]:
     """The weights of a saved Keras autoencoder (the start of the next training stage)."""
-    import keras
+    from .model import load_keras_model
 
-    return [w.numpy() for w in keras.models.load_model(path, compile=False).weights]
+    return [w.numpy() for w in load_keras_model(path).weights]
 
 
 def model_is_complete(out_dir: Path, settings: dict[str, Any]) -> dict[str, Any] | None:

@@ -152,7 +152,7 @@ def compare(p: int, rounds: int, block_s: float, model_dir: Path | None,
     from autoencoder.data import Restriction, Scaling
     from autoencoder.export import export_network
     from autoencoder.manifold import TrainedManifold, load_trained_manifold
-    from autoencoder.model import build_decoder, build_encoder
+    from autoencoder.model import build_decoder, build_encoder, load_keras_model
 
     arch, shape, restriction = PAPER, SHAPE, Restriction(SHAPE, np.arange(256))
     if case == "burgers2d":
@@ -166,7 +166,7 @@ def compare(p: int, rounds: int, block_s: float, model_dir: Path | None,
     dec64 = build_decoder(shape, p, arch, dtype="float64")
     dec32 = build_decoder(shape, p, arch, dtype="float32")
     if model_dir is not None and case == "paper":
-        trained = keras.saving.load_model(model_dir / "autoencoder.keras", safe_mode=True)
+        trained = load_keras_model(model_dir / "autoencoder.keras")
         weights = trained.get_layer("decoder").get_weights()
         dec64.set_weights([w.astype(np.float64) for w in weights])
     else:

@@ -98,12 +98,12 @@ def load_models(model_dir: Path | None):
     import keras
 
     from autoencoder.manifold import load_trained_manifold
-    from autoencoder.model import build_decoder
+    from autoencoder.model import build_decoder, load_keras_model
 
     if model_dir is not None:
         man = load_trained_manifold(model_dir)
         arch = man.manifest.get("settings", {}).get("autoencoder", PAPER)
-        trained = keras.saving.load_model(model_dir / "autoencoder.keras", safe_mode=True)
+        trained = load_keras_model(model_dir / "autoencoder.keras")
         weights = trained.get_layer("decoder").get_weights()
         dec = build_decoder(tuple(man.image_shape), man.p, arch, dtype="float64")
         dec.set_weights([w.astype(np.float64) for w in weights])
