@@ -60,19 +60,20 @@ class LocalOutput(keras.layers.Layer):
                       for n, m, k, s in zip((h, w), (h_in, w_in), self.window, self.strides,
                                             strict=True)]
 
-    def patches(self, hidden: Any) -> Any:
-        """``(B, h_out, w_out, kh * kw * C)``: each output pixel's window of hidden cells."""
+    def call(self, hidden: Any) -> Any:
+        """The window of every hidden cell ``(i, j)`` is gathered once, and the ``sh * sw``
+        output pixels ``(i sh + a, j sw + d)`` that read it are computed from it by one batched
+        product (no upsampled copy of the windows: half the time of gathering per pixel)."""
         (kh, kw), (sh, sw) = self.window, self.strides
-        h, w, _ = self.out_shape
+        h, w, c = self.out_shape
         nh, nw = -(-h // sh), -(-w // sw)
         hp = ops.pad(hidden, [(0, 0), *self._pads, (0, 0)])
-        taps = [hp[:, a:a + nh, b:b + nw, :] for a in range(kh) for b in range(kw)]
-        P = ops.concatenate(taps, axis=-1)
-        P = ops.repeat(ops.repeat(P, sh, axis=1), sw, axis=2)
-        return P[:, :h, :w, :]
-
-    def call(self, hidden: Any) -> Any:
-        return ops.einsum("bijq,ijcq->bijc", self.patches(hidden), self.kernel) + self.bias
+        P = ops.concatenate([hp[:, a:a + nh, b:b + nw, :] for a in range(kh)
+                             for b in range(kw)], axis=-1)           # (B, nh, nw, K)
+        k = ops.pad(self.kernel, [(0, nh * sh - h), (0, nw * sw - w), (0, 0), (0, 0)])
+        k = ops.reshape(k, (nh, sh, nw, sw, c, -1))
+        out = ops.reshape(ops.einsum("bijq,iajdcq->biajdc", P, k), (-1, nh * sh, nw * sw, c))
+        return out[:, :h, :w, :] + self.bias
 
     def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[Any, ...]:
         return (input_shape[0], *self.out_shape)
