@@ -226,9 +226,16 @@ class Scaling:
         object.__setattr__(self, "hi", hi)
 
     @classmethod
-    def fit(cls, data: np.ndarray, restriction: Restriction) -> Scaling:
+    def fit(cls, data: np.ndarray, restriction: Restriction, mode: str = "minmax") -> Scaling:
         """Per-channel minimum and maximum of the targets ``data`` (..., N) (and of the pad
-        value when the image is padded); a constant channel gets the range 1."""
+        value when the image is padded); a constant channel gets the range 1.
+
+        ``mode = "maxabs"`` instead divides each channel by its largest magnitude (``lo = 0``,
+        ``hi = max |d|``): the images lie in [-1, 1] and a zero target stays zero (the
+        deviation target's initial state and quiet regions), where ``"minmax"`` maps it to a
+        channel-dependent grey."""
+        if mode not in ("minmax", "maxabs"):
+            raise InputError(f"scaling mode must be 'minmax' or 'maxabs', got {mode!r}")
         data = np.asarray(data)
         if data.shape[-1] != restriction.n_dofs:
             raise InputError(f"targets have {data.shape[-1]} entries per state, the "
@@ -244,6 +251,8 @@ class Scaling:
         hi = np.array([cmax[ch == c].max() if np.any(ch == c) else 0.0 for c in range(n_c)])
         if restriction.padded:
             lo, hi = np.minimum(lo, restriction.pad), np.maximum(hi, restriction.pad)
+        if mode == "maxabs":
+            lo, hi = np.zeros_like(lo), np.maximum(np.abs(lo), np.abs(hi))
         hi = np.where(hi - lo > 0, hi, lo + 1.0)  # constant data: any positive range works
         return cls(lo, hi)
 

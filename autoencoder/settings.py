@@ -68,6 +68,10 @@ AUTOENCODER_SCHEMA: dict[str, Field] = {
                                doc="activation of the decoder's last layer"),
     "target": Field(str, "deviation", one_of("deviation", "raw"),
                     doc="train on x - x0 (paper section 5.3) or on raw states"),
+    "scaling": Field(str, "minmax", one_of("minmax", "maxabs"),
+                     doc="map of the targets to the images, per channel: 'minmax' to [0, 1] "
+                         "(the paper's), 'maxabs' divided by the largest magnitude (in [-1, "
+                         "1], zero stays zero)"),
     "variational": Field(bool, False, doc="variational autoencoder (ELBO training)"),
     "decoder": Field(str, "mirror", one_of("mirror", "local"),
                      doc="the decoder: 'mirror' (transposed convolutions mirroring the encoder, "

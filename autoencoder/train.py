@@ -812,7 +812,8 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
               (f" (test reconstruction error {err:.3e})" if err is not None else ""))
         return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    scaling = Scaling.fit(targets(snap.states[trained_on], arch["target"]), restriction)
+    scaling = Scaling.fit(targets(snap.states[trained_on], arch["target"]), restriction,
+                          arch["scaling"])
     images, _ = prepare(snap.states, restriction, arch["target"], scaling)
     anchors = initial_images(images, snap.n_mu, trained_on)
     n_t = int(snap.t.size)

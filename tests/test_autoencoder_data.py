@@ -183,3 +183,24 @@ def test_burgers2d_example_config_validates_and_fits_its_image() -> None:
     assert tr["max_wall_s"] == 0 and tr["patience"] > tr["epochs"]
     sweep = rom_settings(load_config(ROOT / "examples" / "burgers2d_sweep.toml"))
     assert rom_settings(cfg)["latent_dims"] == ae["latent_dims"] == sweep["latent_dims"]
+
+
+def test_scaling_maxabs_keeps_zero() -> None:
+    """``mode = "maxabs"``: each channel divided by its largest magnitude (lo = 0), so a zero
+    target is a zero image entry and the images lie in [-1, 1]; the default maps to [0, 1]."""
+    r = Restriction.from_image_shape((2, 2, 2), 2)
+    d = np.array([[-3.0, 1.0, 0.0, 2.0, 0.5, -0.25, 0.0, 0.1],
+                  [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    s = Scaling.fit(d, r, "maxabs")
+    ch = r.channel
+    assert np.allclose(s.lo, 0.0)
+    assert np.allclose(s.hi, [np.abs(d[:, ch == c]).max() for c in range(2)])
+    img = s.scale_image(r.restrict(d[0]))
+    assert img.min() >= -1.0 and img.max() <= 1.0 and np.abs(img).max() == 1.0
+    assert np.all(img.ravel()[r.pix][d[0] == 0.0] == 0.0)
+    lo, rng = s.rows(r)  # the decoder's unscaling per state row gives the targets back
+    assert np.allclose(lo + rng * img.ravel()[r.pix], d[0])
+    mm = Scaling.fit(d, r)
+    assert np.isclose(mm.scale_image(r.restrict(d[0])).min(), 0.0)
+    with pytest.raises(InputError, match="scaling mode must be 'minmax' or 'maxabs', got 'max'"):
+        Scaling.fit(d, r, "max")
