@@ -168,17 +168,21 @@ def test_generalization_sweep_is_the_cell_centres_with_the_studys_training_data(
 
 
 def test_burgers2d_example_config_validates_and_fits_its_image() -> None:
-    """examples/burgers2d.toml: the two fields' 58 x 58 interior centred in a 64 x 64 image
-    that four stride-2 convolutions divide, one p shared by [autoencoder], [rom] and the
-    sweep of examples/burgers2d_sweep.toml, and a refit on all four training trajectories
-    (no validation set, a fixed number of epochs)."""
+    """examples/burgers2d.toml: the two fields' 58 x 58 interior as the image of the locally
+    connected decoder (a 30 x 30 hidden grid covers it at stride 2; zero stays zero in the
+    max-abs scaling), one p shared by [autoencoder], [rom] and the sweep of
+    examples/burgers2d_sweep.toml, and a refit on all four training trajectories (no
+    validation set, a fixed number of epochs)."""
+    from autoencoder.model import local_grids
     from autoencoder.train import restriction_from_config, settings_from_config
     from rom.online import rom_settings
 
     cfg = load_config(ROOT / "examples" / "burgers2d.toml")
     ae, tr = settings_from_config(cfg)
-    restriction = restriction_from_config(cfg, ae)          # raises if the strides do not fit
-    assert restriction.image_shape == (64, 64, 2) and restriction.n_dofs == 2 * 58 * 58
+    restriction = restriction_from_config(cfg, ae)          # raises if the encoder does not fit
+    assert restriction.image_shape == (58, 58, 2) and restriction.n_dofs == 2 * 58 * 58
+    assert (ae["decoder"], ae["scaling"]) == ("local", "maxabs")
+    assert local_grids(restriction.image_shape, ae) == ((15, 15, 16), (30, 30, 8))
     assert (tr["validation_every"], tr["validation_params"], tr["keep_best"]) == (0, [], False)
     assert tr["max_wall_s"] == 0 and tr["patience"] > tr["epochs"]
     sweep = rom_settings(load_config(ROOT / "examples" / "burgers2d_sweep.toml"))
