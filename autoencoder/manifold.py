@@ -77,6 +77,10 @@ def _check_network(meta: np.ndarray, data: np.ndarray, n_in: int, n_out: int, wh
         elif m[0] in (K.CONV_T, K.CONV):
             need = int(m[14] + m[4] * m[7] * m[8] * m[9])
         elif m[0] == K.LOCAL:
+            if min(m[8], m[9], m[10], m[11]) < 1 or m[1] != 0:
+                raise InputError(f"{path}: {what} layer {l} (locally connected) has a window "
+                                 f"{m[8]} x {m[9]}, strides {m[10]} x {m[11]} (each must be "
+                                 f">= 1) or an activation (must be linear)")
             n_bias = _out_size(m)
             need = int(m[14] + n_bias * m[4] * m[8] * m[9])
         else:

@@ -151,3 +151,22 @@ def test_config_checks() -> None:
     check_image((58, 58, 2), ARCH, "c [autoencoder]")
     with pytest.raises(InputError, match="needs dims = 2"):
         check_image((58, 2), ARCH, "c [autoencoder]")
+
+
+def test_exported_local_layer_is_checked() -> None:
+    """A locally connected layer in an exported file with a zero stride, or with weights
+    beyond the data, is refused naming the file and the layer."""
+    from pathlib import Path
+
+    from autoencoder.manifold import _check_network
+
+    keras.utils.set_random_seed(0)
+    meta, data = export_network(build_decoder((6, 6, 1), 2, ARCH, dtype="float64"))
+    _check_network(meta, data, 2, 36, "decoder", Path("m.h5"))
+    bad = meta.copy()
+    bad[2, 10] = 0
+    with pytest.raises(InputError, match=r"m.h5: decoder layer 2 \(locally connected\) has a "
+                                         r"window 3 x 3, strides 0 x 2"):
+        _check_network(bad, data, 2, 36, "decoder", Path("m.h5"))
+    with pytest.raises(InputError, match="m.h5: decoder layer 2 points outside /decoder/data"):
+        _check_network(meta, data[:-1], 2, 36, "decoder", Path("m.h5"))
