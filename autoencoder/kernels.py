@@ -123,11 +123,10 @@ def _add_bias(X, bias, tangents, c_out):
 @njit(cache=True)
 def _local_patch(m, X, y, x, P):
     """Gather output pixel ``(y, x)``'s window of the locally connected layer ``m`` from the
-    batch ``X`` (B, h_in * w_in * c_in) into ``P`` (kh * kw * c_in, B), tap-major; cells
-    outside the grid are 0 (:class:`autoencoder.local_output.LocalOutput`)."""
+    batch ``X`` (B, h_in * w_in * c_in) into ``P`` (B, kh * kw * c_in); cells outside the
+    grid are 0 (:class:`autoencoder.local_output.LocalOutput`)."""
     h_in, w_in, c_in = m[2], m[3], m[4]
     kh, kw, sh, sw, ph, pw = m[8], m[9], m[10], m[11], m[12], m[13]
-    B = X.shape[0]
     for a in range(kh):
         iy = y // sh + a - ph
         for b in range(kw):
@@ -135,25 +134,9 @@ def _local_patch(m, X, y, x, P):
             t0 = (a * kw + b) * c_in
             inside = 0 <= iy < h_in and 0 <= ix < w_in
             s0 = (iy * w_in + ix) * c_in
-            for c in range(c_in):
-                for r in range(B):
-                    P[t0 + c, r] = X[r, s0 + c] if inside else 0.0
-
-
-@njit(cache=True, inline="always")
-def _local_entries(P, W, e0, c_out, bias, n_val, acc):
-    """``acc[o, r] = bias[e0 + o] (value rows) + sum_k W[e0 + o, k] P[k, r]``: the ``c_out``
-    entries of one pixel for every batch row, summed as ``c_out * B`` independent chains
-    (one chain per entry would wait on each add's latency)."""
-    K, B = P.shape
-    for o in range(c_out):
-        for r in range(B):
-            acc[o, r] = bias[e0 + o] if r < n_val else 0.0
-    for k in range(K):
-        for o in range(c_out):
-            w = W[e0 + o, k]
-            for r in range(B):
-                acc[o, r] += w * P[k, r]
+            for r in range(X.shape[0]):
+                for c in range(c_in):
+                    P[r, t0 + c] = X[r, s0 + c] if inside else 0.0
 
 
 @njit(cache=True)
@@ -166,17 +149,18 @@ def _local(m, data, X, tangents):
     W = data[m[14]:m[14] + h_out * w_out * c_out * K].reshape((h_out * w_out * c_out, K))
     bias = data[m[15]:m[15] + h_out * w_out * c_out]
     n_val = 1 if tangents else B
-    P = np.empty((K, B))
-    acc = np.empty((c_out, B))
+    P = np.empty((B, K))
     Y = np.empty((B, h_out * w_out * c_out))
     for y in range(h_out):
         for x in range(w_out):
             _local_patch(m, X, y, x, P)
-            e0 = (y * w_out + x) * c_out
-            _local_entries(P, W, e0, c_out, bias, n_val, acc)
             for o in range(c_out):
+                e = (y * w_out + x) * c_out + o
                 for r in range(B):
-                    Y[r, e0 + o] = acc[o, r]
+                    acc = bias[e] if r < n_val else 0.0
+                    for k in range(K):
+                        acc += P[r, k] * W[e, k]
+                    Y[r, e] = acc
     return Y
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .kernels import ACTIVATION, CONV, CONV_T, DENSE, LOCAL, _act1, _local_entries
+from .kernels import ACTIVATION, CONV, CONV_T, DENSE, LOCAL, _act1
 
 #: Fields of a plan's per-layer record (``ConePlan.layers``).
 REC = ("kind", "act", "c_in", "c_out", "n_in", "n_out", "n_cls", "cls_off", "w_off", "b_off")
@@ -304,26 +304,26 @@ def _bias_act(Y, bias, act, n_sites, c_out, B):
 @njit(cache=True)
 def _cone_local(grp, index, weights, X, c_in, c_out, n_out, b_off):
     """The needed entries of a locally connected layer (plan group ``grp``: sites, taps, -,
-    gather table, weight rows in the compact output's order; biases at ``b_off``), as
-    :func:`autoencoder.kernels._local` computes them."""
+    gather table, weight rows in the compact output's order; biases at ``b_off``)."""
     B = X.shape[0]
     n_s, n_t, g_off, gw = grp[0], grp[1], grp[3], grp[4]
     K = n_t * c_in
-    W = weights[gw:gw + n_out * K].reshape((n_out, K))
-    bias = weights[b_off:b_off + n_out]
-    P = np.empty((K, B))
-    acc = np.empty((c_out, B))
+    P = np.empty((B, K))
     Y = np.empty((B, n_out))
     for s in range(n_s):
         for t in range(n_t):
             src = index[g_off + s * n_t + t]
-            for c in range(c_in):
-                for b in range(B):
-                    P[t * c_in + c, b] = X[b, src * c_in + c] if src >= 0 else 0.0
-        _local_entries(P, W, s * c_out, c_out, bias, 1, acc)
-        for o in range(c_out):
             for b in range(B):
-                Y[b, s * c_out + o] = acc[o, b]
+                for c in range(c_in):
+                    P[b, t * c_in + c] = X[b, src * c_in + c] if src >= 0 else 0.0
+        for o in range(c_out):
+            e = s * c_out + o
+            w0 = gw + e * K
+            for b in range(B):
+                acc = weights[b_off + e] if b == 0 else 0.0
+                for k in range(K):
+                    acc += P[b, k] * weights[w0 + k]
+                Y[b, e] = acc
     return Y
 
 
