@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from numerics import keras_jacobian
 
 from autoencoder import kernels as K
 from autoencoder.export import export_network
@@ -65,14 +66,6 @@ def test_layer_matches_its_formula(hidden: tuple, image: tuple, window: tuple,
         assert np.max(np.abs(out[i] - ref)) < 1e-12 * np.max(np.abs(ref))
 
 
-def _keras_jacobian(model: keras.Model, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    zt = tf.constant(z[None])
-    with tf.GradientTape() as tape:
-        tape.watch(zt)
-        y = tf.reshape(model(zt), [-1])
-    return y.numpy(), tape.jacobian(y, zt).numpy().reshape(y.shape[0], z.size)
-
-
 def _randomized(model: keras.Model, seed: int) -> keras.Model:
     """``model`` with every weight random normal (the biases too, which start at 0)."""
     rng = np.random.default_rng(seed)
@@ -94,7 +87,7 @@ def test_numba_kernels_match_keras(image: tuple, p: int) -> None:
     lo, rng = np.full(n, 0.25), np.full(n, 2.0)
     pix = np.random.default_rng(0).permutation(n)
     z = np.random.default_rng(1).normal(size=p)
-    y, Jy = _keras_jacobian(dec, z)
+    y, Jy = keras_jacobian(dec, z)
     g, J = K.decode_jacobian_kernel(meta, data, z, lo, rng, pix)
     scale = np.max(np.abs(y))
     assert np.max(np.abs(g - (0.25 + 2.0 * y[pix]))) < 1e-12 * 2 * scale
