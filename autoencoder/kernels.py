@@ -139,6 +139,22 @@ def _local_patch(m, X, y, x, P):
                     P[r, t0 + c] = X[r, s0 + c] if inside else 0.0
 
 
+@njit(cache=True, inline="always")
+def _local_pixel(P, W, bias, e0, c_out, n_val, Y):
+    """The ``c_out`` entries ``e0 ..`` of one pixel of a locally connected layer for every
+    batch row: ``Y[r, e] = bias[e] (rows r < n_val, the values) + P[r] . W[e]``, with ``P``
+    (B, K) the pixel's gathered window and ``W`` the layer's weight rows (shared by the full
+    layer, :func:`_local`, and its dependency cone, :mod:`autoencoder.restricted`)."""
+    K = P.shape[1]
+    for o in range(c_out):
+        e = e0 + o
+        for r in range(P.shape[0]):
+            acc = bias[e] if r < n_val else 0.0
+            for k in range(K):
+                acc += P[r, k] * W[e, k]
+            Y[r, e] = acc
+
+
 @njit(cache=True)
 def _local(m, data, X, tangents):
     """The locally connected layer ``m`` (bias included): every output entry ``e`` is its own
@@ -154,13 +170,7 @@ def _local(m, data, X, tangents):
     for y in range(h_out):
         for x in range(w_out):
             _local_patch(m, X, y, x, P)
-            for o in range(c_out):
-                e = (y * w_out + x) * c_out + o
-                for r in range(B):
-                    acc = bias[e] if r < n_val else 0.0
-                    for k in range(K):
-                        acc += P[r, k] * W[e, k]
-                    Y[r, e] = acc
+            _local_pixel(P, W, bias, (y * w_out + x) * c_out, c_out, n_val, Y)
     return Y
 
 

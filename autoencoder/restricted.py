@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .kernels import ACTIVATION, CONV, CONV_T, DENSE, LOCAL, _act1
+from .kernels import ACTIVATION, CONV, CONV_T, DENSE, LOCAL, _act1, _local_pixel
 
 #: Fields of a plan's per-layer record (``ConePlan.layers``).
 REC = ("kind", "act", "c_in", "c_out", "n_in", "n_out", "n_cls", "cls_off", "w_off", "b_off")
@@ -308,6 +308,8 @@ def _cone_local(grp, index, weights, X, c_in, c_out, n_out, b_off):
     B = X.shape[0]
     n_s, n_t, g_off, gw = grp[0], grp[1], grp[3], grp[4]
     K = n_t * c_in
+    W = weights[gw:gw + n_out * K].reshape((n_out, K))
+    bias = weights[b_off:b_off + n_out]
     P = np.empty((B, K))
     Y = np.empty((B, n_out))
     for s in range(n_s):
@@ -316,14 +318,7 @@ def _cone_local(grp, index, weights, X, c_in, c_out, n_out, b_off):
             for b in range(B):
                 for c in range(c_in):
                     P[b, t * c_in + c] = X[b, src * c_in + c] if src >= 0 else 0.0
-        for o in range(c_out):
-            e = s * c_out + o
-            w0 = gw + e * K
-            for b in range(B):
-                acc = weights[b_off + e] if b == 0 else 0.0
-                for k in range(K):
-                    acc += P[b, k] * weights[w0 + k]
-                Y[b, e] = acc
+        _local_pixel(P, W, bias, s * c_out, c_out, 1, Y)
     return Y
 
 
