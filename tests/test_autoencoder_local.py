@@ -55,7 +55,7 @@ def test_layer_matches_its_formula(hidden: tuple, image: tuple, window: tuple,
     keras.utils.set_random_seed(3)
     layer = LocalOutput(image, window, strides, dtype="float64")
     h = np.random.default_rng(0).normal(size=(2, *hidden))
-    out = layer(tf.constant(h)).numpy()
+    layer.build((None, *hidden))                      # the weights, then a random bias
     bias = np.random.default_rng(1).normal(size=image)
     layer.bias.assign(bias)
     out = layer(tf.constant(h)).numpy()
