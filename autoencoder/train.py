@@ -342,7 +342,8 @@ class _Trainer:
         loss_fn = (residual_losses if res is not None
                    else smooth_losses if self.neighbours is not None else losses)
 
-        @tf.function(reduce_retracing=True)
+        # XLA (jit_compile): one compiled cluster per step, compiled once per batch shape
+        @tf.function(reduce_retracing=True, jit_compile=bool(self.tr["jit_compile"]))
         def train_step(seed: Any, w: Any, *batch: Any) -> Any:
             with tf.GradientTape() as tape:
                 loss = loss_fn(seed, True, w, *batch)

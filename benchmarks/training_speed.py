@@ -7,7 +7,9 @@ same load of a shared machine), with the training code itself (``autoencoder.tra
   step has a fixed cost (about a hundred small TensorFlow ops) on top of the per-sample cost,
   so the number of optimizer steps a time budget buys depends on the batch;
 - its parts at two batch sizes: the forward pass, the gradient, the Adam update;
-- XLA (``jit_compile=True``) on the same step;
+- XLA (``jit_compile=True``) on the same step, and the trainer's own step with and without
+  the ``jit_compile`` key on the 2D Burgers autoencoder of ``examples/burgers2d.toml`` (the
+  locally connected decoder, whose gather-based backward pass XLA fuses);
 - a whole epoch as one ``tf.function`` (the batches gathered in the graph) against the Python
   loop over batches;
 - a step with the residual term (``residual_weight > 0``: every sample brings its history
@@ -181,6 +183,39 @@ def epoch_cases(images: np.ndarray, r: Any, arch: dict) -> dict[str, Any]:
             "epoch tf.function b64": lambda: float(graph_epoch(order))}
 
 
+def local2d_cases() -> dict[str, Any]:
+    """The trainer's step (batch 32) of the 2D Burgers autoencoder of
+    ``examples/burgers2d.toml``, with ``jit_compile`` off and on, on every 8th state of one
+    2D Burgers trajectory (mu = 1.05)."""
+    import tomllib
+
+    import tensorflow as tf
+
+    import fom
+    from autoencoder.data import Restriction, Scaling, prepare, targets
+    from autoencoder.settings import AUTOENCODER_SCHEMA, check_architecture
+    from fom.config import parse_section
+    from fom.snapshots import generate_snapshots, read_snapshots
+
+    cfg = tomllib.loads((ROOT / "examples" / "burgers2d.toml").read_text())
+    arch = check_architecture(parse_section(cfg["autoencoder"], AUTOENCODER_SCHEMA, "x"), "x")
+    problem = fom.Burgers2D()
+    tmp = Path(tempfile.mkdtemp(prefix="mrom-speed-"))
+    states = read_snapshots(generate_snapshots(problem, [[1.05]], tmp / "b2d.h5",
+                                               progress=False)).states[:, ::8]
+    r = Restriction.for_problem(problem, 2)
+    images, _ = prepare(states, r, arch["target"],
+                        Scaling.fit(targets(states, arch["target"]), r, arch["scaling"]))
+    seed, w = tf.constant([0, 0], dtype=tf.int32), np.ones(32, dtype=np.float32)
+    cases: dict[str, Any] = {}
+    for jit in (False, True):
+        tr = trainer(images, r, arch, batch_size=32, jit_compile=jit)
+        batch = tr._batch(np.random.default_rng(0).choice(images.shape[0], 32, replace=False))
+        cases[f"2D local b32 jit={jit}"] = (
+            lambda tr=tr, b=batch: float(tr.train_step(seed, w, *b)))
+    return cases
+
+
 def subprocess_case(env: dict[str, str], repeats: int) -> dict[str, float]:
     """The batch-128 step in a fresh interpreter with ``env`` (oneDNN, threads)."""
     here = str(Path(__file__).parent)
@@ -207,6 +242,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"machine": machine(), "load_before": os.getloadavg()[0]}
     steps = interleaved(step_cases(images, r, arch, residual), 20, args.repeats)
     epochs = interleaved(epoch_cases(images, r, arch), 1, max(2, args.repeats // 2))
+    steps.update(interleaved(local2d_cases(), 10, args.repeats))
     sub = {"default": subprocess_case({}, args.repeats),
            "oneDNN off": subprocess_case({"TF_ENABLE_ONEDNN_OPTS": "0"}, args.repeats),
            "1 intra-op thread": subprocess_case({"TRAINING_SPEED_THREADS": "1"},
@@ -231,6 +267,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"\nXLA jit_compile, batch 128: {ratio('XLA b128', 'no-XLA b128'):.2f}x the CPU time "
           f"({ratio('XLA b128', 'no-XLA b128', 'wall_s'):.2f}x the wall time) of the plain "
           "step")
+    on, off = "2D local b32 jit=True", "2D local b32 jit=False"
+    print(f"XLA (jit_compile = true), 2D Burgers locally connected autoencoder, batch 32: "
+          f"{ratio(on, off):.2f}x the CPU time ({ratio(on, off, 'wall_s'):.2f}x the wall time; "
+          f"{1e3 * steps[off]['wall_s']:.1f} -> {1e3 * steps[on]['wall_s']:.1f} ms per step)")
     print(f"residual term, batch 128: {ratio('residual b128', 'step b128'):.2f}x the CPU time "
           "of a plain step")
     e = epochs
