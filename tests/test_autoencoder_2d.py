@@ -425,22 +425,20 @@ def test_xla_compiled_training_matches_the_plain_steps_and_repeats_bitwise(snap)
     images, _ = prepare(snap.states, r, "deviation", Scaling.fit(
         targets(snap.states, "deviation"), r, "maxabs"))
 
-    start: list[np.ndarray] = []
-
-    def one_epoch(jit: bool) -> tuple[float, list[np.ndarray]]:
+    def one_epoch(jit: bool) -> tuple[list[np.ndarray], float, list[np.ndarray]]:
+        """Initial weights, summed loss and final weights of one epoch."""
         tr = parse_section({"batch_size": 4, "learning_rate": 1e-3, "jit_compile": jit},
                            TRAINING_SCHEMA, "t")
         t = _Trainer(images, r.image_shape, 2, a, tr, Path("/nonexistent"), {}, False)
-        start[:] = [v.numpy() for v in t.vars]
+        start = [v.numpy() for v in t.vars]
         order = tf.constant(np.arange(images.shape[0])[::-1].copy(), dtype=tf.int32)
-        w = tf.ones(images.shape[0])
-        total = float(t.train_epoch(order, w, tf.constant(0)))
-        return total, [v.numpy() for v in t.vars]
+        total = float(t.train_epoch(order, tf.ones(images.shape[0]), tf.constant(0)))
+        return start, total, [v.numpy() for v in t.vars]
 
     assert images.shape[0] % 4 != 0
-    plain_loss, plain = one_epoch(False)
-    xla_loss, xla = one_epoch(True)
-    again_loss, again = one_epoch(True)
+    start, plain_loss, plain = one_epoch(False)
+    _, xla_loss, xla = one_epoch(True)
+    _, again_loss, again = one_epoch(True)
     assert xla_loss == pytest.approx(plain_loss, rel=1e-4)
     trained = max(float(np.abs(p - v0).max()) for p, v0 in zip(plain, start, strict=True))
     apart = max(float(np.abs(p - x).max()) for p, x in zip(plain, xla, strict=True))
