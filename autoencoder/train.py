@@ -208,6 +208,9 @@ class _Trainer:
             "budget_stops": [], "best_loss": math.inf, "rollbacks": []}
         self.best_weights = [v.numpy() for v in self.ae.weights]
         self._lowest: dict[str, Any] | None = None  # the lowest-loss epoch's state (fit)
+        # each training sample's error in its step of the last epoch (in the order of
+        # i_train), for hard_example_errors = "training_pass"; None before the first epoch
+        self.pass_errors: np.ndarray | None = None
         self.anchors = anchors
         # the latent-smoothness term compares each sample's code with its neighbours'
         self.neighbours = None
@@ -263,14 +266,20 @@ class _Trainer:
             rec = ae(tf.concat([x, anchors], 0), training=True)
             return rec[:b], 0.0, weight * tf.reduce_mean(tf.square(rec[b:] - anchors))
 
+        def sample_mse(err: Any) -> Any:
+            """Each sample's mean squared error."""
+            return tf.reduce_mean(tf.reshape(tf.square(err), (tf.shape(err)[0], -1)), axis=1)
+
         def weighted_mse(err: Any, w: Any) -> Any:
             """Mean over samples of ``w`` times each sample's mean squared error."""
-            per = tf.reduce_mean(tf.reshape(tf.square(err), (tf.shape(err)[0], -1)), axis=1)
-            return tf.reduce_mean(w * per)
+            return tf.reduce_mean(w * sample_mse(err))
 
+        # every loss returns (loss, each sample's own reconstruction error): the second is
+        # what hard_example_errors = "training_pass" weights the next epoch by
         def losses(seed: Any, sample: bool, w: Any, x: Any) -> Any:
             rec, kl, anchor = reconstruct_all(x, seed, sample)
-            return weighted_mse(rec - x, w) + beta * kl + anchor
+            per = sample_mse(rec - x)
+            return tf.reduce_mean(w * per) + beta * kl + anchor, per
 
         sw = float(self.tr["latent_smoothness_weight"])
 
@@ -296,7 +305,8 @@ class _Trainer:
                      + tf.reduce_sum(tf.square(z - z_prev), axis=1))
             ratio = acc / (speed + 1e-12)
             smooth = tf.reduce_sum(inside * ratio) / tf.maximum(tf.reduce_sum(inside), 1.0)
-            return weighted_mse(rec[:b] - x, w) + anchor + sw * smooth
+            per = sample_mse(rec[:b] - x)
+            return tf.reduce_mean(w * per) + anchor + sw * smooth, per
 
         res = self.residual
         if res is not None:
@@ -329,7 +339,8 @@ class _Trainer:
             r = linearized_residual(b, err, values, alpha)
             w_all = (tf.ones(tf.shape(err)[:1]) if residual_only
                      else tf.concat([w, tf.repeat(w, tf.shape(xh)[1])], 0))
-            return weighted_mse(err, w_all) + beta * kl + anchor + rw * weighted_mse(r, w)
+            total = weighted_mse(err, w_all) + beta * kl + anchor + rw * weighted_mse(r, w)
+            return total, sample_mse(err[:b])
 
         @tf.function(reduce_retracing=True)
         def step_residuals(x: Any, xh: Any, values: Any, alpha: Any) -> Any:
@@ -346,10 +357,10 @@ class _Trainer:
         @tf.function(reduce_retracing=True, jit_compile=bool(self.tr["jit_compile"]))
         def train_step(seed: Any, w: Any, *batch: Any) -> Any:
             with tf.GradientTape() as tape:
-                loss = loss_fn(seed, True, w, *batch)
+                loss, per = loss_fn(seed, True, w, *batch)
             grads = tape.gradient(loss, vars_)
             opt.apply_gradients(zip(grads, vars_, strict=True))
-            return loss
+            return loss, per
 
         # the training data stay in TensorFlow: an epoch is one call (batches gathered in the
         # graph), which saves the per-batch Python round trip (benchmarks/training_speed.py)
@@ -375,23 +386,29 @@ class _Trainer:
         @tf.function(autograph=False)  # an explicit loop: no source transformation needed
         def train_epoch(order: Any, w: Any, epoch: Any) -> Any:
             """One epoch: Adam steps on the batches of ``order`` (sample weights ``w``);
-            returns the sum over samples of their batch's loss."""
-            n_batches = (tf.shape(order)[0] + bs - 1) // bs
+            returns the sum over samples of their batch's loss and each sample's error in
+            its step (in the order of ``order``, at the weights before the step)."""
+            n = tf.shape(order)[0]
+            n_batches = (n + bs - 1) // bs
 
-            def body(b: Any, total: Any) -> tuple[Any, Any]:
+            def body(b: Any, total: Any, errs: Any) -> tuple[Any, Any, Any]:
                 ib = order[b * bs:(b + 1) * bs]
                 seed = tf.stack([tf.constant(seed0), epoch * 1_000_003 + b])
-                loss = train_step(seed, w[b * bs:(b + 1) * bs], *gather(ib))
-                size = tf.cast(tf.shape(ib)[0], tf.float64)
-                return b + 1, total + tf.cast(loss, tf.float64) * size
+                loss, per = train_step(seed, w[b * bs:(b + 1) * bs], *gather(ib))
+                size = tf.shape(ib)[0]
+                at = tf.expand_dims(tf.range(b * bs, b * bs + size), 1)
+                errs = tf.tensor_scatter_nd_update(errs, at, tf.cast(per, tf.float32))
+                return (b + 1, total + tf.cast(loss, tf.float64) * tf.cast(size, tf.float64),
+                        errs)
 
-            return tf.while_loop(lambda b, _: b < n_batches, body,
-                                 (tf.constant(0), tf.constant(0.0, dtype=tf.float64)))[1]
+            return tf.while_loop(lambda b, *_: b < n_batches, body,
+                                 (tf.constant(0), tf.constant(0.0, dtype=tf.float64),
+                                  tf.zeros([n], tf.float32)))[1:]
 
         @tf.function(reduce_retracing=True)
         def eval_step(*batch: Any) -> Any:
             return loss_fn(tf.constant([0, 0], dtype=tf.int32), False,
-                           tf.ones(tf.shape(batch[0])[:1]), *batch)
+                           tf.ones(tf.shape(batch[0])[:1]), *batch)[0]
 
         @tf.function(reduce_retracing=True)
         def errors(x: Any) -> Any:
@@ -414,6 +431,8 @@ class _Trainer:
         q, w_max = self.tr["hard_example_exponent"], self.tr["hard_example_max_weight"]
         if q == 0:
             return np.ones(self.i_train.size, dtype=np.float32)
+        if self.tr["hard_example_errors"] == "training_pass" and self.pass_errors is not None:
+            return hard_example_weights(self.pass_errors, q, w_max)
         if self.tr["hard_example_measure"] == "residual" and self.step_residuals is not None:
             idx = self.i_train
             m = np.concatenate([self.step_residuals(*self._batch(idx[i:i + 4096])).numpy()
@@ -459,21 +478,25 @@ class _Trainer:
 
     # -------------------------------------------------------------- checkpoints
     def _write_weights(self, path: Path, weights: list[np.ndarray],
-                       opt_vars: list[np.ndarray] | None) -> None:
+                       opt_vars: list[np.ndarray] | None,
+                       pass_errors: np.ndarray | None = None) -> None:
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             for i, w in enumerate(weights):
                 f.create_dataset(f"model/{i:04d}", data=w)
             for i, w in enumerate(opt_vars or []):
                 f.create_dataset(f"optimizer/{i:04d}", data=w)
+            if pass_errors is not None:
+                f.create_dataset("pass_errors", data=pass_errors)
 
     def save_checkpoint(self) -> None:
         self.ckpt.mkdir(parents=True, exist_ok=True)
         self._write_weights(self.ckpt / "current.h5", [v.numpy() for v in self.ae.weights],
-                            [v.numpy() for v in self.opt.variables])
+                            [v.numpy() for v in self.opt.variables], self.pass_errors)
         self._write_weights(self.ckpt / "best.h5", self.best_weights, None)
         low = self._lowest
         if low is not None:  # the state a repeated divergence returns to (fit)
-            self._write_weights(self.ckpt / "lowest.h5", low["weights"], low["opt"])
+            self._write_weights(self.ckpt / "lowest.h5", low["weights"], low["opt"],
+                                low["pass_errors"])
             self._write_weights(self.ckpt / "lowest_best.h5", low["best_weights"], None)
         write_text_atomic(self.ckpt / "state.json", json.dumps(
             {**self.state, "lowest_state": None if low is None else low["state"]}))
@@ -491,13 +514,16 @@ class _Trainer:
             with h5py.File(self.ckpt / "current.h5", "r") as f:
                 model_w = [f["model"][k][()] for k in sorted(f["model"])]
                 opt_w = [f["optimizer"][k][()] for k in sorted(f["optimizer"])]
+                pass_errors = f["pass_errors"][()] if "pass_errors" in f else None
             with h5py.File(self.ckpt / "best.h5", "r") as f:
                 best_w = [f["model"][k][()] for k in sorted(f["model"])]
             lowest = None
             if (low_state := state.pop("lowest_state", None)) is not None:
                 with h5py.File(self.ckpt / "lowest.h5", "r") as f:
                     lowest = {"weights": [f["model"][k][()] for k in sorted(f["model"])],
-                              "opt": [f["optimizer"][k][()] for k in sorted(f["optimizer"])]}
+                              "opt": [f["optimizer"][k][()] for k in sorted(f["optimizer"])],
+                              "pass_errors": (f["pass_errors"][()] if "pass_errors" in f
+                                              else None)}
                 with h5py.File(self.ckpt / "lowest_best.h5", "r") as f:
                     lowest["best_weights"] = [f["model"][k][()] for k in sorted(f["model"])]
                 lowest["state"] = low_state
@@ -513,6 +539,7 @@ class _Trainer:
             v.assign(w)
         self.best_weights = best_w
         self._lowest = lowest
+        self.pass_errors = pass_errors
         self.state = {"budget_stops": [], "cpu_s": 0.0, "best_loss": math.inf, "rollbacks": [],
                       **state}
         return True
@@ -566,7 +593,8 @@ class _Trainer:
             pos = epoch_order(n, tr["seed"], epoch)
             order, weights = self.i_train[pos], self._sample_weights()[pos]
             start = ([v.numpy() for v in self.ae.weights], [v.numpy() for v in self.opt.variables])
-            loss = float(self.train_epoch(order, weights, self.tf.constant(epoch, "int32"))) / n
+            total, errs = self.train_epoch(order, weights, self.tf.constant(epoch, "int32"))
+            loss = float(total) / n
             if self._diverged(loss):
                 # back to the start of the epoch, which runs again at half the learning rate;
                 # if that rerun diverges too, the epochs before it had already gone wrong
@@ -583,6 +611,7 @@ class _Trainer:
                                 [*weights[0], *weights[1]], strict=True):
                     v.assign(w)
                 if to is not None:
+                    self.pass_errors = to["pass_errors"]
                     st.update(copy.deepcopy(to["state"]))
                     del st["history"][to["state"]["epoch"]:]
                     self.best_weights = to["best_weights"]
@@ -595,10 +624,15 @@ class _Trainer:
                           f"(lowest {st['best_loss']:.3e}); {where}, learning rate halved",
                           flush=True)
                 continue
+            # a sample's error in its step of this epoch: the next epoch's weights (kept
+            # only if the epoch is: a rolled-back epoch keeps the errors it started with)
+            self.pass_errors = np.empty(n, dtype=np.float32)
+            self.pass_errors[pos] = errs.numpy()
             if loss < st["best_loss"]:  # the state a repeated divergence returns to
                 self._lowest = {
                     "weights": [v.numpy() for v in self.ae.weights],
                     "opt": [v.numpy() for v in self.opt.variables],
+                    "pass_errors": self.pass_errors,
                     "best_weights": self.best_weights,
                     "state": copy.deepcopy({k: st[k] for k in _LOWEST_KEYS if k in st}
                                            | {"epoch": epoch + 1})}

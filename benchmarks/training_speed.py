@@ -113,7 +113,7 @@ def step_cases(images: np.ndarray, r: Any, arch: dict, residual: Any) -> dict[st
     for bs in BATCHES:
         idx = rng.choice(images.shape[0], bs, replace=False)
         batch, w = tr._batch(idx), np.ones(bs, dtype=np.float32)
-        cases[f"step b{bs}"] = lambda b=batch, w=w: float(tr.train_step(seed, w, *b))
+        cases[f"step b{bs}"] = lambda b=batch, w=w: float(tr.train_step(seed, w, *b)[0])
 
     # parts of a step, and XLA, on the same network
     ae, vars_, opt = tr.ae, tr.vars, tr.opt
@@ -153,7 +153,7 @@ def step_cases(images: np.ndarray, r: Any, arch: dict, residual: Any) -> dict[st
     rt = trainer(images, r, arch, residual)
     idx = rng.choice(residual.n_samples, 128, replace=False)
     batch, w = rt._batch(idx), np.ones(128, dtype=np.float32)
-    cases["residual b128"] = lambda: float(rt.train_step(seed, w, *batch))
+    cases["residual b128"] = lambda: float(rt.train_step(seed, w, *batch)[0])
     return cases
 
 
@@ -168,14 +168,14 @@ def epoch_cases(images: np.ndarray, r: Any, arch: dict) -> dict[str, Any]:
 
     def python_loop() -> float:
         order = np.random.default_rng(0).permutation(images.shape[0])[:n]
-        return sum(float(tr.train_step(seed, w, images[order[i:i + bs]]))
+        return sum(float(tr.train_step(seed, w, images[order[i:i + bs]])[0])
                    for i in range(0, n, bs))
 
     @tf.function
     def graph_epoch(order: Any) -> Any:
         total = tf.constant(0.0)
         for b in tf.range(n // bs):
-            total += tr.train_step(seed, w, tf.gather(data, order[b * bs:(b + 1) * bs]))
+            total += tr.train_step(seed, w, tf.gather(data, order[b * bs:(b + 1) * bs]))[0]
         return total
 
     order = tf.constant(np.random.default_rng(0).permutation(images.shape[0])[:n])
@@ -212,7 +212,7 @@ def local2d_cases() -> dict[str, Any]:
         tr = trainer(images, r, arch, batch_size=32, jit_compile=jit)
         batch = tr._batch(np.random.default_rng(0).choice(images.shape[0], 32, replace=False))
         cases[f"2D local b32 jit={jit}"] = (
-            lambda tr=tr, b=batch: float(tr.train_step(seed, w, *b)))
+            lambda tr=tr, b=batch: float(tr.train_step(seed, w, *b)[0]))
     return cases
 
 
@@ -223,7 +223,7 @@ def subprocess_case(env: dict[str, str], repeats: int) -> dict[str, float]:
             "im, r, res, a = t.setup(2); tr = t.trainer(im, r, a); import numpy as np; "
             "import tensorflow as tf; s = tf.constant([0, 0], dtype=tf.int32); "
             "b = tr._batch(np.arange(128)); w = np.ones(128, dtype=np.float32); "
-            f"out = t.interleaved({{'x': lambda: float(tr.train_step(s, w, *b))}}, 20, "
+            f"out = t.interleaved({{'x': lambda: float(tr.train_step(s, w, *b)[0])}}, 20, "
             f"{repeats}); print('RESULT', json.dumps(out['x']))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, **env}, cwd=ROOT, check=True)

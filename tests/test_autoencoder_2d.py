@@ -432,7 +432,7 @@ def test_xla_compiled_training_matches_the_plain_steps_and_repeats_bitwise(snap)
         t = _Trainer(images, r.image_shape, 2, a, tr, Path("/nonexistent"), {}, False)
         start = [v.numpy() for v in t.vars]
         order = tf.constant(np.arange(images.shape[0])[::-1].copy(), dtype=tf.int32)
-        total = float(t.train_epoch(order, tf.ones(images.shape[0]), tf.constant(0)))
+        total = float(t.train_epoch(order, tf.ones(images.shape[0]), tf.constant(0))[0])
         return start, total, [v.numpy() for v in t.vars]
 
     assert images.shape[0] % 4 != 0

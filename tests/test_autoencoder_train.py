@@ -523,7 +523,7 @@ def test_a_diverged_epoch_is_rolled_back_and_rerun_at_half_the_learning_rate(
         before.append([v.numpy() for v in trainer.ae.weights])
         out = real(order, w, epoch)
         calls.append(int(epoch))
-        return out * 1e6 if len(calls) == 3 else out
+        return (out[0] * 1e6, out[1]) if len(calls) == 3 else out
 
     trainer.train_epoch = blow_up_third_call
     assert trainer.fit(record) is True
@@ -544,7 +544,7 @@ def test_a_diverged_epoch_is_rolled_back_and_rerun_at_half_the_learning_rate(
     def drift_then_blow_up(order, w, epoch):
         out = real(order, w, epoch)
         calls.append(int(epoch))
-        return out * {2: 50.0, 3: 1e6, 4: 1e6}.get(len(calls), 1.0)
+        return out[0] * {2: 50.0, 3: 1e6, 4: 1e6}.get(len(calls), 1.0), out[1]
 
     trainer.train_epoch = drift_then_blow_up
     assert trainer.fit(record) is True
@@ -557,6 +557,11 @@ def test_a_diverged_epoch_is_rolled_back_and_rerun_at_half_the_learning_rate(
     # a loss that keeps diverging stops the training with an error
     trainer, _, _ = _scripted_trainer(snaps, tmp_path / "again", {"epochs": 3}, None)
     real2 = trainer.train_epoch
-    trainer.train_epoch = lambda o, w, e: real2(o, w, e) * (1.0 if int(e) == 0 else np.inf)
+
+    def inf_after_epoch_1(order, w, epoch):
+        total, errs = real2(order, w, epoch)
+        return total * (1.0 if int(epoch) == 0 else np.inf), errs
+
+    trainer.train_epoch = inf_after_epoch_1
     with pytest.raises(RuntimeError, match=r"training diverged 6 times \(epochs \[2, 2, 2, 2, 2"):
         trainer.fit()

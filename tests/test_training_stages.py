@@ -154,6 +154,81 @@ def test_hard_example_weights_are_those_of_the_training_images_errors(snap) -> N
     assert got.max() > 1.5 * got.min()          # the images do differ
 
 
+def test_training_pass_errors_are_each_samples_error_before_its_step(snap,
+                                                                    tmp_path: Path) -> None:
+    """``hard_example_errors = "training_pass"``: after an epoch, a sample's recorded error is
+    its reconstruction error at the weights before its own optimizer step (numpy here). The
+    first batch's are the errors of the initial network; with the learning rate 0 all of them
+    are, and the next epoch's weights are those the recomputed errors would give."""
+    import tensorflow as tf
+
+    from autoencoder.train import _Trainer
+
+    a, tr = _settings({"hard_example_exponent": 1.0, "hard_example_max_weight": 5.0,
+                       "hard_example_errors": "training_pass", "batch_size": 4})
+    r = Restriction.from_image_shape(snap.problem().image_shape, 2)
+    images, _ = prepare(snap.states, r, "deviation")
+
+    def numpy_errors(trainer) -> np.ndarray:
+        err = np.asarray(trainer.ae(images, training=False), dtype=np.float64) - images
+        return np.mean(err.reshape(err.shape[0], -1) ** 2, axis=1)
+
+    for lr in (3e-3, 0.0):
+        trainer = _Trainer(images, r.image_shape, 2, a, tr, tmp_path, {}, False)
+        m0 = numpy_errors(trainer)
+        assert trainer.pass_errors is None
+        np.testing.assert_allclose(trainer._sample_weights(),   # recomputed before epoch 1
+                                   hard_example_weights(m0, 1.0, 5.0), rtol=1e-4)
+        order = np.random.default_rng(1).permutation(images.shape[0])
+        trainer.opt.learning_rate.assign(lr)
+        _, errs = trainer.train_epoch(order, np.ones(order.size, np.float32),
+                                      tf.constant(0, "int32"))
+        errs = errs.numpy()
+        np.testing.assert_allclose(errs[:4], m0[order[:4]], rtol=1e-4,   # first batch
+                                   atol=1e-6 * m0.max())
+        if lr > 0:   # later batches were trained on after the weights had moved
+            assert np.max(np.abs(errs[4:] - m0[order[4:]])) > 1e-2 * m0.max()
+        else:
+            np.testing.assert_allclose(errs, m0[order], rtol=1e-4, atol=1e-6 * m0.max())
+    trainer.tr = {**tr, "epochs": 1, "learning_rate": 0.0, "lr_min": 0.0}
+    trainer.fit()                                 # one epoch at lr 0: the weights stay
+    np.testing.assert_allclose(numpy_errors(trainer), m0, rtol=1e-6)
+    np.testing.assert_allclose(trainer._sample_weights(),
+                               hard_example_weights(numpy_errors(trainer), 1.0, 5.0),
+                               rtol=1e-3)
+
+
+def test_training_pass_errors_resume_to_the_same_model(snap, tmp_path: Path) -> None:
+    """A run killed after epoch 2 (checkpoint every epoch) and resumed ends with the same
+    weights as one that was not: the recorded errors of the last epoch travel with the
+    checkpoint (without them the resumed epoch 3 would be weighted differently)."""
+    tr = {"epochs": 4, "hard_example_exponent": 2.0, "hard_example_errors": "training_pass"}
+    full = _train(snap, tmp_path / "full", tr)
+
+    def kill_at_2(epoch: int, _h: dict) -> None:
+        if epoch == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        _train(snap, tmp_path / "resumed", tr, on_epoch_end=kill_at_2)
+    resumed = _train(snap, tmp_path / "resumed", tr)
+    h_full = json.loads((full / "history.json").read_text())
+    h_res = json.loads((resumed / "history.json").read_text())
+    assert [h["loss"] for h in h_res] == [h["loss"] for h in h_full]
+    other = _train(snap, tmp_path / "recomputed", {**tr, "hard_example_errors": "recomputed"})
+    h_other = json.loads((other / "history.json").read_text())
+    assert h_other[0]["loss"] == h_full[0]["loss"]         # same first epoch
+    assert h_other[-1]["loss"] != h_full[-1]["loss"]       # then other weights
+
+
+def test_training_pass_errors_are_refused_with_the_residual_term() -> None:
+    tr = parse_section({"residual_weight": 1.0, "hard_example_errors": "training_pass"},
+                       TRAINING_SCHEMA, "c")
+    with pytest.raises(InputError, match=r"c \[training\] hard_example_errors: "
+                                         "'training_pass' is not available"):
+        training_stages(tr, "c [training]")
+
+
 def test_residual_hard_example_weights_follow_the_steps_linearized_residual(snap) -> None:
     """With ``hard_example_measure = "residual"`` the weights are those of the mean square of
     each training step's linearized residual (2), computed here with numpy."""
@@ -189,7 +264,7 @@ def test_hard_example_weights_can_scale_the_residual_term_only(snap) -> None:
     import tensorflow as tf
 
     got = float(trainer.loss_fn(tf.constant([0, 0], dtype=tf.int32), False, w,
-                                *trainer._batch(idx)))
+                                *trainer._batch(idx))[0])
     err, lin = _model_errors_and_residuals(trainer, images, res, idx)
     rec = np.concatenate([err[res.current[idx]], err[res.history[idx]].reshape(-1, err.shape[1])])
     expect = np.mean(rec**2) + 4.0 * np.mean(w * np.mean(lin**2, axis=1))
