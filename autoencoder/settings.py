@@ -156,7 +156,10 @@ TRAINING_SCHEMA: dict[str, Field] = {
                                      "epoch, or each sample's error in its optimizer step of "
                                      "the previous epoch (before that step's update; no extra "
                                      "pass, a third less time per epoch on the 2D example; "
-                                     "not with the residual term)"),
+                                     "not with the residual term; a loss spike then weights "
+                                     "the next epoch's samples from the spike: on the 2D "
+                                     "example three of four runs diverged and were rolled "
+                                     "back)"),
     "divergence_factor": Field(float, 100.0, non_negative,
                                doc="an epoch whose training loss exceeds this times the "
                                    "stage's lowest is rolled back and rerun at half the "
