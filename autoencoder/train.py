@@ -488,6 +488,16 @@ class _Trainer:
             if pass_errors is not None:
                 f.create_dataset("pass_errors", data=pass_errors)
 
+    @staticmethod
+    def _read_weights(path: Path) -> dict[str, Any]:
+        """What :meth:`_write_weights` wrote: ``weights``, ``opt`` (empty if none) and
+        ``pass_errors`` (None if none)."""
+        with h5py.File(path, "r") as f:
+            group = f.get("optimizer", {})
+            return {"weights": [f["model"][k][()] for k in sorted(f["model"])],
+                    "opt": [group[k][()] for k in sorted(group)],
+                    "pass_errors": f["pass_errors"][()] if "pass_errors" in f else None}
+
     def save_checkpoint(self) -> None:
         self.ckpt.mkdir(parents=True, exist_ok=True)
         self._write_weights(self.ckpt / "current.h5", [v.numpy() for v in self.ae.weights],
@@ -511,21 +521,14 @@ class _Trainer:
             if not same_settings(state.get("settings"), self.settings):
                 print(f"{self.ckpt}: checkpoint of different settings, starting afresh")
                 return False
-            with h5py.File(self.ckpt / "current.h5", "r") as f:
-                model_w = [f["model"][k][()] for k in sorted(f["model"])]
-                opt_w = [f["optimizer"][k][()] for k in sorted(f["optimizer"])]
-                pass_errors = f["pass_errors"][()] if "pass_errors" in f else None
-            with h5py.File(self.ckpt / "best.h5", "r") as f:
-                best_w = [f["model"][k][()] for k in sorted(f["model"])]
+            current = self._read_weights(self.ckpt / "current.h5")
+            model_w, opt_w = current["weights"], current["opt"]
+            best_w = self._read_weights(self.ckpt / "best.h5")["weights"]
             lowest = None
             if (low_state := state.pop("lowest_state", None)) is not None:
-                with h5py.File(self.ckpt / "lowest.h5", "r") as f:
-                    lowest = {"weights": [f["model"][k][()] for k in sorted(f["model"])],
-                              "opt": [f["optimizer"][k][()] for k in sorted(f["optimizer"])],
-                              "pass_errors": (f["pass_errors"][()] if "pass_errors" in f
-                                              else None)}
-                with h5py.File(self.ckpt / "lowest_best.h5", "r") as f:
-                    lowest["best_weights"] = [f["model"][k][()] for k in sorted(f["model"])]
+                lowest = self._read_weights(self.ckpt / "lowest.h5")
+                lowest["best_weights"] = self._read_weights(
+                    self.ckpt / "lowest_best.h5")["weights"]
                 lowest["state"] = low_state
         except (OSError, ValueError, KeyError) as exc:
             print(f"{self.ckpt}: unreadable checkpoint ({exc}), starting afresh")
@@ -539,7 +542,7 @@ class _Trainer:
             v.assign(w)
         self.best_weights = best_w
         self._lowest = lowest
-        self.pass_errors = pass_errors
+        self.pass_errors = current["pass_errors"]
         self.state = {"budget_stops": [], "cpu_s": 0.0, "best_loss": math.inf, "rollbacks": [],
                       **state}
         return True
@@ -626,8 +629,9 @@ class _Trainer:
                 continue
             # a sample's error in its step of this epoch: the next epoch's weights (kept
             # only if the epoch is: a rolled-back epoch keeps the errors it started with)
-            self.pass_errors = np.empty(n, dtype=np.float32)
-            self.pass_errors[pos] = errs.numpy()
+            if tr["hard_example_errors"] == "training_pass" and tr["hard_example_exponent"] > 0:
+                self.pass_errors = np.empty(n, dtype=np.float32)
+                self.pass_errors[pos] = errs.numpy()
             if loss < st["best_loss"]:  # the state a repeated divergence returns to
                 self._lowest = {
                     "weights": [v.numpy() for v in self.ae.weights],
