@@ -30,6 +30,17 @@ per channel (field), row ``i`` of (2) is measured in the scaled units of its own
 for the scaled errors ``e~ = e / rng`` (``rng_i``: the scaling range of row ``i``'s field), so
 the operator's values are ``(dr^n/dx)_ij rng_j / rng_i``; with one field this is (2) in scaled
 units.
+
+Gauss-Newton acts only on the part of the residual in the span of ``Psi = (dr^n/dx) dg/dz``
+at the step's code ``z^n = h(x^n)``: its correction ``dz = (Psi^T Psi)^-1 Psi^T r`` moves the
+ROM state by ``Psi dz``, and the rest of ``r`` does not move it. With ``[training]
+residual_projection = "tangent"`` the term is the mean square of that part,
+
+    P r = Psi (Psi^T Psi)^-1 Psi^T r,                                                    (4)
+
+the state-space size of the step LSPG would take away from the encoded trajectory if started
+on it (a bias of this step along the trajectory is a ROM that runs ahead of or behind the FOM;
+on 2D Burgers that, not the distance to the manifold, is most of Deep LSPG's error).
 """
 
 from __future__ import annotations

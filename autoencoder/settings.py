@@ -138,6 +138,11 @@ TRAINING_SCHEMA: dict[str, Field] = {
                              doc="weight of the linearized time-discrete residual of the "
                                  "reconstructed training trajectories in the loss "
                                  "(autoencoder/residual.py)"),
+    "residual_projection": Field(str, "none", one_of("none", "tangent"),
+                                 doc="what the residual term measures: the whole linearized "
+                                     "residual r, or (tangent) only its part in the span of "
+                                     "(dr/dx) dg/dz at the step's code, the part Gauss-Newton "
+                                     "acts on (autoencoder/residual.py, equation (4))"),
     "hard_example_exponent": Field(float, 0.0, non_negative,
                                    doc="q of the hard-example weights (m_i / mean m)^q of the "
                                        "samples, m_i their current error (0 = equal weights)"),
@@ -221,6 +226,10 @@ def training_stages(tr: dict[str, Any], where: str) -> list[tuple[dict[str, Any]
                 here = where if i == 0 else f"{where} finetune[{i - 1}]"
                 raise InputError(f"{here} {key}: 'residual' needs residual_weight > 0 "
                                  "(the residual term)")
+        if st["residual_projection"] != "none" and st["residual_weight"] == 0:
+            here = where if i == 0 else f"{where} finetune[{i - 1}]"
+            raise InputError(f"{here} residual_projection: {st['residual_projection']!r} "
+                             "needs residual_weight > 0 (the residual term)")
         if st["hard_example_errors"] == "training_pass" and st["residual_weight"] > 0:
             here = where if i == 0 else f"{where} finetune[{i - 1}]"
             raise InputError(f"{here} hard_example_errors: 'training_pass' is not available "

@@ -220,6 +220,9 @@ class _Trainer:
                                  "no residual term in the stage and the trajectory length")
             self.neighbours = trajectory_neighbours(images.shape[0], n_t,
                                                     tr["snapshot_stride"])
+        if tr["residual_projection"] != "none" and arch["variational"]:
+            raise InputError("residual_projection = 'tangent' needs a deterministic "
+                             "autoencoder (variational = false)")
         self._build_steps()
 
     # -------------------------------------------------------------- steps
@@ -319,24 +322,60 @@ class _Trainer:
             """``x`` and its history ``xh`` as one batch of images."""
             return tf.concat([x, tf.reshape(xh, tf.concat([[-1], tf.shape(x)[1:]], 0))], 0)
 
+        def jacobian_times(v: Any, values: Any) -> Any:
+            """``(dr^n/dx) v`` of each sample's state-row vector ``v`` (scaled as (3))."""
+            return tf.transpose(tf.math.unsorted_segment_sum(
+                tf.transpose(tf.gather(v, cols, axis=1) * values), rows, n_dofs))
+
         def linearized_residual(b: Any, err: Any, values: Any, alpha: Any) -> Any:
             """The residual (3) of ``residual.py`` of the (flattened image) errors ``err`` of
             ``b`` current images followed by their histories, on the state rows."""
             err = tf.gather(err, pix, axis=1)
             e_now, e_hist = err[:b], tf.reshape(err[b:], (b, -1, n_dofs))
-            jac_e = tf.transpose(tf.math.unsorted_segment_sum(
-                tf.transpose(tf.gather(e_now, cols, axis=1) * values), rows, n_dofs))
-            return jac_e + tf.einsum("bk,bkn->bn", alpha, e_hist)
+            return jacobian_times(e_now, values) + tf.einsum("bk,bkn->bn", alpha, e_hist)
+
+        tangent = self.tr["residual_projection"] == "tangent"
+
+        def tangent_part(z: Any, rec: Any, r: Any, values: Any) -> Any:
+            """The part of each step's residual ``r`` in the span of ``Psi = (dr^n/dx)
+            dg/dz`` at its code ``z`` (equation (4) of ``residual.py``): ``Psi dz`` with
+            ``dz`` the Gauss-Newton correction ``(Psi^T Psi)^-1 Psi^T r``. ``dg/dz`` by
+            one-sided differences of the decoder (``rec = g(z)``), differentiable in the
+            weights."""
+            b, p = tf.shape(z)[0], z.shape[1]
+            eps = 1e-3 * tf.sqrt(tf.reduce_mean(tf.square(tf.stop_gradient(z)))) + 1e-6
+            shifted = tf.reshape(z[:, None, :] + eps * tf.eye(p, dtype=z.dtype)[None],
+                                 (-1, p))
+            moved = tf.reshape(dec(shifted, training=True), (b, p, n_pix))
+            cols_ = tf.gather(moved - tf.reshape(rec, (b, 1, n_pix)), pix, axis=2) / eps
+            psi = tf.stack([jacobian_times(cols_[:, k], values) for k in range(p)], axis=2)
+            gram = tf.einsum("bnk,bnl->bkl", psi, psi)
+            reg = 1e-6 * tf.linalg.trace(gram)[:, None, None] / p + 1e-30
+            dz = tf.linalg.solve(gram + reg * tf.eye(p, dtype=z.dtype)[None],
+                                 tf.einsum("bnk,bn->bk", psi, r)[:, :, None])
+            return tf.einsum("bnk,bk->bn", psi, dz[:, :, 0])
 
         def residual_losses(seed: Any, sample: bool, w: Any, x: Any, xh: Any, values: Any,
                             alpha: Any) -> Any:
             """Reconstruction loss of ``x`` and its history ``xh`` plus ``residual_weight``
-            times the mean square of the linearized residual (2) of ``residual.py``."""
+            times the mean square of the linearized residual (2) of ``residual.py`` (with
+            ``residual_projection = "tangent"``: of its Gauss-Newton part (4))."""
             b = tf.shape(x)[0]
             both = with_history(x, xh)
-            rec, kl, anchor = reconstruct_all(both, seed, sample)
+            if tangent:  # the codes are needed: encoder, then decoder (as reconstruct_all)
+                parts = [both] + ([] if anchors is None else [anchors])
+                code = enc(tf.concat(parts, 0), training=True)
+                rec_all = dec(code, training=True)
+                n_both = tf.shape(both)[0]
+                rec, kl = rec_all[:n_both], 0.0
+                anchor = (0.0 if anchors is None
+                          else weight * tf.reduce_mean(tf.square(rec_all[n_both:] - anchors)))
+            else:
+                rec, kl, anchor = reconstruct_all(both, seed, sample)
             err = tf.reshape(rec - both, (-1, n_pix))
             r = linearized_residual(b, err, values, alpha)
+            if tangent:
+                r = tangent_part(code[:b], tf.reshape(rec[:b], (b, n_pix)), r, values)
             w_all = (tf.ones(tf.shape(err)[:1]) if residual_only
                      else tf.concat([w, tf.repeat(w, tf.shape(xh)[1])], 0))
             total = weighted_mse(err, w_all) + beta * kl + anchor + rw * weighted_mse(r, w)

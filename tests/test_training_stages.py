@@ -111,12 +111,13 @@ def _model_errors_and_residuals(trainer, images: np.ndarray, res, idx: np.ndarra
     return err, lin
 
 
-def test_residual_loss_is_the_mean_square_of_the_linearized_residual(snap) -> None:
-    """The trainer's loss with ``residual_weight`` equals, computed with numpy from the
-    model's reconstructions, MSE(x^n and history) + w * mean |(2)|^2 + the anchor term."""
+def _residual_loss_parts(snap, extra: dict) -> tuple:
+    """A trainer with the residual term (weight 7, anchors weighted 3, ``extra`` keys), its
+    loss on every third step, and numpy's parts of it: the reconstruction and anchor terms,
+    the linearized residuals (3) of those steps, the trainer, the steps and the residual."""
     from autoencoder.train import _Trainer, initial_images
 
-    a, tr = _settings({"residual_weight": 7.0, "initial_state_weight": 3.0})
+    a, tr = _settings({"residual_weight": 7.0, "initial_state_weight": 3.0, **extra})
     r = Restriction.from_image_shape(snap.problem().image_shape, 2)
     images, _ = prepare(snap.states, r, "deviation")
     res = trajectory_residual(snap, r)
@@ -128,8 +129,44 @@ def test_residual_loss_is_the_mean_square_of_the_linearized_residual(snap) -> No
     err, lin = _model_errors_and_residuals(trainer, images, res, idx)
     rec = np.concatenate([err[res.current[idx]], err[res.history[idx]].reshape(-1, err.shape[1])])
     anchor = np.asarray(trainer.ae(anchors, training=False)) - anchors
-    expect = np.mean(rec**2) + 7.0 * np.mean(lin**2) + 3.0 * np.mean(anchor**2)
-    assert got == pytest.approx(expect, rel=1e-4)
+    return got, np.mean(rec**2) + 3.0 * np.mean(anchor**2), lin, trainer, idx, res, images
+
+
+def test_residual_loss_is_the_mean_square_of_the_linearized_residual(snap) -> None:
+    """The trainer's loss with ``residual_weight`` equals, computed with numpy from the
+    model's reconstructions, MSE(x^n and history) + w * mean |(2)|^2 + the anchor term."""
+    got, base, lin, *_ = _residual_loss_parts(snap, {})
+    assert got == pytest.approx(base + 7.0 * np.mean(lin**2), rel=1e-4)
+
+
+def test_tangent_residual_loss_is_the_gauss_newton_part_of_the_residual(snap) -> None:
+    """``residual_projection = "tangent"``: the residual term is the mean square of
+    ``P r = Psi (Psi^T Psi)^-1 Psi^T r`` with ``Psi = (dr/dx) dg/dz`` at each step's code
+    (equation (4) of ``residual.py``), here with the decoder's Jacobian by TensorFlow's
+    autodiff and numpy least squares (the loss takes it by differences of the decoder);
+    and it is a part: smaller than the whole residual's term."""
+    from numerics import keras_jacobian
+
+    got, base, lin, trainer, idx, res, images = _residual_loss_parts(
+        snap, {"residual_projection": "tangent"})
+    codes = np.asarray(trainer.enc(images[res.current[idx]], training=False), dtype=np.float64)
+    part = np.zeros_like(lin)
+    n = res.pix.size
+    for b, s in enumerate(idx):
+        jac = keras_jacobian(trainer.dec, codes[b].astype(np.float32))[1][res.pix]
+        psi = np.zeros((n, jac.shape[1]))
+        for k in range(jac.shape[1]):
+            np.add.at(psi[:, k], res.rows, res.values[s] * jac[res.cols, k])
+        part[b] = psi @ np.linalg.lstsq(psi, lin[b], rcond=None)[0]
+    assert got - base == pytest.approx(7.0 * np.mean(part**2), rel=2e-2)
+    assert np.mean(part**2) < 0.5 * np.mean(lin**2)
+
+
+def test_tangent_residual_needs_the_residual_term() -> None:
+    tr = parse_section({"residual_projection": "tangent"}, TRAINING_SCHEMA, "c.toml [training]")
+    with pytest.raises(InputError, match=r"c.toml \[training\] residual_projection: "
+                                         r"'tangent' needs residual_weight > 0"):
+        training_stages(tr, "c.toml [training]")
 
 
 def test_hard_example_weights_are_those_of_the_training_images_errors(snap) -> None:
