@@ -162,6 +162,20 @@ def test_tangent_residual_loss_is_the_gauss_newton_part_of_the_residual(snap) ->
     assert np.mean(part**2) < 0.5 * np.mean(lin**2)
 
 
+def test_tangent_residual_needs_a_deterministic_autoencoder(snap) -> None:
+    from autoencoder.train import _Trainer
+
+    a = check_architecture(parse_section({**ARCH, "variational": True}, AUTOENCODER_SCHEMA,
+                                         "t"), "t")
+    tr = parse_section({**TRAIN, "residual_weight": 1.0, "residual_projection": "tangent"},
+                       TRAINING_SCHEMA, "t")
+    r = Restriction.from_image_shape(snap.problem().image_shape, 2)
+    images, _ = prepare(snap.states, r, "deviation")
+    with pytest.raises(InputError, match="residual_projection = 'tangent' needs a "
+                                         "deterministic autoencoder"):
+        _Trainer(images, r.image_shape, 2, a, tr, Path("/nonexistent"), {}, False)
+
+
 def test_tangent_residual_needs_the_residual_term() -> None:
     tr = parse_section({"residual_projection": "tangent"}, TRAINING_SCHEMA, "c.toml [training]")
     with pytest.raises(InputError, match=r"c.toml \[training\] residual_projection: "
