@@ -221,21 +221,17 @@ def training_stages(tr: dict[str, Any], where: str) -> list[tuple[dict[str, Any]
                                  "the whole model, every stage)")
         stages.append((parse_section({**base, **rest}, schema, here), own["latent_dims"]))
     for i, (st, _) in enumerate(stages):
-        for key in ("hard_example_measure", "hard_example_terms"):
-            if st[key] == "residual" and st["residual_weight"] == 0:
-                here = where if i == 0 else f"{where} finetune[{i - 1}]"
-                raise InputError(f"{here} {key}: 'residual' needs residual_weight > 0 "
+        here = where if i == 0 else f"{where} finetune[{i - 1}]"
+        # the keys that act on the residual term only, and their value without it
+        for key, off in (("hard_example_measure", "error"), ("hard_example_terms", "all"),
+                         ("residual_projection", "none")):
+            if st[key] != off and st["residual_weight"] == 0:
+                raise InputError(f"{here} {key}: {st[key]!r} needs residual_weight > 0 "
                                  "(the residual term)")
-        if st["residual_projection"] != "none" and st["residual_weight"] == 0:
-            here = where if i == 0 else f"{where} finetune[{i - 1}]"
-            raise InputError(f"{here} residual_projection: {st['residual_projection']!r} "
-                             "needs residual_weight > 0 (the residual term)")
         if st["hard_example_errors"] == "training_pass" and st["residual_weight"] > 0:
-            here = where if i == 0 else f"{where} finetune[{i - 1}]"
             raise InputError(f"{here} hard_example_errors: 'training_pass' is not available "
                              "with residual_weight > 0 (use 'recomputed')")
         if st["latent_smoothness_weight"] > 0 and st["residual_weight"] > 0:
-            here = where if i == 0 else f"{where} finetune[{i - 1}]"
             raise InputError(f"{here} latent_smoothness_weight: not with residual_weight > 0 "
                              "in the same stage (use it in another stage)")
     return stages
