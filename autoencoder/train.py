@@ -257,6 +257,21 @@ class _Trainer:
                 1.0 + log_var - tf.square(mean) - tf.exp(log_var), axis=1))
             return dec(z, training=True), kl
 
+        def encode_with_anchors(*parts: Any) -> Any:
+            """The codes of the batches ``parts`` followed by the anchors' (if weighted), in
+            one encoder pass (deterministic autoencoder)."""
+            return enc(tf.concat([*parts] + ([] if anchors is None else [anchors]), 0),
+                       training=True)
+
+        def decode_with_anchors(z: Any, z_anchors: Any) -> tuple[Any, Any]:
+            """The reconstructions of the codes ``z`` and the anchor term, the anchors' codes
+            ``z_anchors`` decoded in the same pass (as :func:`reconstruct_all`)."""
+            if anchors is None:
+                return dec(z, training=True), 0.0
+            rec = dec(tf.concat([z, z_anchors], 0), training=True)
+            b = tf.shape(z)[0]
+            return rec[:b], weight * tf.reduce_mean(tf.square(rec[b:] - anchors))
+
         def reconstruct_all(x: Any, seed: Any, sample: bool) -> tuple[Any, Any, Any]:
             """The reconstruction of ``x``, the KL term and the anchor term. A deterministic
             autoencoder reconstructs the anchors in the same batch as ``x``: one pass through
@@ -296,19 +311,15 @@ class _Trainer:
             codes) of the sprints along a trajectory that go with a kink of the manifold
             (README, "The seed matters more than the recipe")."""
             b = tf.shape(x)[0]
-            parts = [x, x_prev, x_next] + ([] if anchors is None else [anchors])
-            code = enc(tf.concat(parts, 0), training=True)
+            code = encode_with_anchors(x, x_prev, x_next)
             z, z_prev, z_next = code[:b], code[b:2 * b], code[2 * b:3 * b]
-            # one decoder pass: the samples and the anchors (as reconstruct_all)
-            rec = dec(tf.concat([z, code[3 * b:]], 0), training=True)
-            anchor = (0.0 if anchors is None
-                      else weight * tf.reduce_mean(tf.square(rec[b:] - anchors)))
+            rec, anchor = decode_with_anchors(z, code[3 * b:])
             acc = tf.reduce_sum(tf.square(z_next - 2.0 * z + z_prev), axis=1)
             speed = (tf.reduce_sum(tf.square(z_next - z), axis=1)
                      + tf.reduce_sum(tf.square(z - z_prev), axis=1))
             ratio = acc / (speed + 1e-12)
             smooth = tf.reduce_sum(inside * ratio) / tf.maximum(tf.reduce_sum(inside), 1.0)
-            per = sample_mse(rec[:b] - x)
+            per = sample_mse(rec - x)
             return tf.reduce_mean(w * per) + anchor + sw * smooth, per
 
         res = self.residual
@@ -362,14 +373,11 @@ class _Trainer:
             ``residual_projection = "tangent"``: of its Gauss-Newton part (4))."""
             b = tf.shape(x)[0]
             both = with_history(x, xh)
-            if tangent:  # the codes are needed: encoder, then decoder (as reconstruct_all)
-                parts = [both] + ([] if anchors is None else [anchors])
-                code = enc(tf.concat(parts, 0), training=True)
-                rec_all = dec(code, training=True)
+            if tangent:  # the codes are needed: encoder, then decoder
+                code = encode_with_anchors(both)
                 n_both = tf.shape(both)[0]
-                rec, kl = rec_all[:n_both], 0.0
-                anchor = (0.0 if anchors is None
-                          else weight * tf.reduce_mean(tf.square(rec_all[n_both:] - anchors)))
+                rec, anchor = decode_with_anchors(code[:n_both], code[n_both:])
+                kl = 0.0
             else:
                 rec, kl, anchor = reconstruct_all(both, seed, sample)
             err = tf.reshape(rec - both, (-1, n_pix))
