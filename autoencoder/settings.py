@@ -165,6 +165,11 @@ TRAINING_SCHEMA: dict[str, Field] = {
                                      "the next epoch's samples from the spike: on the 2D "
                                      "example three of four runs diverged and were rolled "
                                      "back)"),
+    "hard_example_every": Field(int, 1, at_least(1),
+                                doc="with hard_example_errors = 'recomputed': recompute the "
+                                    "errors m_i before every k-th epoch only, the epochs "
+                                    "between reusing them (the pass costs about a third of an "
+                                    "epoch on the 2D example; the errors change slowly)"),
     "divergence_factor": Field(float, 100.0, non_negative,
                                doc="an epoch whose training loss exceeds this times the "
                                    "stage's lowest is rolled back and rerun at half the "
@@ -231,6 +236,9 @@ def training_stages(tr: dict[str, Any], where: str) -> list[tuple[dict[str, Any]
         if st["hard_example_errors"] == "training_pass" and st["residual_weight"] > 0:
             raise InputError(f"{here} hard_example_errors: 'training_pass' is not available "
                              "with residual_weight > 0 (use 'recomputed')")
+        if st["hard_example_every"] > 1 and st["hard_example_errors"] != "recomputed":
+            raise InputError(f"{here} hard_example_every: {st['hard_example_every']} needs "
+                             "hard_example_errors = 'recomputed'")
         if st["latent_smoothness_weight"] > 0 and st["residual_weight"] > 0:
             raise InputError(f"{here} latent_smoothness_weight: not with residual_weight > 0 "
                              "in the same stage (use it in another stage)")

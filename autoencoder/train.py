@@ -208,8 +208,10 @@ class _Trainer:
             "budget_stops": [], "best_loss": math.inf, "rollbacks": []}
         self.best_weights = [v.numpy() for v in self.ae.weights]
         self._lowest: dict[str, Any] | None = None  # the lowest-loss epoch's state (fit)
-        # each training sample's error in its step of the last epoch (in the order of
-        # i_train), for hard_example_errors = "training_pass"; None before the first epoch
+        # the measures m_i of the hard-example weights of the training samples (in the
+        # order of i_train) held between epochs: each sample's error in its step of the last
+        # epoch (hard_example_errors = "training_pass"), or the last recomputed ones
+        # (hard_example_every > 1); None before the first epoch
         self.pass_errors: np.ndarray | None = None
         self.anchors = anchors
         # the latent-smoothness term compares each sample's code with its neighbours'
@@ -467,34 +469,46 @@ class _Trainer:
         self.loss_fn = loss_fn
         self.step_residuals = step_residuals if res is not None else None
 
-    def _sample_weights(self) -> np.ndarray:
-        """Hard-example weights of the training samples for the coming epoch.
+    def _sample_weights(self, epoch: int) -> np.ndarray:
+        """Hard-example weights of the training samples for ``epoch``.
 
         :func:`autoencoder.data.hard_example_weights` of the current errors, with
         ``q = hard_example_exponent``; with the residual term a step's error is that of its
         worst image (``x^n`` or its history), or with ``hard_example_measure = "residual"``
-        the mean square of its linearized residual (2) of ``residual.py``.
+        the mean square of its linearized residual (2) of ``residual.py``. The errors are
+        recomputed before every ``hard_example_every``-th epoch of the stage (and whenever
+        none are held); the epochs between reuse them.
         """
         q, w_max = self.tr["hard_example_exponent"], self.tr["hard_example_max_weight"]
         if q == 0:
             return np.ones(self.i_train.size, dtype=np.float32)
+        every = self.tr["hard_example_every"]
         if self.tr["hard_example_errors"] == "training_pass" and self.pass_errors is not None:
-            return hard_example_weights(self.pass_errors, q, w_max)
+            m = self.pass_errors
+        elif every > 1 and self.pass_errors is not None and epoch % every != 0:
+            m = self.pass_errors
+        else:
+            m = self._recomputed_errors()
+            if every > 1:
+                self.pass_errors = m
+        return hard_example_weights(m, q, w_max)
+
+    def _recomputed_errors(self) -> np.ndarray:
+        """The measures ``m_i`` of :meth:`_sample_weights` of the training samples, by a pass
+        over them with the current weights."""
         if self.tr["hard_example_measure"] == "residual" and self.step_residuals is not None:
             idx = self.i_train
-            m = np.concatenate([self.step_residuals(*self._batch(idx[i:i + 4096])).numpy()
-                                for i in range(0, idx.size, 4096)])
-            return hard_example_weights(m, q, w_max)
+            return np.concatenate([self.step_residuals(*self._batch(idx[i:i + 4096])).numpy()
+                                   for i in range(0, idx.size, 4096)])
         res = self.residual
         if res is None:  # the errors of the training samples only (with a snapshot stride,
             idx = self.i_train  # a fraction of the images)
-            m = np.concatenate([self.errors(self.images[idx[i:i + 4096]]).numpy()
-                                for i in range(0, idx.size, 4096)])
-            return hard_example_weights(m, q, w_max)
+            return np.concatenate([self.errors(self.images[idx[i:i + 4096]]).numpy()
+                                   for i in range(0, idx.size, 4096)])
         m = np.concatenate([self.errors(self.images[i:i + 4096]).numpy()
                             for i in range(0, self.images.shape[0], 4096)])
         m = np.maximum(m[res.current], np.max(m[res.history], axis=1))
-        return hard_example_weights(m[self.i_train], q, w_max)
+        return m[self.i_train]
 
     def _batch(self, idx: np.ndarray) -> tuple[np.ndarray, ...]:
         """The loss's arguments for the samples ``idx``."""
@@ -641,7 +655,7 @@ class _Trainer:
             lr = self._learning_rate(epoch)
             self.opt.learning_rate.assign(lr)
             pos = epoch_order(n, tr["seed"], epoch)
-            order, weights = self.i_train[pos], self._sample_weights()[pos]
+            order, weights = self.i_train[pos], self._sample_weights(epoch)[pos]
             start = ([v.numpy() for v in self.ae.weights], [v.numpy() for v in self.opt.variables])
             total, errs = self.train_epoch(order, weights, self.tf.constant(epoch, "int32"))
             loss = float(total) / n

@@ -222,7 +222,7 @@ def local2d_cases() -> dict[str, Any]:
                      hard_example_exponent=1.0, hard_example_errors=source)
 
         def epoch(tr: Any = tr) -> float:
-            total, errs = tr.train_epoch(order, tr._sample_weights(), tf.constant(0))
+            total, errs = tr.train_epoch(order, tr._sample_weights(0), tf.constant(0))
             tr.pass_errors = errs.numpy()          # as fit records them (order = identity)
             return float(total)
 

@@ -199,7 +199,7 @@ def test_hard_example_weights_are_those_of_the_training_images_errors(snap) -> N
                        None, None, split)
     err = np.asarray(trainer.ae(images, training=False), dtype=np.float64) - images
     m = np.mean(err.reshape(err.shape[0], -1) ** 2, axis=1)
-    got = trainer._sample_weights()
+    got = trainer._sample_weights(0)
     np.testing.assert_allclose(got, hard_example_weights(m[trainer.i_train], 1.0, 5.0),
                                rtol=1e-4)
     assert got.max() > 1.5 * got.min()          # the images do differ
@@ -228,7 +228,7 @@ def test_training_pass_errors_are_each_samples_error_before_its_step(snap,
         trainer = _Trainer(images, r.image_shape, 2, a, tr, tmp_path, {}, False)
         m0 = numpy_errors(trainer)
         assert trainer.pass_errors is None
-        np.testing.assert_allclose(trainer._sample_weights(),   # recomputed before epoch 1
+        np.testing.assert_allclose(trainer._sample_weights(0),   # recomputed before epoch 1
                                    hard_example_weights(m0, 1.0, 5.0), rtol=1e-4)
         order = np.random.default_rng(1).permutation(images.shape[0])
         trainer.opt.learning_rate.assign(lr)
@@ -244,7 +244,7 @@ def test_training_pass_errors_are_each_samples_error_before_its_step(snap,
     trainer.tr = {**tr, "epochs": 1, "learning_rate": 0.0, "lr_min": 0.0}
     trainer.fit()                                 # one epoch at lr 0: the weights stay
     np.testing.assert_allclose(numpy_errors(trainer), m0, rtol=1e-6)
-    np.testing.assert_allclose(trainer._sample_weights(),
+    np.testing.assert_allclose(trainer._sample_weights(0),
                                hard_example_weights(numpy_errors(trainer), 1.0, 5.0),
                                rtol=1e-3)
 
@@ -272,6 +272,67 @@ def test_training_pass_errors_resume_to_the_same_model(snap, tmp_path: Path) -> 
     assert h_other[-1]["loss"] != h_full[-1]["loss"]       # then other weights
 
 
+def test_hard_example_errors_recomputed_every_kth_epoch_only(snap, tmp_path: Path) -> None:
+    """``hard_example_every = 3``: the weights of epochs 1 and 2 are those of the errors
+    recomputed before epoch 0, although the network has moved since; before epoch 3 they are
+    recomputed (numpy errors of the current network here)."""
+    import tensorflow as tf
+
+    from autoencoder.train import _Trainer
+
+    a, tr = _settings({"hard_example_exponent": 1.0, "hard_example_max_weight": 5.0,
+                       "hard_example_every": 3, "batch_size": 4})
+    r = Restriction.from_image_shape(snap.problem().image_shape, 2)
+    images, _ = prepare(snap.states, r, "deviation")
+
+    def numpy_weights(trainer) -> np.ndarray:
+        err = np.asarray(trainer.ae(images, training=False), dtype=np.float64) - images
+        return hard_example_weights(np.mean(err.reshape(err.shape[0], -1) ** 2, axis=1),
+                                    1.0, 5.0)
+
+    trainer = _Trainer(images, r.image_shape, 2, a, tr, tmp_path, {}, False)
+    w0 = numpy_weights(trainer)
+    order = np.arange(images.shape[0])
+    for epoch in range(4):
+        got = trainer._sample_weights(epoch)
+        want = w0 if epoch < 3 else numpy_weights(trainer)
+        np.testing.assert_allclose(got, want, rtol=1e-3)
+        if epoch > 0:   # the network has moved: recomputing would give other weights
+            assert np.max(np.abs(numpy_weights(trainer) - w0)) > 1e-2
+        trainer.train_epoch(order, got, tf.constant(epoch, "int32"))
+
+
+def test_hard_example_every_resumes_to_the_same_model(snap, tmp_path: Path) -> None:
+    """Killed after epoch 2 of 5 with ``hard_example_every = 3`` and resumed: the same losses
+    as an uninterrupted run (the held errors travel with the checkpoint), and other losses
+    than recomputing every epoch."""
+    tr = {"epochs": 5, "hard_example_exponent": 2.0, "hard_example_every": 3}
+    full = _train(snap, tmp_path / "full", tr)
+
+    def kill_at_2(epoch: int, _h: dict) -> None:
+        if epoch == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        _train(snap, tmp_path / "resumed", tr, on_epoch_end=kill_at_2)
+    resumed = _train(snap, tmp_path / "resumed", tr)
+    h_full = json.loads((full / "history.json").read_text())
+    h_res = json.loads((resumed / "history.json").read_text())
+    assert [h["loss"] for h in h_res] == [h["loss"] for h in h_full]
+    every = _train(snap, tmp_path / "every", {**tr, "hard_example_every": 1})
+    h_every = json.loads((every / "history.json").read_text())
+    assert h_every[0]["loss"] == h_full[0]["loss"]         # same first epoch
+    assert h_every[-1]["loss"] != h_full[-1]["loss"]
+
+
+def test_hard_example_every_needs_recomputed_errors() -> None:
+    tr = parse_section({"hard_example_every": 2, "hard_example_errors": "training_pass"},
+                       TRAINING_SCHEMA, "c")
+    with pytest.raises(InputError, match=r"c \[training\] hard_example_every: 2 needs "
+                                         "hard_example_errors = 'recomputed'"):
+        training_stages(tr, "c [training]")
+
+
 def test_training_pass_errors_are_refused_with_the_residual_term() -> None:
     tr = parse_section({"residual_weight": 1.0, "hard_example_errors": "training_pass"},
                        TRAINING_SCHEMA, "c")
@@ -294,7 +355,7 @@ def test_residual_hard_example_weights_follow_the_steps_linearized_residual(snap
                        None, res)
     _, lin = _model_errors_and_residuals(trainer, images, res, trainer.i_train)
     m = np.mean(lin**2, axis=1)
-    got = trainer._sample_weights()
+    got = trainer._sample_weights(0)
     np.testing.assert_allclose(got, hard_example_weights(m, 1.0, 5.0), rtol=1e-3)
     assert got.max() > 1.5 * got.min()          # the steps do differ
 
