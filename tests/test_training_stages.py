@@ -249,11 +249,19 @@ def test_training_pass_errors_are_each_samples_error_before_its_step(snap,
                                rtol=1e-3)
 
 
-def test_training_pass_errors_resume_to_the_same_model(snap, tmp_path: Path) -> None:
+@pytest.mark.parametrize("tr, other", [
+    ({"epochs": 4, "hard_example_exponent": 2.0, "hard_example_errors": "training_pass"},
+     {"hard_example_errors": "recomputed"}),
+    ({"epochs": 5, "hard_example_exponent": 2.0, "hard_example_every": 3},
+     {"hard_example_every": 1}),
+], ids=["training_pass", "every_3"])
+def test_held_hard_example_errors_resume_to_the_same_model(snap, tmp_path: Path, tr: dict,
+                                                           other: dict) -> None:
     """A run killed after epoch 2 (checkpoint every epoch) and resumed ends with the same
-    weights as one that was not: the recorded errors of the last epoch travel with the
-    checkpoint (without them the resumed epoch 3 would be weighted differently)."""
-    tr = {"epochs": 4, "hard_example_exponent": 2.0, "hard_example_errors": "training_pass"}
+    weights as one that was not: the errors held between epochs (the training pass's, or the
+    last recomputed ones with ``hard_example_every = 3``) travel with the checkpoint; without
+    them the resumed epoch 3 would be weighted differently. ``other`` (errors recomputed every
+    epoch) trains the same first epoch, then other weights."""
     full = _train(snap, tmp_path / "full", tr)
 
     def kill_at_2(epoch: int, _h: dict) -> None:
@@ -266,8 +274,8 @@ def test_training_pass_errors_resume_to_the_same_model(snap, tmp_path: Path) -> 
     h_full = json.loads((full / "history.json").read_text())
     h_res = json.loads((resumed / "history.json").read_text())
     assert [h["loss"] for h in h_res] == [h["loss"] for h in h_full]
-    other = _train(snap, tmp_path / "recomputed", {**tr, "hard_example_errors": "recomputed"})
-    h_other = json.loads((other / "history.json").read_text())
+    h_other = json.loads((_train(snap, tmp_path / "other", {**tr, **other})
+                          / "history.json").read_text())
     assert h_other[0]["loss"] == h_full[0]["loss"]         # same first epoch
     assert h_other[-1]["loss"] != h_full[-1]["loss"]       # then other weights
 
@@ -302,42 +310,15 @@ def test_hard_example_errors_recomputed_every_kth_epoch_only(snap, tmp_path: Pat
         trainer.train_epoch(order, got, tf.constant(epoch, "int32"))
 
 
-def test_hard_example_every_resumes_to_the_same_model(snap, tmp_path: Path) -> None:
-    """Killed after epoch 2 of 5 with ``hard_example_every = 3`` and resumed: the same losses
-    as an uninterrupted run (the held errors travel with the checkpoint), and other losses
-    than recomputing every epoch."""
-    tr = {"epochs": 5, "hard_example_exponent": 2.0, "hard_example_every": 3}
-    full = _train(snap, tmp_path / "full", tr)
-
-    def kill_at_2(epoch: int, _h: dict) -> None:
-        if epoch == 2:
-            raise Killed
-
-    with pytest.raises(Killed):
-        _train(snap, tmp_path / "resumed", tr, on_epoch_end=kill_at_2)
-    resumed = _train(snap, tmp_path / "resumed", tr)
-    h_full = json.loads((full / "history.json").read_text())
-    h_res = json.loads((resumed / "history.json").read_text())
-    assert [h["loss"] for h in h_res] == [h["loss"] for h in h_full]
-    every = _train(snap, tmp_path / "every", {**tr, "hard_example_every": 1})
-    h_every = json.loads((every / "history.json").read_text())
-    assert h_every[0]["loss"] == h_full[0]["loss"]         # same first epoch
-    assert h_every[-1]["loss"] != h_full[-1]["loss"]
-
-
-def test_hard_example_every_needs_recomputed_errors() -> None:
-    tr = parse_section({"hard_example_every": 2, "hard_example_errors": "training_pass"},
-                       TRAINING_SCHEMA, "c")
-    with pytest.raises(InputError, match=r"c \[training\] hard_example_every: 2 needs "
-                                         "hard_example_errors = 'recomputed'"):
-        training_stages(tr, "c [training]")
-
-
-def test_training_pass_errors_are_refused_with_the_residual_term() -> None:
-    tr = parse_section({"residual_weight": 1.0, "hard_example_errors": "training_pass"},
-                       TRAINING_SCHEMA, "c")
-    with pytest.raises(InputError, match=r"c \[training\] hard_example_errors: "
-                                         "'training_pass' is not available"):
+@pytest.mark.parametrize("keys, message", [
+    ({"hard_example_every": 2, "hard_example_errors": "training_pass"},
+     "hard_example_every: 2 needs hard_example_errors = 'recomputed'"),
+    ({"residual_weight": 1.0, "hard_example_errors": "training_pass"},
+     "hard_example_errors: 'training_pass' is not available"),
+])
+def test_training_pass_errors_refuse_what_they_cannot_serve(keys: dict, message: str) -> None:
+    tr = parse_section(keys, TRAINING_SCHEMA, "c")
+    with pytest.raises(InputError, match=r"c \[training\] " + message):
         training_stages(tr, "c [training]")
 
 
