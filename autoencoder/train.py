@@ -483,9 +483,9 @@ class _Trainer:
         if q == 0:
             return np.ones(self.i_train.size, dtype=np.float32)
         every = self.tr["hard_example_every"]
-        if self.tr["hard_example_errors"] == "training_pass" and self.pass_errors is not None:
-            m = self.pass_errors
-        elif every > 1 and self.pass_errors is not None and epoch % every != 0:
+        held = self.pass_errors is not None and (
+            self.tr["hard_example_errors"] == "training_pass" or epoch % every != 0)
+        if held:
             m = self.pass_errors
         else:
             m = self._recomputed_errors()

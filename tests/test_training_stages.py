@@ -97,6 +97,13 @@ def _settings(tr: dict | None = None) -> tuple[dict, dict]:
     return a, parse_section({**TRAIN, **(tr or {})}, TRAINING_SCHEMA, "t")
 
 
+def _image_errors(trainer, images: np.ndarray) -> np.ndarray:
+    """numpy reference: each image's mean square reconstruction error (the hard-example
+    weights' ``m_i``)."""
+    err = np.asarray(trainer.ae(images, training=False), dtype=np.float64) - images
+    return np.mean(err.reshape(err.shape[0], -1) ** 2, axis=1)
+
+
 def _model_errors_and_residuals(trainer, images: np.ndarray, res, idx: np.ndarray
                                 ) -> tuple[np.ndarray, np.ndarray]:
     """numpy reference: the model's reconstruction errors of all images (flat, padding
@@ -197,8 +204,7 @@ def test_hard_example_weights_are_those_of_the_training_images_errors(snap) -> N
     assert 0 < split[0].size < images.shape[0] // 2       # strided, one trajectory held out
     trainer = _Trainer(images, r.image_shape, 2, a, tr, Path("/nonexistent"), {}, False,
                        None, None, split)
-    err = np.asarray(trainer.ae(images, training=False), dtype=np.float64) - images
-    m = np.mean(err.reshape(err.shape[0], -1) ** 2, axis=1)
+    m = _image_errors(trainer, images)
     got = trainer._sample_weights(0)
     np.testing.assert_allclose(got, hard_example_weights(m[trainer.i_train], 1.0, 5.0),
                                rtol=1e-4)
@@ -220,13 +226,9 @@ def test_training_pass_errors_are_each_samples_error_before_its_step(snap,
     r = Restriction.from_image_shape(snap.problem().image_shape, 2)
     images, _ = prepare(snap.states, r, "deviation")
 
-    def numpy_errors(trainer) -> np.ndarray:
-        err = np.asarray(trainer.ae(images, training=False), dtype=np.float64) - images
-        return np.mean(err.reshape(err.shape[0], -1) ** 2, axis=1)
-
     for lr in (3e-3, 0.0):
         trainer = _Trainer(images, r.image_shape, 2, a, tr, tmp_path, {}, False)
-        m0 = numpy_errors(trainer)
+        m0 = _image_errors(trainer, images)
         assert trainer.pass_errors is None
         np.testing.assert_allclose(trainer._sample_weights(0),   # recomputed before epoch 1
                                    hard_example_weights(m0, 1.0, 5.0), rtol=1e-4)
@@ -243,9 +245,9 @@ def test_training_pass_errors_are_each_samples_error_before_its_step(snap,
             np.testing.assert_allclose(errs, m0[order], rtol=1e-4, atol=1e-6 * m0.max())
     trainer.tr = {**tr, "epochs": 1, "learning_rate": 0.0, "lr_min": 0.0}
     trainer.fit()                                 # one epoch at lr 0: the weights stay
-    np.testing.assert_allclose(numpy_errors(trainer), m0, rtol=1e-6)
+    np.testing.assert_allclose(_image_errors(trainer, images), m0, rtol=1e-6)
     np.testing.assert_allclose(trainer._sample_weights(0),
-                               hard_example_weights(numpy_errors(trainer), 1.0, 5.0),
+                               hard_example_weights(_image_errors(trainer, images), 1.0, 5.0),
                                rtol=1e-3)
 
 
@@ -294,9 +296,7 @@ def test_hard_example_errors_recomputed_every_kth_epoch_only(snap, tmp_path: Pat
     images, _ = prepare(snap.states, r, "deviation")
 
     def numpy_weights(trainer) -> np.ndarray:
-        err = np.asarray(trainer.ae(images, training=False), dtype=np.float64) - images
-        return hard_example_weights(np.mean(err.reshape(err.shape[0], -1) ** 2, axis=1),
-                                    1.0, 5.0)
+        return hard_example_weights(_image_errors(trainer, images), 1.0, 5.0)
 
     trainer = _Trainer(images, r.image_shape, 2, a, tr, tmp_path, {}, False)
     w0 = numpy_weights(trainer)
