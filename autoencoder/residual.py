@@ -41,6 +41,21 @@ residual_projection = "tangent"`` the term is the mean square of that part,
 the state-space size of the step LSPG would take away from the encoded trajectory if started
 on it (a bias of this step along the trajectory is a ROM that runs ahead of or behind the FOM;
 on 2D Burgers that, not the distance to the manifold, is most of Deep LSPG's error).
+
+The size of (4) for a given bias scales with the size of a step: a ROM that runs ``d`` steps
+ahead leaves ``P r ~ d (x^n - x^{n-1})``. On parameterized problems whose speed and amplitude
+grow with a parameter (2D Burgers: the step's increment grows about as ``mu^2``), the mean
+square over all trajectories therefore weighs a bias on the slow trajectories less than the
+same bias on the fast ones, and the trained manifold lets the ROM run ahead on the slow ones.
+``[training] residual_normalization = "trajectory"`` divides each step's residual by the root
+mean square increment of its trajectory, relative to the mean over trajectories,
+
+    c_i = ( mean_j s_j / s_i )^(1/2),    s_i = mean_n ||x_i^n - x_i^{n-1}||^2,            (5)
+
+so that the term measures the bias in units of the trajectory's own step (with one
+trajectory, or trajectories that move alike, ``c = 1``). (2) and (4) are linear in the
+operator values and the coefficients ``alpha``: scaling both by ``c_i`` scales the residual
+and its tangent part by ``c_i`` (:func:`trajectory_scale`).
 """
 
 from __future__ import annotations
@@ -169,3 +184,27 @@ def trajectory_residual(snap: SnapshotSet, restriction: Restriction,
     return TrajectoryResidual(current=current, history=history, alpha=alpha,
                               rows=rows.astype(np.int32), cols=cols.astype(np.int32),
                               values=values, pix=restriction.pix.astype(np.int32))
+
+
+def trajectory_scale(res: TrajectoryResidual, images: np.ndarray, n_t: int) -> np.ndarray:
+    """The factors ``c_i`` of (5), one per step of ``res``, float32, shape (m,).
+
+    ``images`` are the (scaled) training images the residual's sample indices refer to
+    (trajectory after trajectory, ``n_t`` each); the increments are measured on the state
+    rows (``res.pix``), so an image's padding does not count.
+    """
+    flat = images.reshape(images.shape[0], -1)
+    prev = res.history[:, 0]
+    inc = np.empty(res.current.size)
+    for s in range(0, inc.size, 1024):  # in blocks: two (block, N) arrays at a time
+        cur, hist = res.current[s:s + 1024], prev[s:s + 1024]
+        diff = flat[cur][:, res.pix].astype(np.float64) - flat[hist][:, res.pix]
+        inc[s:s + 1024] = np.mean(diff * diff, axis=1)
+    traj = res.current // n_t
+    ids, inverse = np.unique(traj, return_inverse=True)
+    s_traj = np.bincount(inverse, weights=inc) / np.bincount(inverse)
+    if np.any(s_traj <= 0):
+        bad = int(ids[np.argmin(s_traj)])
+        raise InputError(f"residual_normalization = 'trajectory': trajectory {bad} does not "
+                         "move (every increment is zero), so its residual has no scale")
+    return np.sqrt(np.mean(s_traj) / s_traj)[inverse].astype(np.float32)

@@ -143,6 +143,13 @@ TRAINING_SCHEMA: dict[str, Field] = {
                                      "residual r, or (tangent) only its part in the span of "
                                      "(dr/dx) dg/dz at the step's code, the part Gauss-Newton "
                                      "acts on (autoencoder/residual.py, equation (4))"),
+    "residual_normalization": Field(str, "none", one_of("none", "trajectory"),
+                                    doc="scale of each step's residual in the residual term: "
+                                        "none, or (trajectory) divided by the root mean "
+                                        "square increment of its trajectory relative to the "
+                                        "mean over trajectories, so a bias counts in units "
+                                        "of the trajectory's own step (autoencoder/"
+                                        "residual.py, equation (5))"),
     "hard_example_exponent": Field(float, 0.0, non_negative,
                                    doc="q of the hard-example weights (m_i / mean m)^q of the "
                                        "samples, m_i their current error (0 = equal weights)"),
@@ -229,7 +236,8 @@ def training_stages(tr: dict[str, Any], where: str) -> list[tuple[dict[str, Any]
         here = where if i == 0 else f"{where} finetune[{i - 1}]"
         # the keys that act on the residual term only, and their value without it
         for key, off in (("hard_example_measure", "error"), ("hard_example_terms", "all"),
-                         ("residual_projection", "none")):
+                         ("residual_projection", "none"),
+                         ("residual_normalization", "none")):
             if st[key] != off and st["residual_weight"] == 0:
                 raise InputError(f"{here} {key}: {st[key]!r} needs residual_weight > 0 "
                                  "(the residual term)")

@@ -74,7 +74,7 @@ from .manifold import (
     TrainedManifold,
     load_trained_manifold,
 )
-from .residual import TrajectoryResidual, trajectory_residual
+from .residual import TrajectoryResidual, trajectory_residual, trajectory_scale
 from .settings import (
     AUTOENCODER_SCHEMA,
     RUN_CONTROL_KEYS,
@@ -197,6 +197,14 @@ class _Trainer:
         self.opt.build(self.vars)
         # with the residual term a sample is a step n >= 1 with its history (residual.py)
         self.images, self.residual = images, residual
+        # residual_normalization = "trajectory": each step's residual times c_i of (5) of
+        # residual.py (applied to its operator values and coefficients as they are gathered)
+        self.res_scale: np.ndarray | None = None
+        if residual is not None and tr["residual_normalization"] == "trajectory":
+            if n_t is None:
+                raise InputError("residual_normalization = 'trajectory' needs the "
+                                 "trajectory length")
+            self.res_scale = trajectory_scale(residual, images, n_t)
         n_samples = images.shape[0] if residual is None else residual.n_samples
         if split is None:  # every sample trains, no validation
             split = (np.arange(n_samples), np.zeros(0, dtype=np.int64))
@@ -417,6 +425,7 @@ class _Trainer:
         if res is not None:
             cur, hist = tf.constant(res.current), tf.constant(res.history)
             values, alpha = tf.constant(res.values), tf.constant(res.alpha)
+            scale = None if self.res_scale is None else tf.constant(self.res_scale)
         bs, seed0 = int(self.tr["batch_size"]), int(self.tr["seed"])
         if self.neighbours is not None:
             prev, nxt, inside = (tf.constant(a) for a in self.neighbours)
@@ -428,9 +437,12 @@ class _Trainer:
                         tf.gather(images, tf.gather(nxt, idx)), tf.gather(inside, idx))
             if res is None:
                 return (tf.gather(images, idx),)
+            v, a = tf.gather(values, idx), tf.gather(alpha, idx)
+            if scale is not None:
+                c = tf.gather(scale, idx)[:, None]
+                v, a = v * c, a * c
             return (tf.gather(images, tf.gather(cur, idx)),
-                    tf.gather(images, tf.gather(hist, idx)),
-                    tf.gather(values, idx), tf.gather(alpha, idx))
+                    tf.gather(images, tf.gather(hist, idx)), v, a)
 
         @tf.function(autograph=False)  # an explicit loop: no source transformation needed
         def train_epoch(order: Any, w: Any, epoch: Any) -> Any:
@@ -519,8 +531,11 @@ class _Trainer:
                     inside[idx])
         if res is None:
             return (self.images[idx],)
-        return (self.images[res.current[idx]], self.images[res.history[idx]],
-                res.values[idx], res.alpha[idx])
+        values, alpha = res.values[idx], res.alpha[idx]
+        if self.res_scale is not None:
+            c = self.res_scale[idx, None]
+            values, alpha = values * c, alpha * c
+        return (self.images[res.current[idx]], self.images[res.history[idx]], values, alpha)
 
     def _evaluate(self, idx: np.ndarray) -> float:
         total = 0.0

@@ -130,7 +130,7 @@ def _residual_loss_parts(snap, extra: dict) -> tuple:
     res = trajectory_residual(snap, r)
     anchors = initial_images(images, snap.n_mu)
     trainer = _Trainer(images, r.image_shape, 2, a, tr, Path("/nonexistent"), {}, False,
-                       anchors, res)
+                       anchors, res, n_t=snap.t.size)
     idx = np.arange(0, res.n_samples, 3)
     got = float(trainer.eval_step(*trainer._batch(idx)))
     err, lin = _model_errors_and_residuals(trainer, images, res, idx)
@@ -144,6 +144,23 @@ def test_residual_loss_is_the_mean_square_of_the_linearized_residual(snap) -> No
     model's reconstructions, MSE(x^n and history) + w * mean |(2)|^2 + the anchor term."""
     got, base, lin, *_ = _residual_loss_parts(snap, {})
     assert got == pytest.approx(base + 7.0 * np.mean(lin**2), rel=1e-4)
+
+
+def test_trajectory_normalized_residual_loss_weighs_each_trajectory_by_its_step(snap
+                                                                             ) -> None:
+    """``residual_normalization = "trajectory"``: each step's residual is divided by the root
+    mean square increment of its trajectory relative to the mean over trajectories (equation
+    (5) of ``residual.py``; the increments computed here from the images trajectory by
+    trajectory); the three trajectories move at different speeds, so the factors differ."""
+    got, base, lin, _, idx, res, images = _residual_loss_parts(
+        snap, {"residual_normalization": "trajectory"})
+    n_t = snap.t.size
+    flat = images.reshape(snap.n_mu, n_t, -1)[:, :, res.pix].astype(np.float64)
+    s = np.mean(np.diff(flat, axis=1) ** 2, axis=(1, 2))        # one per trajectory
+    c = np.sqrt(s.mean() / s)
+    assert c.max() / c.min() > 1.1
+    traj = res.current[idx] // n_t
+    assert got - base == pytest.approx(7.0 * np.mean((c[traj, None] * lin) ** 2), rel=1e-4)
 
 
 def test_tangent_residual_loss_is_the_gauss_newton_part_of_the_residual(snap) -> None:
@@ -183,10 +200,12 @@ def test_tangent_residual_needs_a_deterministic_autoencoder(snap) -> None:
         _Trainer(images, r.image_shape, 2, a, tr, Path("/nonexistent"), {}, False)
 
 
-def test_tangent_residual_needs_the_residual_term() -> None:
-    tr = parse_section({"residual_projection": "tangent"}, TRAINING_SCHEMA, "c.toml [training]")
-    with pytest.raises(InputError, match=r"c.toml \[training\] residual_projection: "
-                                         r"'tangent' needs residual_weight > 0"):
+@pytest.mark.parametrize(("key", "value"), [("residual_projection", "tangent"),
+                                          ("residual_normalization", "trajectory")])
+def test_residual_options_need_the_residual_term(key: str, value: str) -> None:
+    tr = parse_section({key: value}, TRAINING_SCHEMA, "c.toml [training]")
+    with pytest.raises(InputError, match=rf"c.toml \[training\] {key}: "
+                                         rf"'{value}' needs residual_weight > 0"):
         training_stages(tr, "c.toml [training]")
 
 
