@@ -53,9 +53,15 @@ mean square increment of its trajectory, relative to the mean over trajectories,
     c_i = ( mean_j s_j / s_i )^(1/2),    s_i = mean_n ||x_i^n - x_i^{n-1}||^2,            (5)
 
 so that the term measures the bias in units of the trajectory's own step (with one
-trajectory, or trajectories that move alike, ``c = 1``). (2) and (4) are linear in the
-operator values and the coefficients ``alpha``: scaling both by ``c_i`` scales the residual
-and its tangent part by ``c_i`` (:func:`trajectory_scale`).
+trajectory, or trajectories that move alike, ``c = 1``). ``residual_normalization = "step"``
+goes one further and divides by each step's own increment,
+
+    c^n_i = ( mean_{j,m} d_j^m / d_i^n )^(1/2),    d_i^n = ||x_i^n - x_i^{n-1}||^2,        (6)
+
+so that the term is the mean square of the relative speed error of every step: a slow late
+step, where the lead a ROM accumulates is made as much as on a fast early one, weighs as
+much. (2) and (4) are linear in the operator values and the coefficients ``alpha``: scaling
+both by ``c`` scales the residual and its tangent part by ``c`` (:func:`residual_scale`).
 """
 
 from __future__ import annotations
@@ -186,12 +192,20 @@ def trajectory_residual(snap: SnapshotSet, restriction: Restriction,
                               values=values, pix=restriction.pix.astype(np.int32))
 
 
-def trajectory_scale(res: TrajectoryResidual, images: np.ndarray, n_t: int) -> np.ndarray:
-    """The factors ``c_i`` of (5), one per step of ``res``, float32, shape (m,).
+def residual_scale(res: TrajectoryResidual, images: np.ndarray, n_t: int,
+                   by: str) -> np.ndarray:
+    """The factors ``c`` of (5) (``by = "trajectory"``) or (6) (``by = "step"``), one per step
+    of ``res``, float32, shape (m,).
 
     ``images`` are the (scaled) training images the residual's sample indices refer to
     (trajectory after trajectory, ``n_t`` each); the increments are measured on the state
     rows (``res.pix``), so an image's padding does not count.
+
+    Raises
+    ------
+    InputError
+        If a trajectory (``"trajectory"``) or a step (``"step"``) does not move: its residual
+        has no scale.
     """
     flat = images.reshape(images.shape[0], -1)
     prev = res.history[:, 0]
@@ -200,11 +214,16 @@ def trajectory_scale(res: TrajectoryResidual, images: np.ndarray, n_t: int) -> n
         cur, hist = res.current[s:s + 1024], prev[s:s + 1024]
         diff = flat[cur][:, res.pix].astype(np.float64) - flat[hist][:, res.pix]
         inc[s:s + 1024] = np.mean(diff * diff, axis=1)
-    traj = res.current // n_t
-    ids, inverse = np.unique(traj, return_inverse=True)
-    s_traj = np.bincount(inverse, weights=inc) / np.bincount(inverse)
-    if np.any(s_traj <= 0):
-        bad = int(ids[np.argmin(s_traj)])
-        raise InputError(f"residual_normalization = 'trajectory': trajectory {bad} does not "
-                         "move (every increment is zero), so its residual has no scale")
-    return np.sqrt(np.mean(s_traj) / s_traj)[inverse].astype(np.float32)
+    if by == "step":
+        size, inverse = inc, np.arange(inc.size)
+    else:
+        traj = res.current // n_t
+        inverse = np.unique(traj, return_inverse=True)[1]
+        size = np.bincount(inverse, weights=inc) / np.bincount(inverse)
+    if np.any(size <= 0):
+        k = int(np.argmin(size))
+        what = (f"trajectory {int(res.current[inverse == k][0] // n_t)}" if by != "step" else
+                f"step {int(res.current[k] % n_t)} of trajectory {int(res.current[k] // n_t)}")
+        raise InputError(f"residual_normalization = {by!r}: {what} does not move (its "
+                         "increment is zero), so its residual has no scale")
+    return np.sqrt(np.mean(size) / size)[inverse].astype(np.float32)

@@ -143,13 +143,13 @@ TRAINING_SCHEMA: dict[str, Field] = {
                                      "residual r, or (tangent) only its part in the span of "
                                      "(dr/dx) dg/dz at the step's code, the part Gauss-Newton "
                                      "acts on (autoencoder/residual.py, equation (4))"),
-    "residual_normalization": Field(str, "none", one_of("none", "trajectory"),
+    "residual_normalization": Field(str, "none", one_of("none", "trajectory", "step"),
                                     doc="scale of each step's residual in the residual term: "
-                                        "none, or (trajectory) divided by the root mean "
-                                        "square increment of its trajectory relative to the "
-                                        "mean over trajectories, so a bias counts in units "
-                                        "of the trajectory's own step (autoencoder/"
-                                        "residual.py, equation (5))"),
+                                        "none; (trajectory) divided by the root mean square "
+                                        "increment x^n - x^(n-1) of its trajectory; (step) by "
+                                        "its own step's increment; each relative to the mean, "
+                                        "so a phase bias counts in units of the step "
+                                        "(autoencoder/residual.py, equations (5) and (6))"),
     "hard_example_exponent": Field(float, 0.0, non_negative,
                                    doc="q of the hard-example weights (m_i / mean m)^q of the "
                                        "samples, m_i their current error (0 = equal weights)"),

@@ -74,7 +74,7 @@ from .manifold import (
     TrainedManifold,
     load_trained_manifold,
 )
-from .residual import TrajectoryResidual, trajectory_residual, trajectory_scale
+from .residual import TrajectoryResidual, residual_scale, trajectory_residual
 from .settings import (
     AUTOENCODER_SCHEMA,
     RUN_CONTROL_KEYS,
@@ -197,14 +197,13 @@ class _Trainer:
         self.opt.build(self.vars)
         # with the residual term a sample is a step n >= 1 with its history (residual.py)
         self.images, self.residual = images, residual
-        # residual_normalization = "trajectory": each step's residual times c_i of (5) of
+        # residual_normalization: each step's residual times its c of (5) or (6) of
         # residual.py (applied to its operator values and coefficients as they are gathered)
         self.res_scale: np.ndarray | None = None
-        if residual is not None and tr["residual_normalization"] == "trajectory":
+        if residual is not None and tr["residual_normalization"] != "none":
             if n_t is None:
-                raise InputError("residual_normalization = 'trajectory' needs the "
-                                 "trajectory length")
-            self.res_scale = trajectory_scale(residual, images, n_t)
+                raise InputError("residual_normalization needs the trajectory length")
+            self.res_scale = residual_scale(residual, images, n_t, tr["residual_normalization"])
         n_samples = images.shape[0] if residual is None else residual.n_samples
         if split is None:  # every sample trains, no validation
             split = (np.arange(n_samples), np.zeros(0, dtype=np.int64))

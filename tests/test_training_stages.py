@@ -146,21 +146,39 @@ def test_residual_loss_is_the_mean_square_of_the_linearized_residual(snap) -> No
     assert got == pytest.approx(base + 7.0 * np.mean(lin**2), rel=1e-4)
 
 
-def test_trajectory_normalized_residual_loss_weighs_each_trajectory_by_its_step(snap
-                                                                             ) -> None:
-    """``residual_normalization = "trajectory"``: each step's residual is divided by the root
-    mean square increment of its trajectory relative to the mean over trajectories (equation
-    (5) of ``residual.py``; the increments computed here from the images trajectory by
-    trajectory); the three trajectories move at different speeds, so the factors differ."""
+@pytest.mark.parametrize("by", ["trajectory", "step"])
+def test_normalized_residual_loss_weighs_each_step_by_its_increment(snap, by: str) -> None:
+    """``residual_normalization``: each step's residual is divided by the root mean square
+    increment ``x^n - x^(n-1)`` of its trajectory (or of the step itself) relative to the mean
+    (equations (5) and (6) of ``residual.py``; the increments computed here from the images
+    trajectory by trajectory); the three trajectories move at different speeds, so the
+    factors differ."""
     got, base, lin, _, idx, res, images = _residual_loss_parts(
-        snap, {"residual_normalization": "trajectory"})
+        snap, {"residual_normalization": by})
     n_t = snap.t.size
     flat = images.reshape(snap.n_mu, n_t, -1)[:, :, res.pix].astype(np.float64)
-    s = np.mean(np.diff(flat, axis=1) ** 2, axis=(1, 2))        # one per trajectory
-    c = np.sqrt(s.mean() / s)
+    d = np.mean(np.diff(flat, axis=1) ** 2, axis=2)             # (n_mu, n_t - 1)
+    if by == "trajectory":
+        d = np.repeat(d.mean(axis=1, keepdims=True), n_t - 1, axis=1)
+    c = np.sqrt(d.mean() / d)
     assert c.max() / c.min() > 1.1
-    traj = res.current[idx] // n_t
-    assert got - base == pytest.approx(7.0 * np.mean((c[traj, None] * lin) ** 2), rel=1e-4)
+    i, n = np.divmod(res.current[idx], n_t)
+    assert got - base == pytest.approx(7.0 * np.mean((c[i, n - 1, None] * lin) ** 2),
+                                       rel=1e-4)
+
+
+@pytest.mark.parametrize(("by", "what"), [("trajectory", "trajectory 1 does not move"),
+                                         ("step", "step 1 of trajectory 1 does not move")])
+def test_normalization_refuses_a_trajectory_that_does_not_move(snap, by: str,
+                                                                what: str) -> None:
+    from autoencoder.residual import residual_scale
+
+    r = Restriction.from_image_shape(snap.problem().image_shape, 2)
+    images, _ = prepare(snap.states, r, "deviation")
+    n_t = snap.t.size
+    images[n_t:2 * n_t] = images[n_t]                          # trajectory 1 frozen
+    with pytest.raises(InputError, match=f"residual_normalization = '{by}': {what}"):
+        residual_scale(trajectory_residual(snap, r), images, n_t, by)
 
 
 def test_tangent_residual_loss_is_the_gauss_newton_part_of_the_residual(snap) -> None:
@@ -201,7 +219,7 @@ def test_tangent_residual_needs_a_deterministic_autoencoder(snap) -> None:
 
 
 @pytest.mark.parametrize(("key", "value"), [("residual_projection", "tangent"),
-                                          ("residual_normalization", "trajectory")])
+                                          ("residual_normalization", "step")])
 def test_residual_options_need_the_residual_term(key: str, value: str) -> None:
     tr = parse_section({key: value}, TRAINING_SCHEMA, "c.toml [training]")
     with pytest.raises(InputError, match=rf"c.toml \[training\] {key}: "
