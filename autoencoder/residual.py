@@ -56,12 +56,15 @@ so that the term measures the bias in units of the trajectory's own step (with o
 trajectory, or trajectories that move alike, ``c = 1``). ``residual_normalization = "step"``
 goes one further and divides by each step's own increment,
 
-    c^n_i = ( mean_{j,m} d_j^m / d_i^n )^(1/2),    d_i^n = ||x_i^n - x_i^{n-1}||^2,        (6)
+    c^n_i = ( mean_{j,m} d_j^m / max(d_i^n, mean_{j,m} d_j^m / 100) )^(1/2),
+    d_i^n = ||x_i^n - x_i^{n-1}||^2,                                                    (6)
 
 so that the term is the mean square of the relative speed error of every step: a slow late
-step, where the lead a ROM accumulates is made as much as on a fast early one, weighs as
-much. (2) and (4) are linear in the operator values and the coefficients ``alpha``: scaling
-both by ``c`` scales the residual and its tangent part by ``c`` (:func:`residual_scale`).
+step weighs as much as a fast early one (a ROM's lead accumulates on both alike). A step at
+rest (increment below 1/100 of the mean: ``MAX_STEP_WEIGHT``) weighs 100 times the mean
+step instead of infinitely more. (2) and (4) are linear in the operator values and the
+coefficients ``alpha``: scaling both by ``c`` scales the residual and its tangent part by
+``c`` (:func:`residual_scale`).
 """
 
 from __future__ import annotations
@@ -75,6 +78,10 @@ from fom.snapshots import SnapshotSet
 from fom.steppers import get_scheme, scheme_at_step, time_jacobian
 
 from .data import Restriction, Scaling
+
+#: The largest weight ``c^2`` of a step under ``residual_normalization = "step"`` (6): a step
+#: at rest weighs this many times the mean step.
+MAX_STEP_WEIGHT = 100.0
 
 #: Refuse to hold more operator values than this in memory (float32 bytes).
 MAX_OPERATOR_BYTES = 2 * 1024**3
@@ -199,13 +206,14 @@ def residual_scale(res: TrajectoryResidual, images: np.ndarray, n_t: int,
 
     ``images`` are the (scaled) training images the residual's sample indices refer to
     (trajectory after trajectory, ``n_t`` each); the increments are measured on the state
-    rows (``res.pix``), so an image's padding does not count.
+    rows (``res.pix``), so an image's padding does not count. A step whose increment is below
+    ``1 / MAX_STEP_WEIGHT`` of the mean (a state at rest, as 1D Burgers' once its shock has
+    left) weighs ``MAX_STEP_WEIGHT`` times the mean step, not infinitely more.
 
     Raises
     ------
     InputError
-        If a trajectory (``"trajectory"``) or a step (``"step"``) does not move: its residual
-        has no scale.
+        If a trajectory does not move (``"trajectory"``), or no step does (``"step"``).
     """
     flat = images.reshape(images.shape[0], -1)
     prev = res.history[:, 0]
@@ -215,15 +223,16 @@ def residual_scale(res: TrajectoryResidual, images: np.ndarray, n_t: int,
         diff = flat[cur][:, res.pix].astype(np.float64) - flat[hist][:, res.pix]
         inc[s:s + 1024] = np.mean(diff * diff, axis=1)
     if by == "step":
-        size, inverse = inc, np.arange(inc.size)
-    else:
-        traj = res.current // n_t
-        inverse = np.unique(traj, return_inverse=True)[1]
-        size = np.bincount(inverse, weights=inc) / np.bincount(inverse)
+        if not np.mean(inc) > 0:
+            raise InputError("residual_normalization = 'step': no training step moves (every "
+                             "increment is zero), so the residual has no scale")
+        size = np.maximum(inc, np.mean(inc) / MAX_STEP_WEIGHT)
+        return np.sqrt(np.mean(inc) / size).astype(np.float32)
+    traj = res.current // n_t
+    ids, inverse = np.unique(traj, return_inverse=True)
+    size = np.bincount(inverse, weights=inc) / np.bincount(inverse)
     if np.any(size <= 0):
-        k = int(np.argmin(size))
-        what = (f"trajectory {int(res.current[inverse == k][0] // n_t)}" if by != "step" else
-                f"step {int(res.current[k] % n_t)} of trajectory {int(res.current[k] // n_t)}")
-        raise InputError(f"residual_normalization = {by!r}: {what} does not move (its "
-                         "increment is zero), so its residual has no scale")
+        raise InputError(f"residual_normalization = 'trajectory': trajectory "
+                         f"{int(ids[np.argmin(size)])} does not move (every increment is "
+                         "zero), so its residual has no scale")
     return np.sqrt(np.mean(size) / size)[inverse].astype(np.float32)

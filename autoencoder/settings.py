@@ -147,7 +147,8 @@ TRAINING_SCHEMA: dict[str, Field] = {
                                     doc="scale of each step's residual in the residual term: "
                                         "none; (trajectory) divided by the root mean square "
                                         "increment x^n - x^(n-1) of its trajectory; (step) by "
-                                        "its own step's increment; each relative to the mean, "
+                                        "its own step's increment (a step at rest weighs 100 "
+                                        "times the mean step); each relative to the mean, "
                                         "so a phase bias counts in units of the step "
                                         "(autoencoder/residual.py, equations (5) and (6))"),
     "hard_example_exponent": Field(float, 0.0, non_negative,

@@ -160,25 +160,39 @@ def test_normalized_residual_loss_weighs_each_step_by_its_increment(snap, by: st
     d = np.mean(np.diff(flat, axis=1) ** 2, axis=2)             # (n_mu, n_t - 1)
     if by == "trajectory":
         d = np.repeat(d.mean(axis=1, keepdims=True), n_t - 1, axis=1)
-    c = np.sqrt(d.mean() / d)
+    c = np.sqrt(d.mean() / np.maximum(d, d.mean() / 100))
     assert c.max() / c.min() > 1.1
     i, n = np.divmod(res.current[idx], n_t)
     assert got - base == pytest.approx(7.0 * np.mean((c[i, n - 1, None] * lin) ** 2),
                                        rel=1e-4)
 
 
-@pytest.mark.parametrize(("by", "what"), [("trajectory", "trajectory 1 does not move"),
-                                         ("step", "step 1 of trajectory 1 does not move")])
-def test_normalization_refuses_a_trajectory_that_does_not_move(snap, by: str,
-                                                                what: str) -> None:
-    from autoencoder.residual import residual_scale
+def test_normalization_refuses_what_does_not_move_and_caps_a_step_at_rest(snap) -> None:
+    """A trajectory at rest has no scale (``"trajectory"``: refused by number); under
+    ``"step"`` its steps weigh ``MAX_STEP_WEIGHT`` times the mean step (c = 10), the others
+    as before, and only data in which nothing moves is refused."""
+    from autoencoder.residual import MAX_STEP_WEIGHT, residual_scale
 
     r = Restriction.from_image_shape(snap.problem().image_shape, 2)
     images, _ = prepare(snap.states, r, "deviation")
+    res = trajectory_residual(snap, r)
     n_t = snap.t.size
-    images[n_t:2 * n_t] = images[n_t]                          # trajectory 1 frozen
-    with pytest.raises(InputError, match=f"residual_normalization = '{by}': {what}"):
-        residual_scale(trajectory_residual(snap, r), images, n_t, by)
+    moving = residual_scale(res, images, n_t, "step")
+    images[n_t:2 * n_t] = images[n_t]                          # trajectory 1 at rest
+    with pytest.raises(InputError, match="residual_normalization = 'trajectory': trajectory "
+                                         "1 does not move"):
+        residual_scale(res, images, n_t, "trajectory")
+    c = residual_scale(res, images, n_t, "step")
+    rest = res.current // n_t == 1
+    assert MAX_STEP_WEIGHT == 100.0
+    np.testing.assert_allclose(c[rest], 10.0, rtol=1e-6)
+    # the moving steps: the same increments against a mean that lost trajectory 1's share
+    ratio = c[~rest] / moving[~rest]
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-5)
+    assert ratio[0] < 1.0
+    images[:] = images[0]
+    with pytest.raises(InputError, match="'step': no training step moves"):
+        residual_scale(res, images, n_t, "step")
 
 
 def test_tangent_residual_loss_is_the_gauss_newton_part_of_the_residual(snap) -> None:
