@@ -223,11 +223,11 @@ def residual_scale(res: TrajectoryResidual, images: np.ndarray, n_t: int,
         diff = flat[cur][:, res.pix].astype(np.float64) - flat[hist][:, res.pix]
         inc[s:s + 1024] = np.mean(diff * diff, axis=1)
     if by == "step":
-        if not np.mean(inc) > 0:
+        mean = np.mean(inc)
+        if not mean > 0:
             raise InputError("residual_normalization = 'step': no training step moves (every "
                              "increment is zero), so the residual has no scale")
-        size = np.maximum(inc, np.mean(inc) / MAX_STEP_WEIGHT)
-        return np.sqrt(np.mean(inc) / size).astype(np.float32)
+        return np.sqrt(mean / np.maximum(inc, mean / MAX_STEP_WEIGHT)).astype(np.float32)
     traj = res.current // n_t
     ids, inverse = np.unique(traj, return_inverse=True)
     size = np.bincount(inverse, weights=inc) / np.bincount(inverse)
