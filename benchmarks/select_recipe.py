@@ -8,10 +8,11 @@ scores infinity; ties go to the lower mean): the study's targets bound the worst
 a set, and a mean hides a parameter region where the manifold folds. The test parameters and
 their snapshot file are never read: the candidate folders hold only the training snapshots.
 Every candidate but the hard-example ones fits the training-time target (10 minutes per p on
-a 2-core machine, both stages, refit on the 80 trajectories): about 440 s of stage 0 and a
-20-epoch fine-tuning stage of about 100 s, measured on an AMD EPYC (Zen 4); the hard-example
-candidates were trained when the weights recomputed every snapshot's error each epoch, which
-took 2.8x as long (now only the training snapshots': 1.4x). Three greedy rounds:
+a 2-core machine, every stage of both seeds of the refit on the 80 trajectories, two at once):
+about 300 s of stage 0 per seed on one thread, and up to about 220 s for a fine-tuning stage
+(README, "Training time"); the hard-example candidates were trained when the weights
+recomputed every snapshot's error each epoch, which took 2.8x as long (now only the training
+snapshots': 1.4x). Three greedy rounds:
 
 1. how to spend the stage-0 budget: batch size, learning rate, snapshot stride, epochs (the
    candidates cost about the same);
@@ -21,8 +22,13 @@ took 2.8x as long (now only the training snapshots': 1.4x). Three greedy rounds:
    error is made in the few steps in which the shock leaves the domain, which few snapshots
    sample), and a penalty on the encoder's relative latent acceleration along the training
    trajectories (``latent_smoothness_weight``);
-3. on the round-2 winner: no fine-tuning stage, or one of a few residual fine-tuning stages
-   (``autoencoder/residual.py``) that continue from it.
+3. on the round-2 winner: no fine-tuning stage, or one of the residual fine-tuning stages
+   (``autoencoder/residual.py``) that continue from it, for p = 3 only: the whole linearized
+   residual, or its tangent part (``residual_projection = "tangent"``: the part Gauss-Newton
+   acts on) at several weights, learning rates, lengths, strides and normalizations. They
+   continue from the same stage-0 weights, so the seed's draw is common to all of them. A
+   tangent stage of 20 epochs at every 2nd step takes about 200 s per seed (one thread,
+   Intel Xeon): inside the target with the refit's two seeds.
 
 The winner's ``[training]`` section, with ``validation_every = 0`` (the final model is refit
 on all 80 trajectories with the same recipe and number of epochs: no decision in it depends on
@@ -122,6 +128,33 @@ RESIDUAL = {"residual_weight": 10.0, "learning_rate": 5e-4, "batch_size": 128,
             "snapshot_stride": 2}
 HARD = {"hard_example_measure": "residual", "hard_example_terms": "residual",
         "hard_example_exponent": 1.0}
+
+
+def lr(v: float) -> str:
+    """A learning rate as the tables write it (``5e-4``)."""
+    return f"{v:.0e}".replace("e-0", "e-")
+
+
+def tangent(weight: float, **kw: Any) -> tuple[str, str, dict[str, Any]]:
+    """A round-3 candidate: the tangent residual stage (``residual_projection = "tangent"``:
+    only the part of the linearized residual that Gauss-Newton acts on) on top of
+    :data:`RESIDUAL`, 20 epochs unless ``kw`` says otherwise; name and description from its
+    settings."""
+    st = {**RESIDUAL, "residual_projection": "tangent", "residual_weight": weight,
+          "epochs": 20, **kw}
+    norm = st.get("residual_normalization", "none")
+    stride = {2: "2nd", 3: "3rd"}.get(st["snapshot_stride"], f"{st['snapshot_stride']}th")
+    name = (f"tan{weight:g}" + ("" if norm == "none" else f"-{norm}")
+            + ("" if st["learning_rate"] == 5e-4 else f"-lr{lr(st['learning_rate'])}")
+            + ("" if st["snapshot_stride"] == 2 else f"-s{st['snapshot_stride']}")
+            + f"-e{st['epochs']}")
+    what = (f"tangent residual term (weight {weight:g}"
+            + ("" if norm == "none" else f", {norm} normalization")
+            + f"), batch 128, lr {lr(st['learning_rate'])}, every {stride} step, "
+            f"{st['epochs']} epochs")
+    return name, what, st
+
+
 ROUND3 = [
     ("res10-e20", "residual term (weight 10), batch 128, lr 5e-4, every 2nd step, 20 epochs",
      {**RESIDUAL, "epochs": 20}),
@@ -132,6 +165,12 @@ ROUND3 = [
     ("res10-hard-e20", "residual term (weight 10), hard-example weights by step residual on "
      "the residual term (q = 1), batch 128, lr 5e-4, every 2nd step, 20 epochs",
      {**RESIDUAL, **HARD, "epochs": 20}),
+    *(tangent(w, **kw) for w, kw in [
+        (10.0, {}), (30.0, {}), (100.0, {}), (1000.0, {}),
+        (30.0, {"learning_rate": 1e-3}), (30.0, {"epochs": 10}), (30.0, {"snapshot_stride": 4}),
+        (1000.0, {"residual_normalization": "trajectory"}),
+        (1000.0, {"residual_normalization": "step"}),
+        (30.0, {"residual_normalization": "step"})]),
 ]
 
 
@@ -333,7 +372,9 @@ def main(argv: list[str] | None = None) -> int:
         best = run_round(cands, "round 2: weights of the loss")
     if args.rounds >= 3:
         parent = winner(cands, best)
-        cands = [parent] + [variant(parent, name, f"then {what}", {}, [stage])
+        # a stage for p = 3 only: the protocol validates no other p
+        cands = [parent] + [variant(parent, name, f"then {what}", {},
+                                    [{**stage, "latent_dims": [P]}])
                             for name, what, stage in ROUND3]
         best = run_round(cands, "round 3: fine-tuning stages")
     if args.seeds > 1:
