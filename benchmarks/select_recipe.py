@@ -167,7 +167,10 @@ ROUND3 = [
      {**RESIDUAL, **HARD, "epochs": 20}),
     *(tangent(w, **kw) for w, kw in [
         (10.0, {}), (30.0, {}), (100.0, {}), (1000.0, {}),
-        (30.0, {"learning_rate": 1e-3}), (30.0, {"epochs": 10}), (30.0, {"snapshot_stride": 4}),
+        (30.0, {"learning_rate": 1e-3}), (30.0, {"learning_rate": 2e-3}),
+        (30.0, {"epochs": 10}), (30.0, {"snapshot_stride": 4}),
+        *((w, {"learning_rate": 1e-3, "residual_normalization": "trajectory"})
+          for w in (10.0, 30.0, 100.0)),
         (1000.0, {"residual_normalization": "trajectory"}),
         (1000.0, {"residual_normalization": "step"}),
         (30.0, {"residual_normalization": "step"})]),

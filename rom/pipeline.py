@@ -185,7 +185,8 @@ def demo(output_dir: str | os.PathLike = "output/demo", *,
     outputs.next_steps = [
         f"edit {cfg_path} (e.g. [autoencoder] latent_dims = [3, 5]) and run: mrom run "
         f"{cfg_path}",
-        "mrom run examples/burgers1d.toml --jobs 3  (the paper's study at p = 3, three "
-        "seeds trained at once and the best kept: about 10 min on 2 cores; docs/problems.md)",
+        "mrom run examples/burgers1d.toml --jobs 2  (the paper's study at p = 3, two "
+        "seeds trained at once and the better kept: about 10 min on 2 cores; "
+        "docs/problems.md)",
     ]
     return outputs
