@@ -9,8 +9,8 @@ a set, and a mean hides a parameter region where the manifold folds. The test pa
 their snapshot file are never read: the candidate folders hold only the training snapshots.
 Every candidate but the hard-example ones fits the training-time target (10 minutes per p on
 a 2-core machine, every stage of both seeds of the refit on the 80 trajectories, two at once):
-about 300 s of stage 0 per seed on one thread, and up to about 220 s for a fine-tuning stage
-(README, "Training time"); the hard-example candidates were trained when the weights
+about 330 s of stage 0 per seed on one thread, and up to about 220 s for a fine-tuning stage
+(Intel Xeon; README, "Training time"); the hard-example candidates were trained when the weights
 recomputed every snapshot's error each epoch, which took 2.8x as long (now only the training
 snapshots': 1.4x). Three greedy rounds:
 
@@ -27,7 +27,7 @@ snapshots': 1.4x). Three greedy rounds:
    residual, or its tangent part (``residual_projection = "tangent"``: the part Gauss-Newton
    acts on) at several weights, learning rates, lengths, strides and normalizations. They
    continue from the same stage-0 weights, so the seed's draw is common to all of them. A
-   tangent stage of 20 epochs at every 2nd step takes about 200 s per seed (one thread,
+   tangent stage of 20 epochs at every 2nd step takes about 220 s per seed (one thread,
    Intel Xeon): inside the target with the refit's two seeds.
 
 The winner's ``[training]`` section, with ``validation_every = 0`` (the final model is refit
