@@ -144,14 +144,17 @@ def tangent(weight: float, **kw: Any) -> tuple[str, str, dict[str, Any]]:
           "epochs": 20, **kw}
     norm = st.get("residual_normalization", "none")
     stride = {2: "2nd", 3: "3rd"}.get(st["snapshot_stride"], f"{st['snapshot_stride']}th")
+    # the name spells out what differs from RESIDUAL (the folder of a cached candidate)
     name = (f"tan{weight:g}" + ("" if norm == "none" else f"-{norm}")
-            + ("" if st["learning_rate"] == 5e-4 else f"-lr{lr(st['learning_rate'])}")
-            + ("" if st["snapshot_stride"] == 2 else f"-s{st['snapshot_stride']}")
+            + ("" if st["learning_rate"] == RESIDUAL["learning_rate"]
+               else f"-lr{lr(st['learning_rate'])}")
+            + ("" if st["snapshot_stride"] == RESIDUAL["snapshot_stride"]
+               else f"-s{st['snapshot_stride']}")
             + f"-e{st['epochs']}")
     what = (f"tangent residual term (weight {weight:g}"
             + ("" if norm == "none" else f", {norm} normalization")
-            + f"), batch 128, lr {lr(st['learning_rate'])}, every {stride} step, "
-            f"{st['epochs']} epochs")
+            + f"), batch {st['batch_size']}, lr {lr(st['learning_rate'])}, every {stride} "
+            f"step, {st['epochs']} epochs")
     return name, what, st
 
 
@@ -175,6 +178,27 @@ ROUND3 = [
         (1000.0, {"residual_normalization": "step"}),
         (30.0, {"residual_normalization": "step"})]),
 ]
+
+
+def variant(parent: Candidate, name: str, what: str, training: dict[str, Any],
+            finetune: list[dict[str, Any]] | None = None) -> Candidate:
+    """``parent`` with more ``[training]`` keys, or continued by ``finetune`` stages."""
+    return Candidate(f"{parent.name}+{name}", f"{parent.what}; {what}",
+                     {**parent.training, **training}, finetune or [],
+                     parent.name if finetune else None)
+
+
+def round2(parent: Candidate) -> list[Candidate]:
+    """Round 2's candidates on the round-1 winner ``parent`` (itself first)."""
+    return [parent] + [variant(parent, *v) for v in ROUND2]
+
+
+def round3(parent: Candidate) -> list[Candidate]:
+    """Round 3's candidates on the round-2 winner ``parent`` (itself first): each stage of
+    :data:`ROUND3` for p = 3 only (the protocol validates no other p)."""
+    return [parent] + [variant(parent, name, f"then {what}", {},
+                               [{**stage, "latent_dims": [P]}])
+                       for name, what, stage in ROUND3]
 
 
 def machine() -> str:
@@ -358,27 +382,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{title}\n\n{table(rows)}\n\nwinner: {best['name']}\n", flush=True)
         return best
 
-    def variant(parent: Candidate, name: str, what: str, training: dict[str, Any],
-                finetune: list[dict[str, Any]] | None = None) -> Candidate:
-        return Candidate(f"{parent.name}+{name}", f"{parent.what}; {what}",
-                         {**parent.training, **training}, finetune or [],
-                         parent.name if finetune else None)
-
     def winner(cands: list[Candidate], row: dict[str, Any]) -> Candidate:
         return next(c for c in cands if c.name == row["name"])
 
     cands = ROUND1
     best = run_round(cands, "round 1: stage-0 budget")
     if args.rounds >= 2:
-        cands = [winner(cands, best)]
-        cands += [variant(cands[0], *v) for v in ROUND2]
+        cands = round2(winner(cands, best))
         best = run_round(cands, "round 2: weights of the loss")
     if args.rounds >= 3:
-        parent = winner(cands, best)
-        # a stage for p = 3 only: the protocol validates no other p
-        cands = [parent] + [variant(parent, name, f"then {what}", {},
-                                    [{**stage, "latent_dims": [P]}])
-                            for name, what, stage in ROUND3]
+        cands = round3(winner(cands, best))
         best = run_round(cands, "round 3: fine-tuning stages")
     if args.seeds > 1:
         parent = winner(cands, best)

@@ -20,16 +20,8 @@ from fom.errors import InputError  # noqa: E402
 
 def candidates() -> list[sr.Candidate]:
     """Every recipe the three greedy rounds can reach, whichever candidate wins a round."""
-    out = []
-    for first in sr.ROUND1:
-        seconds = [first] + [sr.Candidate(f"{first.name}+{n}", w, {**first.training, **t})
-                             for n, w, t in sr.ROUND2]
-        for second in seconds:
-            out.append(second)
-            out += [sr.Candidate(f"{second.name}+{n}", w, dict(second.training),
-                                 [{**st, "latent_dims": [sr.P]}], second.name)
-                    for n, w, st in sr.ROUND3]
-    return out
+    return [third for first in sr.ROUND1 for second in sr.round2(first)
+            for third in sr.round3(second)]
 
 
 def test_burgers1d_recipe_is_a_protocol_candidate() -> None:
