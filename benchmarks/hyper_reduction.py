@@ -119,17 +119,11 @@ LABEL = {"fom": "FOM (numba)", "deep-lspg": "Deep LSPG", "hr-deep-lspg": "HR Dee
 
 
 def machine() -> str:
-    """CPU model, cores, Python and numpy versions."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}, Python "
-            f"{platform.python_version()}, numpy {np.__version__}")
+    """CPU (:func:`fom_speed.cpu_model`), cpus, load, Python and numpy versions."""
+    from fom_speed import cpu_model
+
+    return (f"{cpu_model()}, {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}, "
+            f"Python {platform.python_version()}, numpy {np.__version__}")
 
 
 # ----------------------------------------------------------------------------- studies

@@ -52,9 +52,7 @@ import copy
 import json
 import math
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -202,13 +200,10 @@ def round3(parent: Candidate) -> list[Candidate]:
 
 
 def machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(ln.split(":", 1)[1].strip() for ln in out.splitlines()
-                     if ln.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        model = platform.processor() or platform.machine()
-    return f"{model}, {os.cpu_count()} cpus"
+    """The CPU (:func:`fom_speed.cpu_model`) and its number of cpus."""
+    from fom_speed import cpu_model
+
+    return f"{cpu_model()}, {os.cpu_count()} cpus"
 
 
 def candidate_config(base: Any, cand: Candidate, out: Path) -> Any:
