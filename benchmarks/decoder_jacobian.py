@@ -59,6 +59,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fom_speed import cpu_model  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = dict(filters=[8, 16, 32, 64], kernel_size=[5, 5, 5, 5], strides=[1, 2, 2, 2],
              padding="same", activation="elu", latent_activation="elu",
@@ -72,18 +75,6 @@ TARGET_2D = 10.0
 SAMPLE_NODES = 60
 #: Largest relative difference allowed between numba's and TF's g and J (float64 round-off).
 RTOL = 1e-12
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def n_cores() -> int:

@@ -27,7 +27,6 @@ import dataclasses
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,18 +39,10 @@ from fom.solve import time_grid
 from fom.sparse_newton import integrate_sparse
 from fom.steppers import BACKWARD_EULER
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fom_speed import cpu_model  # noqa: E402
+
 LIMIT_S = 120.0
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run(problem, mu, *, generic: bool = False) -> dict[str, float]:

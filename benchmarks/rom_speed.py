@@ -44,7 +44,9 @@ PAPER = dict(filters=[8, 16, 32, 64], kernel_size=[5, 5, 5, 5], strides=[1, 2, 2
 
 
 def machine() -> str:
-    return (f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, Python "
+    from fom_speed import cpu_model
+
+    return (f"{platform.node()} {cpu_model()}, {os.cpu_count()} cpus, Python "
             f"{platform.python_version()}, numpy {np.__version__}")
 
 
