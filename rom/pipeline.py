@@ -186,7 +186,7 @@ def demo(output_dir: str | os.PathLike = "output/demo", *,
         f"edit {cfg_path} (e.g. [autoencoder] latent_dims = [3, 5]) and run: mrom run "
         f"{cfg_path}",
         "mrom run examples/burgers1d.toml --jobs 2  (the paper's study at p = 3, two "
-        "seeds trained at once and the better kept: about 10 min on 2 cores; "
-        "docs/problems.md)",
+        "seeds trained at once and the better kept: about 10 min on 2 cores with "
+        "AVX-512, about 30 min on a CPU with AVX2 only; docs/problems.md)",
     ]
     return outputs
