@@ -10,18 +10,15 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from fom_speed import describe_cpu  # noqa: E402
 
-ZEN3 = """Architecture:                            x86_64
-CPU(s):                                  2
-Vendor ID:                               AuthenticAMD
-Model name:                              AMD EPYC
-CPU family:                              25
-Model:                                   1
-Flags:                                   fpu sse2 avx fma avx2 bmi2
-"""
-XEON = ZEN3.replace("AuthenticAMD", "GenuineIntel").replace("AMD EPYC", "Intel Xeon Processor") \
-    .replace("25", "6").replace("Model:                                   1",
-                                "Model:                                   167") \
-    .replace("avx2 bmi2", "avx2 bmi2 avx512f avx512dq avx512_vnni")
+
+def lscpu(name: str, family: int, model: int, flags: str) -> str:
+    """The lines of ``lscpu``'s output that :func:`describe_cpu` reads, among others."""
+    return (f"Architecture:  x86_64\nCPU(s):  2\nModel name:  {name}\n"
+            f"CPU family:  {family}\nModel:  {model}\nFlags:  fpu sse2 {flags}\n")
+
+
+ZEN3 = lscpu("AMD EPYC", 25, 1, "avx fma avx2 bmi2")
+XEON = lscpu("Intel Xeon Processor", 6, 167, "avx fma avx2 bmi2 avx512f avx512dq avx512_vnni")
 
 
 def test_cpu_named_with_family_model_and_vector_width() -> None:
