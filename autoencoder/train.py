@@ -1013,7 +1013,9 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
                       "trained_on": trained_on.tolist(), "validation": validation.tolist(),
                       "validation_mu": snap.mu[validation].tolist()},
         "training_result": {**results[-1], "stages": results},
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        # TF_ENABLE_ONEDNN_OPTS: which convolution kernels trained it (autoencoder/__init__.py)
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
+                     "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS")},
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     # provisional manifest so the numba path can load the directory; checked, then final

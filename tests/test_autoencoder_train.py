@@ -6,6 +6,8 @@ Tiny nets on a tiny snapshot set (64 cells, 10 steps, 4 parameters), a few epoch
 from __future__ import annotations
 
 import json
+import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -347,6 +349,31 @@ def test_online_path_does_not_import_tensorflow(trained: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout
     assert "LOADED []" in out
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="TensorFlow's oneDNN switch is an x86 setting")
+def test_importing_the_package_gives_tensorflow_onednn_convolutions(trained: Path) -> None:
+    """Importing ``autoencoder`` before TensorFlow makes a Keras convolution run as a oneDNN
+    convolution primitive (ONEDNN_VERBOSE names it) on every x86 CPU, not only on those where
+    TensorFlow turns oneDNN on by itself; a user's ``TF_ENABLE_ONEDNN_OPTS = 0`` stands; the
+    manifest records the setting that trained the model."""
+    code = ("import os, autoencoder, keras, numpy as np\n"
+            "print('ENV', os.environ['TF_ENABLE_ONEDNN_OPTS'])\n"
+            "keras.layers.Conv2D(4, 3)(np.ones((2, 8, 8, 1), 'float32'))\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    env["ONEDNN_VERBOSE"] = "1"
+    runs = {}
+    for setting in (None, "0"):
+        extra = {} if setting is None else {"TF_ENABLE_ONEDNN_OPTS": setting}
+        runs[setting] = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                       text=True, cwd=ROOT, check=True, env={**env, **extra})
+    assert "ENV 1" in runs[None].stdout
+    assert ",convolution," in runs[None].stdout + runs[None].stderr
+    assert "ENV 0" in runs["0"].stdout
+    assert ",convolution," not in runs["0"].stdout + runs["0"].stderr
+    man = json.loads((trained / "manifest.json").read_text())
+    assert man["versions"]["TF_ENABLE_ONEDNN_OPTS"] == os.environ["TF_ENABLE_ONEDNN_OPTS"]
 
 
 def test_broken_model_directories_are_refused(trained: Path, tmp_path: Path) -> None:
