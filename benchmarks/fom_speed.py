@@ -56,8 +56,8 @@ def describe_cpu(lscpu: str, fallback: str = "unknown CPU") -> str:
     widest vector instructions, e.g. ``AMD EPYC (family 25, model 1; AVX2)``. The family and
     model tell apart CPUs that share a name (AMD EPYC Zen 2, 3 and 4), and the vector width
     is what set the measured machines apart in training speed: on the same 2-core VM size,
-    an epoch took about 3x as long on the AVX2 CPUs as on the AVX-512 ones (README,
-    "Training time")."""
+    an epoch took about 2x as long on the AVX2 CPUs as on the AVX-512 ones with oneDNN's
+    kernels on both, 3x with TensorFlow's default kernels (README, "Training time")."""
     info = {k.strip(): v.strip() for k, _, v in
             (line.partition(":") for line in lscpu.splitlines()) if v.strip()}
     name = info.get("Model name") or fallback

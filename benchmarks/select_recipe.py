@@ -10,8 +10,9 @@ their snapshot file are never read: the candidate folders hold only the training
 Every candidate but the hard-example ones fits the training-time target (10 minutes per p on
 a 2-core machine, every stage of both seeds of the refit on the 80 trajectories, two at once):
 about 330 s of stage 0 per seed on one thread, and up to about 220 s for a fine-tuning stage
-(Intel Xeon, a CPU with AVX-512; about 3x as long on a CPU with AVX2 only, where the target
-is missed: README, "Training time"); the hard-example candidates were trained when the weights
+(Intel Xeon, a CPU with AVX-512; about 2x as long on a CPU with AVX2 only, where the target
+is missed, and 3x before ``autoencoder`` turned TensorFlow's oneDNN kernels on there: README,
+"Training time"); the hard-example candidates were trained when the weights
 recomputed every snapshot's error each epoch, which took 2.8x as long (now only the training
 snapshots': 1.4x). Three greedy rounds:
 

@@ -187,6 +187,6 @@ def demo(output_dir: str | os.PathLike = "output/demo", *,
         f"{cfg_path}",
         "mrom run examples/burgers1d.toml --jobs 2  (the paper's study at p = 3, two "
         "seeds trained at once and the better kept: about 10 min on 2 cores with "
-        "AVX-512, about 30 min on a CPU with AVX2 only; docs/problems.md)",
+        "AVX-512, about 21 min on a CPU with AVX2 only; docs/problems.md)",
     ]
     return outputs
