@@ -59,6 +59,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+import autoencoder  # noqa: E402, F401  (before TensorFlow starts: autoencoder/__init__.py)
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fom_speed import cpu_model  # noqa: E402
 

@@ -91,6 +91,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import autoencoder  # noqa: E402, F401  (before TensorFlow starts: autoencoder/__init__.py)
 import fom  # noqa: E402
 from fom.errors import ConvergenceError, InputError  # noqa: E402
 from fom.snapshots import (  # noqa: E402

@@ -35,6 +35,8 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import numpy as np  # noqa: E402
 
+import autoencoder  # noqa: E402, F401  (before TensorFlow starts: autoencoder/__init__.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "output" / "burgers1d" / "models" / "p3"
 PAPER = dict(filters=[8, 16, 32, 64], kernel_size=[5, 5, 5, 5], strides=[1, 2, 2, 2],

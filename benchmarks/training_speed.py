@@ -15,8 +15,11 @@ same load of a shared machine), with the training code itself (``autoencoder.tra
 - a step with the residual term (``residual_weight > 0``: every sample brings its history
   image) against a plain one;
 
-and in subprocesses (the settings must precede TensorFlow's start): TensorFlow's oneDNN
-kernels off, and one intra-op thread instead of the default.
+and in subprocesses (the settings must precede TensorFlow's start), for a plain step and a
+step of the tangent residual stage (``residual_projection = "tangent"``): TensorFlow's oneDNN
+kernels off, TensorFlow's own choice of them (``TF_ENABLE_ONEDNN_OPTS`` empty: on only with
+AVX-512 neural-network instructions; importing ``autoencoder`` otherwise turns them on), and
+one intra-op thread instead of the default.
 
     python benchmarks/training_speed.py [--json PATH] [--repeats N]
 
@@ -230,15 +233,19 @@ def local2d_cases() -> dict[str, Any]:
     return cases
 
 
-def subprocess_case(env: dict[str, str], repeats: int) -> dict[str, float]:
-    """The batch-128 step in a fresh interpreter with ``env`` (oneDNN, threads)."""
+def subprocess_case(env: dict[str, str], repeats: int) -> dict[str, dict[str, float]]:
+    """The batch-128 step, plain (``"plain"``) and of the tangent residual stage
+    (``"tangent"``), in a fresh interpreter with ``env`` (oneDNN, threads)."""
     here = str(Path(__file__).parent)
     code = (f"import json, sys; sys.path.insert(0, {here!r}); import training_speed as t; "
             "im, r, res, a = t.setup(2); tr = t.trainer(im, r, a); import numpy as np; "
+            "tt = t.trainer(im, r, a, res, residual_projection='tangent'); "
             "import tensorflow as tf; s = tf.constant([0, 0], dtype=tf.int32); "
             "b = tr._batch(np.arange(128)); w = np.ones(128, dtype=np.float32); "
-            f"out = t.interleaved({{'x': lambda: float(tr.train_step(s, w, *b)[0])}}, 20, "
-            f"{repeats}); print('RESULT', json.dumps(out['x']))")
+            "bt = tt._batch(np.arange(128)); "
+            "out = t.interleaved({'plain': lambda: float(tr.train_step(s, w, *b)[0]), "
+            "'tangent': lambda: float(tt.train_step(s, w, *bt)[0])}, 10, "
+            f"{repeats}); print('RESULT', json.dumps(out))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, **env}, cwd=ROOT, check=True)
     line = next(ln for ln in res.stdout.splitlines() if ln.startswith("RESULT"))
@@ -259,6 +266,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     steps.update(interleaved(local2d_cases(), 10, args.repeats))
     sub = {"default": subprocess_case({}, args.repeats),
            "oneDNN off": subprocess_case({"TF_ENABLE_ONEDNN_OPTS": "0"}, args.repeats),
+           "TensorFlow's oneDNN default": subprocess_case({"TF_ENABLE_ONEDNN_OPTS": ""},
+                                                          args.repeats),
            "1 intra-op thread": subprocess_case({"TRAINING_SPEED_THREADS": "1"},
                                                 args.repeats)}
     out.update(steps=steps, epochs=epochs, subprocess=sub, load_after=os.getloadavg()[0])
@@ -297,9 +306,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{e['epoch tf.function b64']['cpu_s'] / e['epoch python loop b64']['cpu_s']:.2f}x "
           "the CPU time of the Python loop")
     d = sub["default"]
-    for k in ("oneDNN off", "1 intra-op thread"):
-        print(f"{k}, batch 128: {sub[k]['cpu_s'] / d['cpu_s']:.2f}x the CPU time, "
-              f"{sub[k]['wall_s'] / d['wall_s']:.2f}x the wall time of the default")
+    print(f"\nbatch-128 step in a fresh process, default (oneDNN on): plain "
+          f"{1e3 * d['plain']['cpu_s']:.1f} ms CPU, tangent residual stage "
+          f"{1e3 * d['tangent']['cpu_s']:.1f} ms CPU")
+    for k in ("oneDNN off", "TensorFlow's oneDNN default", "1 intra-op thread"):
+        for step in ("plain", "tangent"):
+            a, b = sub[k][step], d[step]
+            print(f"{k}, {step} step: {a['cpu_s'] / b['cpu_s']:.2f}x the CPU time, "
+                  f"{a['wall_s'] / b['wall_s']:.2f}x the wall time of the default")
     if args.json:
         from fom.atomic import write_text_atomic
         write_text_atomic(args.json, json.dumps(out, indent=1))
