@@ -5,10 +5,11 @@ directory; ``autoencoder.manifold`` loads it for the online solvers with numba k
 Importing this package does not import TensorFlow, but it sets TensorFlow's
 ``TF_ENABLE_ONEDNN_OPTS`` to 1 unless it is already set: TensorFlow turns its oneDNN
 convolution kernels on by default only on CPUs with AVX-512 neural-network instructions
-(VNNI and newer); on others (AVX2 CPUs such as AMD's Zen 2 and Zen 3) it runs Eigen's, and a
-training step of the paper's Burgers network takes 1.5-2x longer there
-(``benchmarks/training_speed.py``). The variable is read once, when TensorFlow starts: import
-this package before TensorFlow, or set it in the environment (0 turns the kernels off).
+(VNNI and newer); on others (AVX2 CPUs such as AMD's Zen 2 and Zen 3) it runs Eigen's, with
+which the p = 3 Burgers recipe took 1.5x as long on an AVX2 Zen 3 (stage 0 1.4x, the tangent
+stage 1.7x; README, "Training time"; ``benchmarks/training_speed.py``). The variable is read
+once, when TensorFlow starts: import this package before TensorFlow, or set it in the
+environment (0 turns the kernels off).
 """
 
 import os
