@@ -160,6 +160,19 @@ def reconstruction_errors(manifold: TrainedManifold, snap: SnapshotSet,
             for s in snap.states]
 
 
+def tensorflow_onednn() -> bool | None:
+    """Whether TensorFlow runs its oneDNN kernels in this process, as TensorFlow itself reports
+    it (``None`` where this TensorFlow does not say): fixed by ``TF_ENABLE_ONEDNN_OPTS`` when
+    TensorFlow started, which importing ``autoencoder`` first sets to 1 (package docstring). The
+    kernels change the last bits of the trained weights, so the manifest records it."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port  # no public API says it
+    except ImportError:
+        return None
+    enabled = getattr(_pywrap_util_port, "IsMklEnabled", None)
+    return None if enabled is None else bool(enabled())
+
+
 def check_fits(n_dofs: int, snap: SnapshotSet) -> None:
     """Refuse a snapshot file whose state size differs from the model's input size."""
     if snap.n_dofs != n_dofs:
@@ -1013,9 +1026,8 @@ def train_model(snap: SnapshotSet, restriction: Restriction, p: int, arch: dict[
                       "trained_on": trained_on.tolist(), "validation": validation.tolist(),
                       "validation_mu": snap.mu[validation].tolist()},
         "training_result": {**results[-1], "stages": results},
-        # TF_ENABLE_ONEDNN_OPTS: which convolution kernels trained it (autoencoder/__init__.py)
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
-                     "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS")},
+                     "onednn": tensorflow_onednn()},
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     # provisional manifest so the numba path can load the directory; checked, then final

@@ -356,11 +356,13 @@ def test_online_path_does_not_import_tensorflow(trained: Path) -> None:
 def test_importing_the_package_gives_tensorflow_onednn_convolutions(trained: Path) -> None:
     """Importing ``autoencoder`` before TensorFlow makes a Keras convolution run as a oneDNN
     convolution primitive (ONEDNN_VERBOSE names it) on every x86 CPU, not only on those where
-    TensorFlow turns oneDNN on by itself; a user's ``TF_ENABLE_ONEDNN_OPTS = 0`` stands; the
-    manifest records the setting that trained the model."""
+    TensorFlow turns oneDNN on by itself; a user's ``TF_ENABLE_ONEDNN_OPTS = 0`` stands;
+    TensorFlow's own report of the setting agrees, and the manifest records it."""
     code = ("import os, autoencoder, keras, numpy as np\n"
+            "from autoencoder.train import tensorflow_onednn\n"
             "print('ENV', os.environ['TF_ENABLE_ONEDNN_OPTS'])\n"
-            "keras.layers.Conv2D(4, 3)(np.ones((2, 8, 8, 1), 'float32'))\n")
+            "keras.layers.Conv2D(4, 3)(np.ones((2, 8, 8, 1), 'float32'))\n"
+            "print('ONEDNN', tensorflow_onednn())\n")
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     env["ONEDNN_VERBOSE"] = "1"
     runs = {}
@@ -368,12 +370,14 @@ def test_importing_the_package_gives_tensorflow_onednn_convolutions(trained: Pat
         extra = {} if setting is None else {"TF_ENABLE_ONEDNN_OPTS": setting}
         runs[setting] = subprocess.run([sys.executable, "-c", code], capture_output=True,
                                        text=True, cwd=ROOT, check=True, env={**env, **extra})
-    assert "ENV 1" in runs[None].stdout
+    assert "ENV 1" in runs[None].stdout and "ONEDNN True" in runs[None].stdout
     assert ",convolution," in runs[None].stdout + runs[None].stderr
-    assert "ENV 0" in runs["0"].stdout
+    assert "ENV 0" in runs["0"].stdout and "ONEDNN False" in runs["0"].stdout
     assert ",convolution," not in runs["0"].stdout + runs["0"].stderr
+    from autoencoder.train import tensorflow_onednn
+
     man = json.loads((trained / "manifest.json").read_text())
-    assert man["versions"]["TF_ENABLE_ONEDNN_OPTS"] == os.environ["TF_ENABLE_ONEDNN_OPTS"]
+    assert man["versions"]["onednn"] is tensorflow_onednn() is not None
 
 
 def test_broken_model_directories_are_refused(trained: Path, tmp_path: Path) -> None:
