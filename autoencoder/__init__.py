@@ -9,7 +9,7 @@ convolution kernels on by default only on CPUs with AVX-512 neural-network instr
 which the p = 3 Burgers recipe took 1.5x as long on an AVX2 Zen 3 (stage 0 1.4x, the tangent
 stage 1.7x; README, "Training time"; ``benchmarks/training_speed.py``). The variable is read
 once, when TensorFlow starts: import this package before TensorFlow, or set it in the
-environment (0 turns the kernels off).
+environment (0 turns the kernels off); training warns when TensorFlow started first.
 """
 
 import os

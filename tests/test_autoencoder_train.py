@@ -357,7 +357,8 @@ def test_importing_the_package_gives_tensorflow_onednn_convolutions(trained: Pat
     """Importing ``autoencoder`` before TensorFlow makes a Keras convolution run as a oneDNN
     convolution primitive (ONEDNN_VERBOSE names it) on every x86 CPU, not only on those where
     TensorFlow turns oneDNN on by itself; a user's ``TF_ENABLE_ONEDNN_OPTS = 0`` stands;
-    TensorFlow's own report of the setting agrees, and the manifest records it."""
+    TensorFlow's own report of the setting agrees, and the manifest records it; a TensorFlow
+    started before the package is reported by the warning training gives."""
     code = ("import os, autoencoder, keras, numpy as np\n"
             "from autoencoder.train import tensorflow_onednn\n"
             "print('ENV', os.environ['TF_ENABLE_ONEDNN_OPTS'])\n"
@@ -374,10 +375,22 @@ def test_importing_the_package_gives_tensorflow_onednn_convolutions(trained: Pat
     assert ",convolution," in runs[None].stdout + runs[None].stderr
     assert "ENV 0" in runs["0"].stdout and "ONEDNN False" in runs["0"].stdout
     assert ",convolution," not in runs["0"].stdout + runs["0"].stderr
-    from autoencoder.train import tensorflow_onednn
+    from autoencoder.train import onednn_started_late, tensorflow_onednn
 
     man = json.loads((trained / "manifest.json").read_text())
     assert man["versions"]["onednn"] is tensorflow_onednn() is not None
+    assert onednn_started_late() is None
+    # TensorFlow started first (without oneDNN, whatever this CPU's default): the package's
+    # setting comes too late, and training says so
+    late = subprocess.run([sys.executable, "-c", "import os\n"
+                           "os.environ['TF_ENABLE_ONEDNN_OPTS'] = '0'\n"
+                           "import tensorflow\n"
+                           "del os.environ['TF_ENABLE_ONEDNN_OPTS']\n"
+                           "import autoencoder\n"
+                           "from autoencoder.train import onednn_started_late as f\n"
+                           "print('LATE', f())"], capture_output=True, text=True, cwd=ROOT,
+                          check=True, env=env).stdout
+    assert "LATE TensorFlow started before autoencoder" in late
 
 
 def test_broken_model_directories_are_refused(trained: Path, tmp_path: Path) -> None:
